@@ -1,0 +1,234 @@
+"""Synthetic shape-detection dataset in YOLO format, fully seeded.
+
+No data can be downloaded on the machines this platform targets, so the default model is trained
+on images we draw ourselves: filled circles, squares and triangles in random colours, sizes and
+rotations, on varied backgrounds (flat, gradient, noise, stripes). ``background="photo"`` puts the
+same shapes on real photographs (scikit-image's bundled samples), which is the production shift the
+drift scenario uses.
+
+Example:
+    >>> from pathlib import Path
+    >>> from yoloserve.dataset import generate_dataset
+    >>> yaml_path = generate_dataset(Path("/tmp/shapes"), n_train=8, n_val=2, n_test=2, seed=0)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
+Background = Literal["synthetic", "photo"]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One drawn object: class index and its tight box in pixels (x1, y1, x2, y2)."""
+
+    cls: int
+    xyxy: tuple[float, float, float, float]
+
+    @property
+    def name(self) -> str:
+        return CLASSES[self.cls]
+
+
+def _random_colour(rng: random.Random) -> tuple[int, int, int]:
+    return (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255))
+
+
+def _contrasting_colour(rng: random.Random, bg_mean: np.ndarray) -> tuple[int, int, int]:
+    # A shape that melts into the background is unlabelable noise, not a harder example.
+    for _ in range(50):
+        colour = _random_colour(rng)
+        if np.abs(np.array(colour, dtype=float) - bg_mean).sum() > 150:
+            return colour
+    return tuple(int(255 - v) for v in bg_mean)  # type: ignore[return-value]
+
+
+def _synthetic_background(rng: random.Random, width: int, height: int) -> Image.Image:
+    kind = rng.choice(("flat", "gradient", "noise", "stripes"))
+    nprng = np.random.default_rng(rng.randint(0, 2**31))
+    if kind == "flat":
+        arr = np.zeros((height, width, 3), dtype=np.float32) + np.array(_random_colour(rng))
+    elif kind == "gradient":
+        a, b = np.array(_random_colour(rng)), np.array(_random_colour(rng))
+        t = np.linspace(0.0, 1.0, width if rng.random() < 0.5 else height)
+        ramp = a[None, :] * (1 - t[:, None]) + b[None, :] * t[:, None]
+        arr = (
+            np.broadcast_to(ramp[None, :, :], (height, width, 3))
+            if len(t) == width
+            else np.broadcast_to(ramp[:, None, :], (height, width, 3))
+        ).astype(np.float32)
+    elif kind == "noise":
+        base = np.array(_random_colour(rng), dtype=np.float32)
+        arr = base + nprng.normal(0, 40, size=(height, width, 3))
+    else:
+        a, b = np.array(_random_colour(rng)), np.array(_random_colour(rng))
+        period = rng.randint(8, 40)
+        stripes = (np.arange(width if rng.random() < 0.5 else height) // period) % 2
+        mask = stripes[None, :] if len(stripes) == width else stripes[:, None]
+        mask = np.broadcast_to(mask, (height, width))[..., None]
+        arr = np.where(mask == 1, a, b).astype(np.float32)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def _photo_backgrounds() -> list[np.ndarray]:
+    """Real photos shipped inside scikit-image's wheel (no download)."""
+    from skimage import data as skdata  # heavy, and only the drift scenario needs it
+
+    photos = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "brick", "grass", "gravel"):
+        try:
+            img = getattr(skdata, name)()
+        except Exception:  # a sample missing from this scikit-image build is simply skipped
+            continue
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        photos.append(img[..., :3].astype(np.uint8))
+    if not photos:
+        raise RuntimeError("scikit-image ships no sample photos in this install")
+    return photos
+
+
+def _photo_background(
+    rng: random.Random, width: int, height: int, photos: list[np.ndarray]
+) -> Image.Image:
+    photo = Image.fromarray(rng.choice(photos))
+    scale = max(width / photo.width, height / photo.height) * rng.uniform(1.0, 1.6)
+    photo = photo.resize((math.ceil(photo.width * scale), math.ceil(photo.height * scale)))
+    x0 = rng.randint(0, photo.width - width)
+    y0 = rng.randint(0, photo.height - height)
+    return photo.crop((x0, y0, x0 + width, y0 + height))
+
+
+def _polygon(cls: int, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
+    n, offset = (4, math.pi / 4) if cls == 1 else (3, -math.pi / 2)
+    return [
+        (cx + r * math.cos(angle + offset + 2 * math.pi * k / n),
+         cy + r * math.sin(angle + offset + 2 * math.pi * k / n))
+        for k in range(n)
+    ]
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def render_image(
+    rng: random.Random,
+    background: Background = "synthetic",
+    photos: list[np.ndarray] | None = None,
+    size_range: tuple[int, int] = (320, 512),
+    max_objects: int = 5,
+) -> tuple[Image.Image, list[Shape]]:
+    """Draw one image and return it with its ground-truth shapes."""
+    width, height = rng.randint(*size_range), rng.randint(*size_range)
+    if background == "photo":
+        img = _photo_background(rng, width, height, photos or _photo_backgrounds())
+    else:
+        img = _synthetic_background(rng, width, height)
+    draw = ImageDraw.Draw(img)
+    shapes: list[Shape] = []
+    for _ in range(rng.randint(1, max_objects)):
+        r = rng.uniform(14, min(width, height) / 5)
+        cx, cy = rng.uniform(r + 2, width - r - 2), rng.uniform(r + 2, height - r - 2)
+        cls = rng.randrange(len(CLASSES))
+        if cls == 0:
+            pts = None
+            box = (cx - r, cy - r, cx + r, cy + r)
+        else:
+            pts = _polygon(cls, cx, cy, r, rng.uniform(0, 2 * math.pi))
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            box = (min(xs), min(ys), max(xs), max(ys))
+        if any(_iou(box, s.xyxy) > 0.05 for s in shapes):
+            continue  # keep objects apart so every label is unambiguous
+        region = np.asarray(img.crop(tuple(int(v) for v in box)), dtype=float)
+        colour = _contrasting_colour(rng, region.reshape(-1, 3).mean(axis=0))
+        if pts is None:
+            draw.ellipse(box, fill=colour)
+        else:
+            draw.polygon(pts, fill=colour)
+        shapes.append(Shape(cls, box))
+    return img, shapes
+
+
+def yolo_label_lines(shapes: list[Shape], width: int, height: int) -> list[str]:
+    """YOLO txt format: ``cls cx cy w h`` normalised to the image size."""
+    lines = []
+    for s in shapes:
+        x1, y1, x2, y2 = s.xyxy
+        lines.append(
+            f"{s.cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+            f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
+        )
+    return lines
+
+
+def iter_images(
+    n: int, seed: int, background: Background = "synthetic"
+) -> Iterator[tuple[Image.Image, list[Shape]]]:
+    """Yield ``n`` seeded images; the same seed always gives the same images."""
+    rng = random.Random(seed)
+    photos = _photo_backgrounds() if background == "photo" else None
+    for _ in range(n):
+        yield render_image(rng, background=background, photos=photos)
+
+
+def write_split(
+    root: Path,
+    split: str,
+    n: int,
+    seed: int,
+    background: Background = "synthetic",
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write ``n`` images and labels under ``root/images/split`` and ``root/labels/split``."""
+    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    lbl_dir.mkdir(parents=True, exist_ok=True)
+    for i, (img, shapes) in enumerate(iter_images(n, seed, background)):
+        stem = f"{split}_{i:05d}"
+        img.save(img_dir / f"{stem}.jpg", quality=92)
+        (lbl_dir / f"{stem}.txt").write_text("\n".join(yolo_label_lines(shapes, *img.size)) + "\n")
+        if progress:
+            progress(1)
+    return n
+
+
+def write_data_yaml(root: Path, splits: tuple[str, ...] = ("train", "val", "test")) -> Path:
+    """Write the Ultralytics dataset file (absolute path, so it works from any cwd)."""
+    lines = [f"path: {root.resolve()}"]
+    lines += [f"{s}: images/{s}" for s in splits]
+    lines.append("names:")
+    lines += [f"  {i}: {name}" for i, name in enumerate(CLASSES)]
+    path = root / "data.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def generate_dataset(
+    root: Path,
+    n_train: int = 800,
+    n_val: int = 150,
+    n_test: int = 150,
+    seed: int = 0,
+    background: Background = "synthetic",
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Generate train/val/test splits with distinct seeds and return the ``data.yaml`` path."""
+    # Distinct, fixed seeds per split keep the held-out test split disjoint from training.
+    for offset, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
+        write_split(root, split, n, seed * 1000 + offset, background, progress)
+    return write_data_yaml(root)
