@@ -1,0 +1,108 @@
+# The operator's verbs. `make demo` and `make test` set up whatever is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.setup-done
+SYSSTAMP := .run/.system-deps-done
+WEIGHTS ?= models/default/best.pt
+VERSION ?=
+PYTEST_ARGS ?=
+
+export YOLO_OFFLINE := 1
+export DO_NOT_TRACK := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup system-deps demo stop status test lint bench train package redeploy rollback \
+        ref-data scenario up down compose-config clean
+
+help: ## List the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+# --- setup -----------------------------------------------------------------------------------
+# torch and torchvision are installed first, as an exact matching pair: a bare `torch` or a range
+# pulls a multi-GB CUDA build from the index, and PyPI's torchvision 0.28 does not import beside
+# the local CPU torch 2.13 (see README, "Why torch 2.14.1").
+$(STAMP): pyproject.toml
+	@command -v python3.11 >/dev/null || command -v python3 >/dev/null
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,dev]"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, torchserve, evidently, streamlit"
+	touch $@
+
+# System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
+# test, docker-compose (v1, parser only: no engine runs here) to validate docker-compose.yml.
+$(SYSSTAMP):
+	@mkdir -p .run
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	touch $@
+
+setup: $(STAMP) $(SYSSTAMP) ## Create the venv and install everything (idempotent)
+
+system-deps: $(SYSSTAMP)
+
+# --- run locally -----------------------------------------------------------------------------
+demo: setup ## Start TorchServe, gateway, web app and Evidently UI locally; print the URLs
+	$(PY) -m scripts.stack up
+
+stop: ## Stop everything `make demo` started
+	@test -x $(PY) && $(PY) -m scripts.stack down || true
+
+status: ## Show what is running
+	$(PY) -m scripts.stack status
+
+# --- tests -----------------------------------------------------------------------------------
+test: setup ## Run the whole test suite (real TorchServe and Chromium included)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff + mypy
+	$(PY) -m ruff check .
+	$(PY) -m mypy yoloserve gateway
+
+bench: setup ## Latency/throughput: raw Ultralytics vs TorchServe vs gateway; feedback; hot swap
+	$(PY) -m scripts.bench
+
+# --- models ----------------------------------------------------------------------------------
+train: setup ## Regenerate the synthetic dataset and retrain the default model (CPU: ~1 h)
+	$(PY) -m scripts.train dataset
+	$(PY) -m scripts.train train
+
+package: setup ## Package WEIGHTS (default: shipped model) as a new .mar version in the registry
+	$(PY) -m scripts.package --weights $(WEIGHTS)
+
+redeploy: setup ## Package WEIGHTS and hot-register it on the running TorchServe as the default
+	$(PY) -m scripts.models redeploy --weights $(WEIGHTS)
+
+rollback: setup ## Make VERSION the serving default again (no restart)
+	@test -n "$(VERSION)" || (echo "usage: make rollback VERSION=n" && exit 2)
+	$(PY) -m scripts.models activate $(VERSION)
+
+ref-data: setup ## Rebuild data/ref_data.csv from the training set
+	$(PY) -m scripts.build_ref_data
+
+scenario: setup ## Drift scenario end to end against the running demo
+	$(PY) -m scripts.scenario
+
+# --- docker compose (production path; needs a Docker engine) ---------------------------------
+up: ## docker compose up (build images, start the four services)
+	docker compose up -d --build
+
+down: ## docker compose down
+	docker compose down
+
+compose-config: $(SYSSTAMP) ## Validate docker-compose.yml without an engine
+	docker-compose -f docker-compose.yml config -q
+
+clean: stop ## Remove run state (keeps the venv and the shipped model)
+	rm -rf .run models/store models/registry.json data/feedback data/prod_data.csv
