@@ -1,0 +1,361 @@
+"""The model registry: ``models/registry.json``, the source of truth for versions and the default.
+
+It records every packaged version (weights sha256, ``.mar`` file, metrics, parent, status, what it
+was trained on), which version is the default, the class names, and the retrain jobs.
+
+Concurrency: the gateway, retrain jobs and CLIs share the file. Readers never lock: every write
+goes to a temporary file in the same folder, is flushed to disk, then ``os.replace``-d over the
+old one, so a reader (or a crash at any instant) sees the old file or the new one, never half of
+one. Writers serialise on ``registry.json.lock`` (``filelock``, across threads and processes) and
+re-read the file under the lock, so no update is lost.
+
+Example:
+    >>> from pathlib import Path
+    >>> reg = Registry(Path("/tmp/example-registry.json"))
+    >>> reg.next_version()
+    '1'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from filelock import FileLock
+from pydantic import BaseModel, ConfigDict, Field
+
+from yoloserve.paths import REGISTRY_FILE
+
+VersionStatus = Literal["ready", "serving", "rejected", "retired"]
+"""``ready``: packaged, may be served; ``serving``: the default; ``rejected``: failed the retrain
+gate (kept for the record); ``retired``: no longer served."""
+
+JobState = Literal["queued", "running", "succeeded", "rejected", "failed"]
+
+LOCK_TIMEOUT_S = 60.0  # packaging holds the lock while the .mar is built: seconds, not minutes
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, to the second (what the registry stores)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class RegistryError(Exception):
+    """Base of the registry's errors."""
+
+
+class UnknownVersionError(RegistryError, KeyError):
+    """The registry has no such model version."""
+
+
+class UnknownJobError(RegistryError, KeyError):
+    """The registry has no such retrain job."""
+
+
+class ModelVersion(BaseModel):
+    """One packaged model version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(pattern=r"^[1-9][0-9]*$", description="Integer as a string: '1', '2'.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the weights file.")
+    mar: str = Field(description="File name of the .mar in the model store.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    parent: str | None = Field(default=None, description="Version it was fine-tuned from.")
+    status: VersionStatus = "ready"
+    trained_on: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrainJob(BaseModel):
+    """One retrain job, as ``GET /retrain/{job_id}`` reports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    state: JobState = "queued"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    candidate_version: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+
+
+class RegistryData(BaseModel):
+    """The whole registry file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "yolo"
+    classes: list[str] = Field(default_factory=list)
+    default_version: str | None = None
+    versions: list[ModelVersion] = Field(default_factory=list)
+    jobs: list[RetrainJob] = Field(default_factory=list)
+
+    def get(self, version: str) -> ModelVersion:
+        """The record of ``version``.
+
+        Raises:
+            UnknownVersionError: no such version.
+        """
+        for record in self.versions:
+            if record.version == version:
+                return record
+        raise UnknownVersionError(version)
+
+    def get_job(self, job_id: str) -> RetrainJob:
+        """The record of ``job_id``.
+
+        Raises:
+            UnknownJobError: no such job.
+        """
+        for job in self.jobs:
+            if job.job_id == job_id:
+                return job
+        raise UnknownJobError(job_id)
+
+    def next_version(self) -> str:
+        """One more than the highest version ever recorded (versions are never reused)."""
+        return str(max((int(v.version) for v in self.versions), default=0) + 1)
+
+    def next_job_id(self) -> str:
+        """A job id not used yet: ``r-0001``, ``r-0002``, ..."""
+        numbers = [int(j.job_id[2:]) for j in self.jobs if j.job_id[2:].isdigit()]
+        return f"r-{max(numbers, default=0) + 1:04d}"
+
+    def add_version(
+        self, record: ModelVersion, classes: list[str], make_default: bool | None = None
+    ) -> ModelVersion:
+        """Append ``record`` after checking it fits (see ``Registry.add_version``)."""
+        if any(v.version == record.version for v in self.versions):
+            raise RegistryError(f"version {record.version} already exists")
+        if record.parent is not None:
+            self.get(record.parent)
+        if self.classes and list(classes) != self.classes:
+            message = f"classes {list(classes)} differ from the registry's {self.classes}"
+            raise RegistryError(message)
+        self.classes = list(classes)
+        self.versions.append(record)
+        if make_default or (make_default is None and self.default_version is None):
+            self.set_default(record.version)
+        return record
+
+    def set_default(self, version: str) -> ModelVersion:
+        """Make ``version`` the default (``serving``); the previous default becomes ``ready``.
+
+        Raises:
+            UnknownVersionError: no such version.
+            RegistryError: the version was rejected.
+        """
+        record = self.get(version)
+        if record.status == "rejected":
+            raise RegistryError(f"version {version} was rejected and cannot be the default")
+        for other in self.versions:
+            if other.status == "serving" and other.version != version:
+                other.status = "ready"
+        record.status = "serving"
+        self.default_version = version
+        return record
+
+
+class Registry:
+    """File-backed registry with lock-free reads and atomic, locked writes.
+
+    Args:
+        path: the JSON file; ``models/registry.json`` (``YOLOSERVE_MODELS_DIR``) by default.
+        lock_timeout: seconds to wait for another writer before ``filelock.Timeout``.
+    """
+
+    def __init__(self, path: Path | None = None, lock_timeout: float = LOCK_TIMEOUT_S) -> None:
+        self.path = Path(path) if path is not None else REGISTRY_FILE
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+
+    # ------------------------------------------------------------------------------ reading
+
+    def load(self) -> RegistryData:
+        """Read the registry; an empty one if the file does not exist yet."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return RegistryData()
+        return RegistryData.model_validate_json(text)
+
+    def get(self, version: str) -> ModelVersion:
+        """The record of ``version`` (raises ``UnknownVersionError``)."""
+        return self.load().get(version)
+
+    def get_job(self, job_id: str) -> RetrainJob:
+        """The record of ``job_id`` (raises ``UnknownJobError``)."""
+        return self.load().get_job(job_id)
+
+    def next_version(self) -> str:
+        """The version the next ``add_version`` would get, if nobody else adds one first.
+
+        To pick and record a version without a race, do both inside ``update()``.
+        """
+        return self.load().next_version()
+
+    def default(self) -> ModelVersion | None:
+        """The default version's record, or ``None`` if none is set."""
+        data = self.load()
+        return data.get(data.default_version) if data.default_version else None
+
+    def find_by_sha256(self, sha256: str) -> ModelVersion | None:
+        """The newest version packaged from weights with this sha256, if any."""
+        matches = [v for v in self.load().versions if v.sha256 == sha256]
+        return max(matches, key=lambda v: int(v.version)) if matches else None
+
+    # ------------------------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def update(self) -> Iterator[RegistryData]:
+        """Lock, read, let the caller change the data, validate and write it atomically.
+
+        Nothing is written if the block raises. Hold it briefly: every other writer waits.
+
+        Example:
+            >>> with Registry(Path("/tmp/example-registry.json")).update() as data:
+            ...     data.classes = ["circle", "square", "triangle"]
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            data = self.load()
+            yield data
+            self._write(RegistryData.model_validate(data.model_dump()))
+
+    def _write(self, data: RegistryData) -> None:
+        payload = data.model_dump_json(indent=2) + "\n"
+        # Same folder as the target: os.replace is atomic only within one filesystem.
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())  # the rename must not reach the disk before the data
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        # Makes the rename itself durable; best effort where directories cannot be opened.
+        with contextlib.suppress(OSError):
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def add_version(
+        self,
+        *,
+        sha256: str,
+        mar: str,
+        classes: list[str],
+        version: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        parent: str | None = None,
+        trained_on: dict[str, Any] | None = None,
+        status: VersionStatus = "ready",
+        make_default: bool | None = None,
+    ) -> ModelVersion:
+        """Record a new version.
+
+        Args:
+            sha256: sha256 of the weights.
+            mar: file name of the .mar in the model store.
+            classes: the model's class names; must equal the registry's once it has some.
+            version: the version; the next free one if ``None``.
+            metrics: evaluation metrics (e.g. ``map50``, ``map50_95``).
+            parent: version it was fine-tuned from.
+            trained_on: what it was trained on (e.g. ``ref_images``, ``feedback_images``).
+            status: its status (a default version is always ``serving``).
+            make_default: make it the default; ``None`` = only if there is no default yet.
+
+        Returns:
+            The stored record.
+
+        Raises:
+            RegistryError: the version exists, or the classes differ from the registry's.
+            UnknownVersionError: ``parent`` is not a recorded version.
+        """
+        with self.update() as data:
+            record = ModelVersion(
+                version=version or data.next_version(),
+                sha256=sha256,
+                mar=mar,
+                metrics=metrics or {},
+                parent=parent,
+                trained_on=trained_on or {},
+                status=status,
+            )
+            return data.add_version(record, classes, make_default)
+
+    def set_default(self, version: str) -> ModelVersion:
+        """Make ``version`` the default (``serving``); the previous default becomes ``ready``.
+
+        Raises:
+            UnknownVersionError: no such version.
+            RegistryError: the version was rejected.
+        """
+        with self.update() as data:
+            return data.set_default(version)
+
+    def set_status(self, version: str, status: VersionStatus) -> ModelVersion:
+        """Change a version's status (not to or from ``serving``: use ``set_default``).
+
+        Raises:
+            UnknownVersionError: no such version.
+            RegistryError: the change would add or remove the default.
+        """
+        with self.update() as data:
+            record = data.get(version)
+            if status == "serving" or record.status == "serving":
+                raise RegistryError("the serving version changes only through set_default")
+            record.status = status
+            return record
+
+    def next_job_id(self) -> str:
+        """A job id not used yet: ``r-0001``, ``r-0002``, ... (racy: prefer ``record_job()``)."""
+        return self.load().next_job_id()
+
+    def record_job(self, job: RetrainJob | None = None, **fields: Any) -> RetrainJob:
+        """Append a retrain job; without a ``job_id`` it gets the next ``r-NNNN``.
+
+        Args:
+            job: a complete record, or ``None`` to build one from ``fields``.
+            **fields: ``RetrainJob`` fields (``state``, ``started_at``, ...).
+
+        Raises:
+            RegistryError: the job id exists.
+        """
+        with self.update() as data:
+            if job is None:
+                fields["job_id"] = fields.get("job_id") or data.next_job_id()
+                job = RetrainJob(**fields)
+            if any(j.job_id == job.job_id for j in data.jobs):
+                raise RegistryError(f"job {job.job_id} already exists")
+            data.jobs.append(job)
+            return job
+
+    def update_job(self, job_id: str, **changes: Any) -> RetrainJob:
+        """Change fields of a job (e.g. ``state="running", started_at=utcnow()``).
+
+        Raises:
+            UnknownJobError: no such job.
+        """
+        with self.update() as data:
+            jobs = data.jobs
+            for i, job in enumerate(jobs):
+                if job.job_id == job_id:
+                    jobs[i] = RetrainJob.model_validate({**job.model_dump(), **changes})
+                    return jobs[i]
+            raise UnknownJobError(job_id)
+
