@@ -1,0 +1,213 @@
+"""Pydantic models of the public contract (docs/api-contract.md).
+
+The gateway answers with these, the web app and the scripts read them, so field names never change
+here without a change to the contract. Names follow the JSON that TorchServe YOLO deployments
+already return (``xyxy``, ``conf``, ``cls``, ``name``).
+
+Response models ignore unknown fields so a newer model server or registry can add fields without
+breaking an older gateway; request models forbid them, so a typo in a client is an error.
+
+Example:
+    >>> box = Box(xyxy=[1, 2, 3, 4], conf=0.9, cls=0, name="circle")
+    >>> box.model_dump()
+    {'xyxy': [1.0, 2.0, 3.0, 4.0], 'conf': 0.9, 'cls': 0, 'name': 'circle'}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+XYXY = Annotated[
+    list[float],
+    Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in original image pixels"),
+]
+
+RetrainState = Literal["queued", "running", "succeeded", "rejected", "failed"]
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+class _Response(BaseModel):
+    # A registry or handler may write a version as the number 3: the contract says "3".
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- prediction -------------------------------------------------------------------------------
+
+
+class Box(_Response):
+    """One detection."""
+
+    xyxy: XYXY
+    conf: float = Field(ge=0.0, le=1.0, description="Confidence")
+    cls: int = Field(ge=0, description="Class index")
+    name: str = Field(description="Class name")
+    embedding: list[float] | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="Per-box embedding, present only when asked for with ?embeddings=true",
+    )
+
+
+class ModelRef(_Response):
+    """Which model answered."""
+
+    name: str
+    version: str
+
+
+class ImageSize(_Response):
+    """Size of the uploaded image, in pixels."""
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+
+class Timing(_Response):
+    """Where the time went, in milliseconds."""
+
+    total: float = Field(description="Whole request as the gateway saw it")
+    model: float = Field(description="Round trip to the model server")
+    embeddings: float | None = Field(
+        default=None, exclude_if=_is_none, description="Embedding computation, when asked for"
+    )
+
+
+class PredictResponse(_Response):
+    """Answer of ``POST /predict``. Boxes are sorted by ``conf``, highest first."""
+
+    request_id: str
+    model: ModelRef
+    image: ImageSize
+    boxes: list[Box]
+    timing_ms: Timing
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class ErrorBody(_Response):
+    """What went wrong."""
+
+    code: str = Field(description="Stable snake_case error code", examples=["invalid_image"])
+    message: str = Field(description="Explanation for a human")
+    request_id: str
+
+
+class ErrorResponse(_Response):
+    """Every non-2xx answer of the gateway."""
+
+    error: ErrorBody
+
+
+# --- models and health ------------------------------------------------------------------------
+
+
+class TrainedOn(_Response):
+    """How many images a version was trained on."""
+
+    ref_images: int = Field(default=0, ge=0)
+    feedback_images: int = Field(default=0, ge=0)
+
+
+class ModelVersionInfo(_Response):
+    """One registered model version."""
+
+    version: str
+    status: str = Field(description="e.g. serving, available, retired, rejected")
+    created_at: datetime | None = None
+    parent: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict, examples=[{"map50": 0.94}])
+    trained_on: TrainedOn = Field(default_factory=TrainedOn)
+
+
+class ModelsResponse(_Response):
+    """Answer of ``GET /models``."""
+
+    name: str
+    default_version: str | None
+    classes: list[str]
+    versions: list[ModelVersionInfo]
+
+
+class HealthResponse(_Response):
+    """Answer of ``GET /health``."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(_Response):
+    """Answer of ``GET /ready`` when the gateway can serve predictions."""
+
+    status: Literal["ready"] = "ready"
+    model: ModelRef
+    live_workers: int = Field(ge=1)
+
+
+# --- feedback and retraining ------------------------------------------------------------------
+
+
+class LabelBox(_Request):
+    """One ground-truth box as the user corrected it."""
+
+    xyxy: XYXY
+    name: str = Field(min_length=1, description="A class name from GET /models")
+
+    @model_validator(mode="after")
+    def _ordered_corners(self) -> LabelBox:
+        x1, y1, x2, y2 = self.xyxy
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError("xyxy must satisfy x1 < x2 and y1 < y2")
+        return self
+
+
+class FeedbackLabels(_Request):
+    """The ``labels`` form field of ``POST /feedback`` (a JSON string)."""
+
+    request_id: str | None = Field(default=None, description="Links to the prediction")
+    boxes: list[LabelBox] = Field(description="Ground truth; empty means nothing to detect")
+
+
+class RetrainInfo(_Response):
+    """Whether a piece of feedback started a retrain."""
+
+    triggered: bool
+    job_id: str | None = None
+    next_at_rows: int | None = Field(default=None, description="Row count of the next trigger")
+
+
+class FeedbackResponse(_Response):
+    """Answer of ``POST /feedback`` (201)."""
+
+    feedback_id: str
+    rows_written: int = Field(ge=0)
+    prod_rows_total: int = Field(ge=0)
+    retrain: RetrainInfo
+
+
+class RetrainMetrics(_Response):
+    """Candidate against current model, on the same evaluation set."""
+
+    candidate: dict[str, float] | None = None
+    current: dict[str, float] | None = None
+
+
+class RetrainJobStatus(_Response):
+    """Answer of ``GET /retrain/{job_id}`` and ``POST /retrain``."""
+
+    job_id: str
+    state: RetrainState
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    candidate_version: str | None = None
+    metrics: RetrainMetrics = Field(default_factory=RetrainMetrics)
+    reason: str | None = None
