@@ -1,0 +1,6 @@
+"""The Streamlit web app: a thin UI over the gateway's public HTTP contract.
+
+It imports nothing of the project outside this folder: every piece of data comes from the
+gateway over HTTP (see ``docs/api-contract.md``), so the app can run on any machine that
+reaches the gateway. Run it with ``python -m webapp``.
+"""
