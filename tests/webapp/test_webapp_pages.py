@@ -1,0 +1,230 @@
+"""The app's pages through ``AppTest``, against a fake gateway at the HTTP level."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from streamlit.testing.v1 import AppTest
+
+from tests.webapp.fake_gateway import (
+    API_KEY,
+    FakeGateway,
+    error_response,
+    parse_multipart,
+    png_bytes,
+)
+from webapp.views.detect import DETECTION_KEY, SOURCE_SAMPLE
+from webapp.views.feedback import NOT_AN_OBJECT
+
+MODELS_PAGE = "app_pages/models.py"
+
+
+def _errors(at: AppTest) -> str:
+    """All error boxes of the main area, as one string."""
+    return "\n".join(e.value for e in at.main.error)
+
+
+def _upload_and_detect(at: AppTest, data: bytes | None = None, name: str = "shape.png") -> AppTest:
+    at.file_uploader[0].set_value((name, data or png_bytes(), "image/png")).run()
+    return at.button(key="detect").click().run()
+
+
+def test_upload_detect_shows_boxes_table_and_timings(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = make_app()
+    assert not at.exception
+    at.slider(key="conf").set_value(0.4)
+    at = _upload_and_detect(at)
+
+    assert not at.exception and not _errors(at)
+    request = gateway.last("POST", "/predict")
+    assert request.url.params["conf"] == "0.4"
+    assert request.url.params["iou"] == "0.45"
+    assert parse_multipart(request)["file"] == ("shape.png", "image/png", png_bytes())
+    table = at.dataframe[0].value
+    assert list(table["class"]) == ["triangle", "circle"]
+    assert list(table["confidence"]) == [0.9699, 0.51]
+    assert list(table.loc[0, ["x1", "y1", "x2", "y2"]]) == [10.0, 8.0, 30.0, 28.0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Model version"] == "2"
+    assert metrics["Gateway time"] == "41.2 ms"
+    assert metrics["Round trip"].endswith(" ms")
+    assert at.image[0].captions == ["shape.png: 2 box(es)"]  # the picture with its boxes
+
+
+def test_sample_image_is_sent(
+    make_app: Callable[[], AppTest], gateway: FakeGateway, samples_dir: Path
+) -> None:
+    (samples_dir / "b_shapes.png").write_bytes(png_bytes())
+    (samples_dir / "notes.txt").write_text("not an image")
+    at = make_app()
+    at.radio(key="image_source").set_value(SOURCE_SAMPLE).run()
+    assert at.selectbox(key="sample").options == ["b_shapes.png"]
+    at.button(key="detect").click().run()
+
+    assert not at.exception and not _errors(at)
+    assert parse_multipart(gateway.last("POST", "/predict"))["file"][0] == "b_shapes.png"
+
+
+def test_no_samples_says_so(make_app: Callable[[], AppTest]) -> None:
+    at = make_app()
+    at.radio(key="image_source").set_value(SOURCE_SAMPLE).run()
+    assert not at.exception
+    assert any("No sample images" in i.value for i in at.info)
+    assert at.button(key="detect").disabled
+
+
+def test_feedback_sends_corrected_labels_and_shows_answer(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = _upload_and_detect(make_app())
+    key = at.session_state[DETECTION_KEY].key
+    # Box 1 (triangle) corrected to square, box 2 (circle) is a false detection.
+    at.selectbox(key=f"fb-{key}-box-1").set_value("square")
+    at.selectbox(key=f"fb-{key}-box-2").set_value(NOT_AN_OBJECT)
+    at.number_input(key=f"fb-{key}-missed").set_value(1).run()
+    at.selectbox(key=f"fb-{key}-m1-cls").set_value("circle")
+    for axis, value in zip(("x1", "y1", "x2", "y2"), (2.0, 3.0, 12.0, 15.0), strict=True):
+        at.number_input(key=f"fb-{key}-m1-{axis}").set_value(value)
+    at.run()
+    at.button(key=f"fb-{key}-send").click().run()
+
+    assert not at.exception and not _errors(at)
+    request = gateway.last("POST", "/feedback")
+    assert request.headers["X-API-Key"] == API_KEY
+    parts = parse_multipart(request)
+    assert parts["file"] == ("shape.png", "image/png", png_bytes())
+    labels = json.loads(parts["labels"][2])
+    assert labels == {
+        "request_id": "req-0001",
+        "boxes": [
+            {"xyxy": [10.0, 8.0, 30.0, 28.0], "name": "square"},
+            {"xyxy": [2.0, 3.0, 12.0, 15.0], "name": "circle"},
+        ],
+    }
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows written"] == "3"
+    assert metrics["Production rows in total"] == "148"
+    assert metrics["Next retrain at"] == "200 rows"
+    assert any("r-0007" in i.value for i in at.info)
+    assert at.button(key=f"fb-{key}-send").disabled  # no double send
+
+    # The triggered job is waiting in the Models page's lookup field.
+    at.switch_page(MODELS_PAGE).run()
+    assert at.text_input(key="job_lookup").value == "r-0007"
+
+
+def test_feedback_confirming_everything_and_invalid_missed_box(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = _upload_and_detect(make_app())
+    key = at.session_state[DETECTION_KEY].key
+    at.number_input(key=f"fb-{key}-missed").set_value(1).run()
+    # A missed box left at 0,0,0,0 is no box: sending is blocked and the reason shown.
+    assert "x2 must be greater than x1" in _errors(at)
+    assert at.button(key=f"fb-{key}-send").disabled
+    at.number_input(key=f"fb-{key}-missed").set_value(0).run()
+    at.button(key=f"fb-{key}-send").click().run()
+
+    labels = json.loads(parse_multipart(gateway.last("POST", "/feedback"))["labels"][2])
+    assert [b["name"] for b in labels["boxes"]] == ["triangle", "circle"]
+
+
+def test_feedback_error_is_shown(make_app: Callable[[], AppTest], gateway: FakeGateway) -> None:
+    gateway.fail[("POST", "/feedback")] = error_response(401, "missing_api_key", "No API key.")
+    at = _upload_and_detect(make_app())
+    key = at.session_state[DETECTION_KEY].key
+    at.button(key=f"fb-{key}-send").click().run()
+
+    assert not at.exception
+    errors = _errors(at)
+    assert "Feedback was not saved" in errors and "missing_api_key" in errors
+    assert "WEBAPP_API_KEY" in errors
+    assert not at.button(key=f"fb-{key}-send").disabled  # fixable, so it can be sent again
+
+
+def test_gateway_down_shows_message_without_exception(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    for route in [("GET", "/health"), ("POST", "/predict"), ("GET", "/models")]:
+        gateway.fail[route] = refused
+    at = make_app()
+    assert any("Gateway not available" in e.value for e in at.sidebar.error)
+    at = _upload_and_detect(at)
+
+    assert not at.exception
+    errors = _errors(at)
+    assert "Detection failed" in errors
+    assert "Connection refused" in errors and "gateway_unreachable" in errors
+    assert "http://gateway.test:8080" in errors
+    assert not at.dataframe  # no stale result
+
+    at.switch_page(MODELS_PAGE).run()
+    assert not at.exception
+    assert "Cannot list the model versions" in _errors(at)
+
+
+def test_gateway_error_json_is_shown(make_app: Callable[[], AppTest], gateway: FakeGateway) -> None:
+    gateway.fail[("POST", "/predict")] = error_response(
+        415, "unsupported_media_type", "The file is not a JPEG, PNG, WebP or BMP image."
+    )
+    at = _upload_and_detect(make_app(), data=b"definitely not a png", name="broken.png")
+
+    assert not at.exception
+    assert any("cannot be previewed" in w.value for w in at.warning)
+    errors = _errors(at)
+    assert "unsupported_media_type" in errors and "HTTP 415" in errors
+    assert "not a JPEG, PNG, WebP or BMP image" in errors
+    assert "req-err" in errors
+
+
+def test_models_page_lists_versions_and_activates(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = make_app()
+    at.switch_page(MODELS_PAGE).run()
+    assert not at.exception and not _errors(at)
+    table = at.dataframe[0].value
+    assert list(table["version"]) == ["1", "2"]
+    assert list(table["map50"]) == [0.842, 0.94]
+    assert list(table["map50_95"]) == [0.73, 0.77]
+    assert list(table["serving"]) == ["", "✅ default"]
+    assert list(table["parent"]) == ["", "1"]
+    assert list(table["trained_on.feedback_images"]) == [0, 40]
+    assert at.button(key="activate-2").disabled
+    assert at.get("link_button")[0].proto.url == "http://evidently.test:8082"
+
+    at.button(key="activate-1").click().run()
+    assert gateway.last("POST", "/models/1/activate").headers["X-API-Key"] == API_KEY
+    assert any("Version 1 is now the default" in s.value for s in at.success)
+    assert list(at.dataframe[0].value["serving"]) == ["✅ default", ""]
+
+
+def test_retrain_and_job_lookup(make_app: Callable[[], AppTest], gateway: FakeGateway) -> None:
+    gateway.fail[("POST", "/retrain")] = error_response(
+        409, "retrain_running", "A retrain is already running (r-0007)."
+    )
+    at = make_app()
+    at.switch_page(MODELS_PAGE).run()
+    at.button(key="retrain").click().run()
+    assert "retrain_running" in _errors(at) and "HTTP 409" in _errors(at)
+
+    del gateway.fail[("POST", "/retrain")]
+    at.button(key="retrain").click().run()
+    assert gateway.last("POST", "/retrain").headers["X-API-Key"] == API_KEY
+    assert at.text_input(key="job_lookup").value == "r-0008"
+
+    at.text_input(key="job_lookup").set_value("r-0007")
+    at.button(key="job_check").click().run()
+    assert not _errors(at)
+    assert any("succeeded" in m.value for m in at.markdown)
+    assert list(at.dataframe[-1].value["candidate"]) == [0.95]
+
+    at.text_input(key="job_lookup").set_value("r-9999")
+    at.button(key="job_check").click().run()
+    assert "unknown_job" in _errors(at)

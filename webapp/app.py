@@ -1,0 +1,27 @@
+"""Streamlit entry point of the web app: page setup, sidebar, and the two pages.
+
+Run it with ``python -m webapp`` (see ``webapp/__main__.py`` for the flags), or
+``streamlit run webapp/app.py`` with the same flags.
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run webapp/app.py` puts webapp/ on sys.path, not the repository root, and the
+# app's modules import each other as the `webapp` package.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from webapp.views.common import render_sidebar, settings_or_stop  # noqa: E402
+
+st.set_page_config(page_title="YOLO detection", page_icon="🎯", layout="wide")
+render_sidebar(settings_or_stop())
+st.navigation(
+    [
+        st.Page("app_pages/detect.py", title="Detect", icon="🔍", default=True),
+        st.Page("app_pages/models.py", title="Models", icon="🧠"),
+    ]
+).run()

@@ -1,0 +1,1 @@
+"""Page scripts for ``st.navigation``: each one only calls its view's ``render()``."""
