@@ -91,7 +91,7 @@ def load_image(data: bytes, expected_size: tuple[int, int] | None = None) -> Ima
     Raises:
         PIL.UnidentifiedImageError: ``data`` is not an image PIL can read.
     """
-    image = Image.open(io.BytesIO(data))
+    image: Image.Image = Image.open(io.BytesIO(data))
     image.load()
     if expected_size is not None and image.size != expected_size:
         rotated = ImageOps.exif_transpose(image)

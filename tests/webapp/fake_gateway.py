@@ -89,6 +89,7 @@ def parse_multipart(request: httpx.Request) -> dict[str, tuple[str | None, str, 
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes), f"part {name!r} is not a leaf"
         parts[str(name)] = (part.get_filename(), part.get_content_type(), payload)
     return parts
 
