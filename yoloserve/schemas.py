@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -113,7 +113,9 @@ class ErrorResponse(_Response):
 
 
 class TrainedOn(_Response):
-    """How many images a version was trained on."""
+    """How many images a version was trained on (other keys of the registry pass through)."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
 
     ref_images: int = Field(default=0, ge=0)
     feedback_images: int = Field(default=0, ge=0)
@@ -123,10 +125,12 @@ class ModelVersionInfo(_Response):
     """One registered model version."""
 
     version: str
-    status: str = Field(description="e.g. serving, available, retired, rejected")
+    status: str = Field(description="serving (the default), ready, rejected or retired")
     created_at: datetime | None = None
     parent: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict, examples=[{"map50": 0.94}])
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"map50": 0.94, "map50_95": 0.77}]
+    )
     trained_on: TrainedOn = Field(default_factory=TrainedOn)
 
 
@@ -197,8 +201,8 @@ class FeedbackResponse(_Response):
 class RetrainMetrics(_Response):
     """Candidate against current model, on the same evaluation set."""
 
-    candidate: dict[str, float] | None = None
-    current: dict[str, float] | None = None
+    candidate: dict[str, Any] | None = None
+    current: dict[str, Any] | None = None
 
 
 class RetrainJobStatus(_Response):

@@ -268,7 +268,7 @@ class TorchServeClient:
             "POST", self._management + "/models", params=params, timeout=timeout
         )
         if response.status_code == 409:
-            raise VersionAlreadyRegistered(_error_message(response), upstream_status=409)
+            raise VersionAlreadyRegistered(_error_message(response))
         return self._management_result(response)
 
     async def set_default(self, name: str, version: str) -> dict[str, Any]:
