@@ -1,0 +1,4 @@
+"""FastAPI gateway: the public API in front of TorchServe (see docs/api-contract.md).
+
+Start it with ``python -m gateway``; configure it with ``GATEWAY_*`` variables (docs/gateway.md).
+"""

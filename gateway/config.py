@@ -1,0 +1,92 @@
+"""Gateway settings: one class, read from ``GATEWAY_*`` environment variables.
+
+Nothing reads the environment at import time: ``get_settings()`` builds the settings on first
+call and caches them, and ``create_app(settings)`` takes any other instance (tests do that).
+Every variable is listed in ``docs/gateway.md``.
+
+Example:
+    >>> Settings(port=9000, api_keys="k1, k2").api_keys
+    ['k1', 'k2']
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from yoloserve import paths
+from yoloserve.torchserve import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_MODEL_NAME
+
+# Comma-separated in the environment ("a,b"), a list in code.
+StrList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything the gateway can be told. Environment variables are ``GATEWAY_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Bind address (0.0.0.0 in a container)")
+    port: int = Field(default=8080, ge=1, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    torchserve_inference_url: str = DEFAULT_INFERENCE_URL
+    torchserve_management_url: str = DEFAULT_MANAGEMENT_URL
+    model_name: str = DEFAULT_MODEL_NAME
+
+    connect_timeout_s: float = Field(default=2.0, gt=0, description="Connecting to TorchServe")
+    predict_timeout_s: float = Field(default=30.0, gt=0, description="Whole TorchServe call")
+    ready_timeout_s: float = Field(default=2.0, gt=0, description="Each /ready probe call")
+    max_connections: int = Field(default=64, ge=1, description="Pool size towards TorchServe")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After on 503 answers")
+
+    max_upload_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest accepted image file, in bytes"
+    )
+    multipart_overhead_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Allowance for the multipart envelope and text fields on top of the image",
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1, description="Largest width x height (decompression bombs)"
+    )
+
+    api_keys: StrList = Field(default_factory=list, description="Keys for write routes")
+    admin_api_keys: StrList = Field(default_factory=list, description="Keys for admin routes")
+    cors_origins: StrList = Field(default_factory=list, description="Allowed browser origins")
+
+    registry_path: Path = paths.REGISTRY_FILE
+    embedder_path: Path | None = Field(
+        default=None, description="Embedder artifact; None = yoloserve.embeddings' default"
+    )
+    embedder_retry_s: float = Field(
+        default=30.0, ge=0, description="Wait before retrying a failed embedder load"
+    )
+
+    @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted before the body is read."""
+        return self.max_upload_bytes + self.multipart_overhead_bytes
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether write routes require a key."""
+        return bool(self.api_keys or self.admin_api_keys)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

@@ -1,0 +1,108 @@
+"""FastAPI dependencies: what routes declare instead of reaching for globals.
+
+Everything comes from ``app.state``, filled by ``create_app`` and its lifespan (the composition
+root), so an app built with other settings in a test sees only its own objects.
+
+Auth: write routes take ``Depends(require_api_key)``, admin routes ``Depends(require_admin_key)``.
+With no keys configured at all, both are open (local development). Admin routes accept
+``admin_api_keys``, or ``api_keys`` when no admin key is configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from gateway.config import Settings
+from gateway.embeddings import EmbedderProvider
+from gateway.metrics import GatewayMetrics
+from gateway.middleware import request_id_of
+from yoloserve.errors import Forbidden, Unauthorized
+from yoloserve.torchserve import TorchServeClient
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_http_client(request: Request) -> httpx.AsyncClient:
+    """The app's single outgoing HTTP client (owned by the lifespan)."""
+    client: httpx.AsyncClient = request.app.state.http
+    return client
+
+
+def get_torchserve(request: Request) -> TorchServeClient:
+    """The TorchServe client bound to the app's HTTP client."""
+    torchserve: TorchServeClient = request.app.state.torchserve
+    return torchserve
+
+
+def get_metrics(request: Request) -> GatewayMetrics:
+    """The app's metrics."""
+    metrics: GatewayMetrics = request.app.state.metrics
+    return metrics
+
+
+def get_embedder_provider(request: Request) -> EmbedderProvider:
+    """Lazy access to the embedder."""
+    provider: EmbedderProvider = request.app.state.embedder
+    return provider
+
+
+def get_request_id(request: Request) -> str:
+    """This request's id (also sent back as ``X-Request-ID``)."""
+    return request_id_of(request.scope)
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
+TorchServeDep = Annotated[TorchServeClient, Depends(get_torchserve)]
+MetricsDep = Annotated[GatewayMetrics, Depends(get_metrics)]
+EmbedderDep = Annotated[EmbedderProvider, Depends(get_embedder_provider)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+ApiKeyHeaderDep = Annotated[str | None, Security(_api_key_header)]
+
+
+def _matches(key: str, allowed: Iterable[str]) -> bool:
+    # compare_digest on every candidate: timing does not reveal which key nearly matched.
+    results = [hmac.compare_digest(key.encode(), candidate.encode()) for candidate in allowed]
+    return any(results)
+
+
+def require_api_key(settings: SettingsDep, key: ApiKeyHeaderDep) -> None:
+    """Allow write routes: any configured key (plain or admin) passes.
+
+    Raises:
+        Unauthorized: Keys are configured and none was sent.
+        Forbidden: The key sent is not one of them.
+    """
+    if not settings.auth_enabled:
+        return
+    if not key:
+        raise Unauthorized()
+    if not _matches(key, [*settings.api_keys, *settings.admin_api_keys]):
+        raise Forbidden("this API key is not valid")
+
+
+def require_admin_key(settings: SettingsDep, key: ApiKeyHeaderDep) -> None:
+    """Allow admin routes: only admin keys pass (plain keys when no admin key is configured).
+
+    Raises:
+        Unauthorized: Keys are configured and none was sent.
+        Forbidden: The key sent is not an admin key.
+    """
+    if not settings.auth_enabled:
+        return
+    if not key:
+        raise Unauthorized()
+    if not _matches(key, settings.admin_api_keys or settings.api_keys):
+        raise Forbidden("this API key may not use admin routes")

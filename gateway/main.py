@@ -1,0 +1,102 @@
+"""The gateway's composition root: ``create_app(settings)`` builds every object the app uses.
+
+The lifespan owns the single ``httpx.AsyncClient`` towards TorchServe (one connection pool for
+the whole process) and the lazy embedder; tests build apps with their own settings and a fake
+network (``transport=httpx.MockTransport(...)``).
+
+Run it with ``python -m gateway`` or ``uvicorn gateway.main:app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from gateway.config import Settings, get_settings
+from gateway.embeddings import EmbedderProvider, EmbeddingBackend, default_loader
+from gateway.errors import install_error_handlers
+from gateway.metrics import GatewayMetrics
+from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from gateway.routes import api_router
+from yoloserve.torchserve import TorchServeClient
+
+_DESCRIPTION = (
+    "Object detection over HTTP. Every non-2xx answer is "
+    '`{"error": {"code", "message", "request_id"}}`; see docs/api-contract.md.'
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    embedder_loader: Callable[[], EmbeddingBackend] | None = None,
+) -> FastAPI:
+    """Build the gateway app.
+
+    Args:
+        settings: Configuration; ``get_settings()`` (the environment) when None.
+        transport: Transport of the TorchServe client; tests pass an ``httpx.MockTransport``.
+        embedder_loader: Builds the embedding backend on first use; the real
+            ``yoloserve.embeddings`` artifact when None.
+
+    Returns:
+        The app, with its lifespan, routes, middleware and error handlers.
+    """
+    settings = settings or get_settings()
+    loader = embedder_loader or default_loader(settings.embedder_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.predict_timeout_s, connect=settings.connect_timeout_s)
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        )
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) as http:
+            app.state.http = http
+            app.state.torchserve = TorchServeClient(
+                http,
+                settings.torchserve_inference_url,
+                settings.torchserve_management_url,
+                settings.model_name,
+            )
+            # Created here, not at build time: its lock belongs to the serving event loop.
+            app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)
+            yield
+
+    app = FastAPI(
+        title="yoloserve gateway",
+        version="1.0.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = GatewayMetrics()
+    install_error_handlers(app)
+    app.include_router(api_router)
+
+    # add_middleware wraps what is already there: the last one added runs first.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        retry_after_s=settings.retry_after_s,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"],
+        )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+app = create_app()

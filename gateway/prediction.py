@@ -1,0 +1,175 @@
+"""One prediction, end to end: upload checks, model server call, embeddings, response.
+
+Routes stay thin shells over :func:`predict_upload`; the feedback route can reuse it too.
+
+Example (with a fake model server)::
+
+    result = await predict_upload(file, params, settings=settings, torchserve=ts,
+                                  embedder=None, request_id="abc", started_at=perf_counter())
+    result.response.model.version  # what X-Model-Version carries
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Query, UploadFile
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from gateway.config import Settings
+from gateway.embeddings import EmbedderProvider, EmbeddingBackend
+from gateway.images import ImageInfo, inspect_image
+from yoloserve.errors import ImageTooLarge, InvalidImage, ModelServerBadResponse
+from yoloserve.schemas import Box, ImageSize, ModelRef, PredictResponse, Timing
+from yoloserve.torchserve import TorchServeClient
+
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    """Query parameters shared by ``/predict`` and ``/predict/image``."""
+
+    conf: float | None
+    iou: float | None
+    max_det: int | None
+    version: str | None
+
+
+def predict_params(
+    conf: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="Confidence threshold (0..1)")
+    ] = None,
+    iou: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="NMS IoU threshold (0..1)")
+    ] = None,
+    max_det: Annotated[
+        int | None, Query(ge=1, le=1000, description="Maximum number of boxes (1..1000)")
+    ] = None,
+    version: Annotated[
+        str | None,
+        Query(pattern=VERSION_PATTERN, description="Pin a model version, e.g. 3"),
+    ] = None,
+) -> PredictParams:
+    """Collect the prediction query parameters (FastAPI validates ranges: 400 when off)."""
+    return PredictParams(conf=conf, iou=iou, max_det=max_det, version=version)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A finished prediction and what the routes need besides the response body."""
+
+    response: PredictResponse
+    image_bytes: bytes
+    info: ImageInfo
+
+
+async def read_upload(file: UploadFile, settings: Settings) -> tuple[bytes, ImageInfo]:
+    """Read the uploaded file within the size limit and check that it is a supported image.
+
+    Raises:
+        ImageTooLarge: Bigger than ``max_upload_bytes`` or ``max_image_pixels``.
+        InvalidImage: Not a JPEG, PNG, WebP or BMP image.
+    """
+    limit = settings.max_upload_bytes
+    if file.size is not None and file.size > limit:
+        raise ImageTooLarge(f"the image is larger than {limit} bytes")
+    # Read one byte past the limit: enough to know, never the whole of an oversized file.
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise ImageTooLarge(f"the image is larger than {limit} bytes")
+    return data, inspect_image(data, settings.max_image_pixels)
+
+
+def _parse_handler_answer(
+    answer: dict[str, Any], info: ImageInfo
+) -> tuple[ModelRef, ImageSize, list[Box]]:
+    try:
+        model = ModelRef.model_validate(answer.get("model"))
+        boxes = [Box.model_validate(box) for box in answer.get("boxes") or []]
+        image = (
+            ImageSize.model_validate(answer["image"])
+            if answer.get("image")
+            else ImageSize(width=info.width, height=info.height)
+        )
+    except (ValidationError, TypeError) as exc:
+        raise ModelServerBadResponse(
+            f"handler answer breaks the agreed format: {exc}", upstream_status=200
+        ) from exc
+    boxes.sort(key=lambda box: box.conf, reverse=True)
+    return model, image, boxes
+
+
+def _decode_for_embedding(backend: EmbeddingBackend, data: bytes) -> np.ndarray:
+    try:
+        return backend.decode(data)
+    except ValueError as exc:
+        raise InvalidImage(str(exc)) from exc
+
+
+async def _add_embeddings(backend: EmbeddingBackend, data: bytes, boxes: list[Box]) -> list[Box]:
+    if not boxes:
+        return boxes
+    pixels = await run_in_threadpool(_decode_for_embedding, backend, data)
+    vectors = await run_in_threadpool(backend.embedder.embed, pixels, [box.xyxy for box in boxes])
+    if len(vectors) != len(boxes):
+        raise RuntimeError(f"embedder returned {len(vectors)} rows for {len(boxes)} boxes")
+    return [
+        box.model_copy(update={"embedding": [float(x) for x in vector]})
+        for box, vector in zip(boxes, vectors, strict=True)
+    ]
+
+
+async def predict_upload(
+    file: UploadFile,
+    params: PredictParams,
+    *,
+    settings: Settings,
+    torchserve: TorchServeClient,
+    embedder: EmbedderProvider | None,
+    request_id: str,
+    started_at: float,
+) -> Prediction:
+    """Validate the upload, ask the model server, optionally embed each box.
+
+    Args:
+        file: The multipart ``file`` part.
+        params: Thresholds and version pin.
+        settings: Limits.
+        torchserve: Model server client.
+        embedder: Embedder provider when per-box embeddings are asked for, else None.
+        request_id: Goes into the response body.
+        started_at: ``time.perf_counter()`` at the start of the request, for ``timing_ms.total``.
+
+    Raises:
+        YoloServeError: Any domain error; the gateway's error handlers answer it.
+    """
+    data, info = await read_upload(file, settings)
+    # Fail before spending model time when embeddings cannot be computed anyway.
+    backend = await embedder.get() if embedder is not None else None
+    model_started = time.perf_counter()
+    answer = await torchserve.predict(
+        data, conf=params.conf, iou=params.iou, max_det=params.max_det, version=params.version
+    )
+    model_ms = (time.perf_counter() - model_started) * 1000
+    model, image, boxes = _parse_handler_answer(answer, info)
+
+    embeddings_ms: float | None = None
+    if backend is not None:
+        embed_started = time.perf_counter()
+        boxes = await _add_embeddings(backend, data, boxes)
+        embeddings_ms = round((time.perf_counter() - embed_started) * 1000, 2)
+
+    timing = Timing(
+        total=round((time.perf_counter() - started_at) * 1000, 2),
+        model=round(model_ms, 2),
+        embeddings=embeddings_ms,
+    )
+    response = PredictResponse(
+        request_id=request_id, model=model, image=image, boxes=boxes, timing_ms=timing
+    )
+    return Prediction(response=response, image_bytes=data, info=info)

@@ -1,0 +1,114 @@
+"""``POST /predict`` (JSON boxes) and ``POST /predict/image`` (the image with boxes drawn)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from gateway.deps import EmbedderDep, MetricsDep, RequestIdDep, SettingsDep, TorchServeDep
+from gateway.errors import error_responses
+from gateway.images import decode_rgb, draw_boxes
+from gateway.prediction import PredictParams, predict_params, predict_upload
+from yoloserve.schemas import PredictResponse
+
+router = APIRouter(tags=["predict"])
+
+MODEL_VERSION_HEADER = "X-Model-Version"
+_ERRORS = error_responses(400, 413, 415, 422, 502, 503, 504)
+_HEADERS = {
+    "X-Request-ID": {"description": "Id of this request", "schema": {"type": "string"}},
+    MODEL_VERSION_HEADER: {
+        "description": "Model version that answered",
+        "schema": {"type": "string"},
+    },
+}
+
+UploadDep = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP or BMP")]
+ParamsDep = Annotated[PredictParams, Depends(predict_params)]
+
+
+def _started_at(request: Request) -> float:
+    return float(getattr(request.state, "started_at", time.perf_counter()))
+
+
+@router.post(
+    "/predict",
+    response_model=PredictResponse,
+    responses={200: {"headers": _HEADERS}, **_ERRORS},
+    summary="Detect objects in an image",
+)
+async def predict(
+    request: Request,
+    response: Response,
+    file: UploadDep,
+    params: ParamsDep,
+    settings: SettingsDep,
+    torchserve: TorchServeDep,
+    embedder: EmbedderDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+    embeddings: Annotated[
+        bool, Query(description="Add a per-box `embedding` (503 embeddings_unavailable if none)")
+    ] = False,
+) -> PredictResponse:
+    """Boxes in the original image's pixels, sorted by confidence, highest first."""
+    result = await predict_upload(
+        file,
+        params,
+        settings=settings,
+        torchserve=torchserve,
+        embedder=embedder if embeddings else None,
+        request_id=request_id,
+        started_at=_started_at(request),
+    )
+    version = result.response.model.version
+    metrics.predictions.labels(model_version=version).inc()
+    response.headers[MODEL_VERSION_HEADER] = version
+    return result.response
+
+
+@router.post(
+    "/predict/image",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/png": {}, "image/jpeg": {}},
+            "description": "The image with boxes, class names and confidences drawn",
+            "headers": _HEADERS,
+        },
+        **_ERRORS,
+    },
+    summary="Detect objects and draw them on the image",
+)
+async def predict_image(
+    request: Request,
+    file: UploadDep,
+    params: ParamsDep,
+    settings: SettingsDep,
+    torchserve: TorchServeDep,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+    image_format: Annotated[
+        Literal["png", "jpeg"], Query(alias="format", description="Output encoding")
+    ] = "png",
+) -> Response:
+    """The uploaded image, upright, with each box outlined and labelled ``name conf``."""
+    result = await predict_upload(
+        file,
+        params,
+        settings=settings,
+        torchserve=torchserve,
+        embedder=None,
+        request_id=request_id,
+        started_at=_started_at(request),
+    )
+    image = await run_in_threadpool(decode_rgb, result.image_bytes)
+    content = await run_in_threadpool(draw_boxes, image, result.response.boxes, image_format)
+    version = result.response.model.version
+    metrics.predictions.labels(model_version=version).inc()
+    return Response(
+        content, media_type=f"image/{image_format}", headers={MODEL_VERSION_HEADER: version}
+    )
