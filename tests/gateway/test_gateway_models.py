@@ -1,0 +1,74 @@
+"""``GET /models`` from a registry file written by ``yoloserve.registry``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.gateway.fake_torchserve import assert_error
+from yoloserve.registry import Registry
+
+
+def _write_registry(path: Path) -> None:
+    registry = Registry(path)
+    classes = ["circle", "square", "triangle"]
+    registry.add_version(
+        sha256="ab" * 32,
+        mar="yolo_v1.mar",
+        classes=classes,
+        metrics={"map50": 0.91, "map50_95": 0.7},
+        trained_on={"ref_images": 800, "feedback_images": 0},
+    )
+    registry.add_version(
+        sha256="cd" * 32,
+        mar="yolo_v2.mar",
+        classes=classes,
+        parent="1",
+        metrics={"map50": 0.94, "map50_95": 0.77},
+        trained_on={"ref_images": 800, "feedback_images": 40},
+    )
+    registry.set_default("2")
+
+
+def test_models_lists_the_registry(build_app: Callable[..., FastAPI], tmp_path: Path) -> None:
+    path = tmp_path / "registry.json"
+    _write_registry(path)
+    with TestClient(build_app(registry_path=path)) as client:
+        response = client.get("/models")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["name"] == "yolo"
+    assert body["default_version"] == "2"
+    assert body["classes"] == ["circle", "square", "triangle"]
+    by_version = {v["version"]: v for v in body["versions"]}
+    assert set(by_version) == {"1", "2"}
+    two = by_version["2"]
+    assert two["status"] == "serving" and by_version["1"]["status"] == "ready"
+    assert two["parent"] == "1"
+    assert two["metrics"] == {"map50": 0.94, "map50_95": 0.77}
+    assert two["trained_on"] == {"ref_images": 800, "feedback_images": 40}
+    assert two["created_at"]
+    assert "sha256" not in two and "mar" not in two  # internal bookkeeping stays inside
+
+
+def test_models_without_a_registry_is_empty(client: TestClient) -> None:
+    response = client.get("/models")
+    assert response.status_code == 200
+    assert response.json() == {
+        "name": "yolo",
+        "default_version": None,
+        "classes": [],
+        "versions": [],
+    }
+
+
+def test_corrupt_registry_is_a_500_json(build_app: Callable[..., FastAPI], tmp_path: Path) -> None:
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps({"versions": "not a list"}))
+    with TestClient(build_app(registry_path=path)) as client:
+        assert_error(client.get("/models"), 500, "registry_error")
