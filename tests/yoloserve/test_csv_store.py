@@ -1,0 +1,216 @@
+"""Append-only, locked, fixed-header CSV files (yoloserve.csv_store)."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yoloserve import csv_store
+from yoloserve.csv_store import (
+    CsvSchemaError,
+    CsvStore,
+    embedding_fields,
+    prod_header,
+    ref_header,
+)
+from yoloserve.errors import YoloServeError
+
+HEADER = ["emb_0", "emb_1", "target"]
+
+
+def _row(target: str, a: object = 0.5, b: object = -1.0) -> dict[str, object]:
+    return {"emb_0": a, "emb_1": b, "target": target}
+
+
+def _read(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_headers() -> None:
+    assert ref_header(3) == ["emb_0", "emb_1", "emb_2", "target"]
+    assert prod_header(2) == ["emb_0", "emb_1", "target", "prediction", "timestamp",
+                              "feedback_id", "request_id", "model_version", "image"]
+    with pytest.raises(ValueError):
+        ref_header(0)
+
+
+def test_append_writes_header_once_and_returns_totals(tmp_path: Path) -> None:
+    store = CsvStore(tmp_path / "sub" / "ref.csv", HEADER)
+    assert store.count() == 0
+    assert store.append([_row("circle"), _row("square")]) == 2
+    assert store.append([_row("triangle")]) == 3
+    assert store.append([]) == 3
+    assert _read(store.path) == [HEADER, ["0.5", "-1.0", "circle"], ["0.5", "-1.0", "square"],
+                                 ["0.5", "-1.0", "triangle"]]
+    assert CsvStore(store.path, HEADER).count() == 3
+
+
+def test_empty_append_creates_the_file_with_its_header(tmp_path: Path) -> None:
+    store = CsvStore(tmp_path / "p.csv", HEADER)
+    assert store.append([]) == 0
+    assert store.path.read_text() == "emb_0,emb_1,target\n"
+
+
+def test_values_are_written_exactly(tmp_path: Path) -> None:
+    vec = np.array([0.1, -3.4028235e38], dtype=np.float32)
+    store = CsvStore(tmp_path / "v.csv", HEADER)
+    store.append([{**embedding_fields(vec), "target": 'a "quoted", name'}])
+    store.append([{"emb_0": None, "emb_1": 7, "target": ""}])
+    rows = _read(store.path)
+    assert rows[1][:2] == ["0.1", "-3.4028235e+38"]
+    assert np.array(rows[1][:2], dtype=np.float32).tobytes() == vec.tobytes()
+    assert rows[1][2] == 'a "quoted", name'
+    assert rows[2] == ["", "7", ""]
+
+
+def test_header_mismatch_is_refused_and_file_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "prod.csv"
+    CsvStore(path, HEADER).append([_row("circle")])
+    before = path.read_bytes()
+    other = CsvStore(path, ["emb_0", "target"])
+    with pytest.raises(CsvSchemaError, match="another header") as info:
+        other.append([{"emb_0": 1.0, "target": "x"}])
+    assert isinstance(info.value, YoloServeError)
+    assert info.value.code == "csv_schema_mismatch"
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"emb_0": 1.0, "target": "x"},  # missing column
+        {"emb_0": 1.0, "emb_1": 2.0, "target": "x", "extra": 1},  # unknown column
+        {"emb_0": 1.0, "emb_1": 2.0, "target": "two\nlines"},
+        {"emb_0": 1.0, "emb_1": 2.0, "target": "cr\r"},
+    ],
+)
+def test_bad_rows_are_refused_before_writing(tmp_path: Path, row: dict[str, object]) -> None:
+    store = CsvStore(tmp_path / "r.csv", HEADER)
+    store.append([_row("ok")])
+    before = store.path.read_bytes()
+    with pytest.raises(CsvSchemaError):
+        store.append([_row("fine"), row])
+    assert store.path.read_bytes() == before
+
+
+def test_unsupported_value_type(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        CsvStore(tmp_path / "t.csv", HEADER).append([_row("x", a=[1, 2])])
+
+
+def test_invalid_header() -> None:
+    with pytest.raises(ValueError):
+        CsvStore(Path("x.csv"), ["a", "a"])
+    with pytest.raises(ValueError):
+        CsvStore(Path("x.csv"), [])
+
+
+def test_a_torn_last_row_is_dropped_before_appending(tmp_path: Path) -> None:
+    store = CsvStore(tmp_path / "torn.csv", HEADER)
+    store.append([_row("kept")])
+    assert store.count() == 1
+    with open(store.path, "ab") as f:
+        f.write(b"0.25,0.75,tor")  # a writer died mid-row: never acknowledged
+    assert store.count() == 1
+    assert store.append([_row("next")]) == 2
+    assert [r[2] for r in _read(store.path)[1:]] == ["kept", "next"]
+
+
+def test_a_torn_header_is_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_bytes(b"emb_0,em")
+    assert CsvStore(path, HEADER).append([_row("x")]) == 1
+    assert _read(path) == [HEADER, ["0.5", "-1.0", "x"]]
+
+
+def test_a_foreign_file_without_newline_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"something,else")
+    with pytest.raises(CsvSchemaError):
+        CsvStore(path, HEADER).append([_row("x")])
+    assert path.read_bytes() == b"something,else"
+
+
+def test_count_follows_other_writers_and_replaced_files(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    reader, writer = CsvStore(path, HEADER), CsvStore(path, HEADER)
+    writer.append([_row("a")])
+    assert reader.count() == 1
+    writer.append([_row("b"), _row("c")])
+    assert reader.count() == 3  # incremental from the cached line boundary
+    path.rename(tmp_path / "aside.csv")
+    assert reader.count() == 0
+    writer.append([_row("d")])
+    assert reader.count() == 1
+
+
+def test_append_fsyncs_before_returning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = csv_store.os.fsync
+    monkeypatch.setattr(csv_store.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    CsvStore(tmp_path / "s.csv", HEADER).append([_row("x")])
+    assert len(synced) == 2  # the file, then (new file) its folder
+
+
+# --- concurrency -------------------------------------------------------------------------------
+
+WRITERS_PER_KIND = 16
+APPENDS_PER_WRITER = 8
+
+
+def _writer(path: str, writer_id: str, start: threading.Event | None, out: list[int]) -> None:
+    store = CsvStore(Path(path), HEADER)
+    if start is not None:
+        start.wait(10)
+    for k in range(APPENDS_PER_WRITER):
+        rows = [_row(f"{writer_id}-{k}-{j}", a=float(k), b=float(j)) for j in range(1 + k % 3)]
+        out.append(store.append(rows))
+
+
+def _process_writer(path: str, writer_id: str, start: object, queue: object) -> None:
+    totals: list[int] = []
+    _writer(path, writer_id, start, totals)  # type: ignore[arg-type]
+    queue.put(totals)  # type: ignore[attr-defined]
+
+
+def test_concurrent_threads_and_processes_lose_no_row(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.csv")
+    ctx = mp.get_context("fork")  # spawn would re-import numpy in 16 processes: seconds, not ms
+    start, queue = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_process_writer, args=(path, f"p{i}", start, queue))
+             for i in range(WRITERS_PER_KIND)]
+    for p in procs:
+        p.start()
+    thread_totals: list[list[int]] = [[] for _ in range(WRITERS_PER_KIND)]
+    threads = [threading.Thread(target=_writer, args=(path, f"t{i}", start, thread_totals[i]))
+               for i in range(WRITERS_PER_KIND)]
+    for t in threads:
+        t.start()
+    start.set()
+    for t in threads:
+        t.join(60)
+    process_totals = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+
+    rows_per_writer = sum(1 + k % 3 for k in range(APPENDS_PER_WRITER))
+    expected = {f"{kind}{i}-{k}-{j}" for kind in "pt" for i in range(WRITERS_PER_KIND)
+                for k in range(APPENDS_PER_WRITER) for j in range(1 + k % 3)}
+    table = _read(Path(path))
+    assert table[0] == HEADER
+    assert all(len(r) == len(HEADER) for r in table[1:])
+    targets = [r[2] for r in table[1:]]
+    assert len(targets) == len(set(targets)) == 2 * WRITERS_PER_KIND * rows_per_writer
+    assert set(targets) == expected
+    assert CsvStore(Path(path), HEADER).count() == len(targets)
+    # Each append counted under its own lock: every acknowledged total is distinct.
+    totals = [t for ts in thread_totals + process_totals for t in ts]
+    assert len(totals) == len(set(totals)) == 2 * WRITERS_PER_KIND * APPENDS_PER_WRITER
+    assert max(totals) == len(targets)
