@@ -1,0 +1,213 @@
+"""Feedback recording (yoloserve.feedback): files for retraining, embedded rows, domain errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from yoloserve.csv_store import CsvSchemaError, CsvStore, prod_header
+from yoloserve.dataset import CLASSES, iter_images
+from yoloserve.embeddings import Embedder, decode_image
+from yoloserve.errors import (
+    InvalidImage,
+    InvalidLabels,
+    UnsupportedImageFormat,
+    YoloServeError,
+)
+from yoloserve.feedback import FeedbackRecorder, UnknownClass
+from yoloserve.matching import BACKGROUND, MISSED
+
+NAMES = list(CLASSES)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder.load()
+
+
+@pytest.fixture(scope="module")
+def jpeg() -> tuple[bytes, list]:
+    img, shapes = next(iter_images(1, seed=21))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue(), [(s.xyxy, s.name) for s in shapes]
+
+
+@pytest.fixture()
+def recorder(tmp_path: Path, embedder: Embedder) -> FeedbackRecorder:
+    store = CsvStore(tmp_path / "prod_data.csv", prod_header(embedder.dim))
+    return FeedbackRecorder(tmp_path, embedder, store)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _stored_files(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "feedback").rglob("*") if p.is_file())
+
+
+def _png(width: int = 64, height: int = 48, fmt: str = "PNG") -> bytes:
+    arr = np.random.default_rng(0).integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_record_writes_files_then_rows(
+    recorder: FeedbackRecorder, jpeg: tuple[bytes, list], embedder: Embedder, tmp_path: Path
+) -> None:
+    data, gt = jpeg
+    (box0, name0) = gt[0]
+    wrong = next(n for n in NAMES if n != name0)
+    predicted = [(box0, wrong, 0.9), ((1.0, 1.0, 9.0, 9.0), "circle", 0.3)]
+    result = recorder.record(data, gt, predicted, "3", "req-1", NAMES)
+
+    assert result.rows_written == len(gt) + 1
+    assert result.prod_rows_total == result.rows_written
+    image_path = tmp_path / "feedback" / "images" / f"{result.feedback_id}.jpg"
+    label_path = tmp_path / "feedback" / "labels" / f"{result.feedback_id}.txt"
+    assert image_path.read_bytes() == data
+    labels = [line.split() for line in label_path.read_text().splitlines()]
+    assert [int(p[0]) for p in labels] == [NAMES.index(n) for _, n in gt]
+    assert all(0.0 <= float(v) <= 1.0 for p in labels for v in p[1:])
+
+    rows = _rows(recorder.store.path)
+    assert list(rows[0]) == prod_header(embedder.dim)
+    assert [(r["target"], r["prediction"]) for r in rows] == (
+        [(name0, wrong)] + [(n, MISSED) for _, n in gt[1:]] + [(BACKGROUND, "circle")]
+    )
+    assert {r["feedback_id"] for r in rows} == {result.feedback_id}
+    assert {(r["request_id"], r["model_version"]) for r in rows} == {("req-1", "3")}
+    assert {r["image"] for r in rows} == {f"feedback/images/{result.feedback_id}.jpg"}
+    assert all(r["timestamp"].endswith("+00:00") for r in rows)
+
+    # GT rows embed the GT box, background rows the predicted box, through the one decode path.
+    boxes = [b for b, _ in gt] + [(1.0, 1.0, 9.0, 9.0)]
+    expected = embedder.embed(decode_image(data), boxes)
+    got = np.array([[r[f"emb_{i}"] for i in range(embedder.dim)] for r in rows], dtype=np.float32)
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_totals_accumulate_and_request_id_is_optional(recorder: FeedbackRecorder) -> None:
+    png = _png()
+    first = recorder.record(png, [((5, 5, 30, 30), "square")], [], "1", None, NAMES)
+    second = recorder.record(png, [((5, 5, 30, 30), "circle"), ((40, 5, 60, 30), "square")], [],
+                             "1", None, NAMES)
+    assert (first.rows_written, first.prod_rows_total) == (1, 1)
+    assert (second.rows_written, second.prod_rows_total) == (2, 3)
+    assert first.feedback_id != second.feedback_id
+    assert {r["request_id"] for r in _rows(recorder.store.path)} == {""}
+    assert (recorder.data_dir / "feedback" / "images" / f"{first.feedback_id}.png").exists()
+
+
+def test_nothing_to_detect_still_keeps_the_image(
+    recorder: FeedbackRecorder, tmp_path: Path
+) -> None:
+    result = recorder.record(_png(fmt="BMP"), [], [], "1", "r", NAMES)
+    assert (result.rows_written, result.prod_rows_total) == (0, 0)
+    assert (tmp_path / "feedback" / "labels" / f"{result.feedback_id}.txt").read_text() == ""
+    assert (tmp_path / "feedback" / "images" / f"{result.feedback_id}.bmp").exists()
+    assert _rows(recorder.store.path) == []
+
+
+def test_boxes_are_clipped_to_the_image(recorder: FeedbackRecorder, tmp_path: Path) -> None:
+    result = recorder.record(_png(64, 48), [((-10, -10, 32, 100), "triangle")],
+                             [((60, 40, 90, 90), "circle", 0.5), ((70, 0, 80, 10), "square", 0.2)],
+                             "1", None, NAMES)
+    label = (tmp_path / "feedback" / "labels" / f"{result.feedback_id}.txt").read_text().split()
+    assert label == ["2", "0.250000", "0.500000", "0.500000", "1.000000"]
+    # The prediction entirely outside the image is dropped; the partly outside one is kept.
+    assert [(r["target"], r["prediction"]) for r in _rows(recorder.store.path)] == [
+        ("triangle", MISSED), (BACKGROUND, "circle")]
+
+
+@pytest.mark.parametrize(
+    ("gt", "predicted", "request_id", "error"),
+    [
+        ([((1, 1, 20, 20), "hexagon")], [], None, UnknownClass),
+        ([((1, 1, 20, 20), "__background__")], [], None, UnknownClass),
+        ([((20, 1, 1, 20), "circle")], [], None, InvalidLabels),
+        ([((1, 1, 1, 20), "circle")], [], None, InvalidLabels),
+        ([((1, 1, float("nan"), 20), "circle")], [], None, InvalidLabels),
+        ([((1, 1, 20), "circle")], [], None, InvalidLabels),
+        ([((100, 100, 120, 120), "circle")], [], None, InvalidLabels),  # outside the image
+        ([], [(("a", 1, 2, 3), "circle", 0.5)], None, InvalidLabels),
+        ([], [], "two\nlines", InvalidLabels),
+        ([], [], "x" * 201, InvalidLabels),
+    ],
+)
+def test_invalid_labels_store_nothing(
+    recorder: FeedbackRecorder,
+    tmp_path: Path,
+    gt: list,
+    predicted: list,
+    request_id: str | None,
+    error: type[Exception],
+) -> None:
+    with pytest.raises(error) as info:
+        recorder.record(_png(64, 48), gt, predicted, "1", request_id, NAMES)
+    assert isinstance(info.value, YoloServeError)
+    assert _stored_files(tmp_path) == []
+    assert not recorder.store.path.exists()
+
+
+def test_unknown_class_error_is_an_invalid_labels_error() -> None:
+    assert issubclass(UnknownClass, InvalidLabels)
+    assert UnknownClass("x").code == "unknown_class"
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [(b"definitely not an image", InvalidImage), (_png(fmt="GIF"), UnsupportedImageFormat)],
+)
+def test_bad_images(
+    recorder: FeedbackRecorder, tmp_path: Path, data: bytes, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        recorder.record(data, [], [], "1", None, NAMES)
+    assert _stored_files(tmp_path) == []
+
+
+def test_unacknowledged_feedback_leaves_no_files(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    prod = tmp_path / "prod_data.csv"
+    prod.write_text("some,other,header\n")
+    recorder = FeedbackRecorder(tmp_path, embedder, CsvStore(prod, prod_header(embedder.dim)))
+    with pytest.raises(CsvSchemaError):
+        recorder.record(_png(), [((5, 5, 30, 30), "square")], [], "1", None, NAMES)
+    assert _stored_files(tmp_path) == []
+    assert prod.read_text() == "some,other,header\n"
+
+
+def test_store_must_fit_the_embedder(tmp_path: Path, embedder: Embedder) -> None:
+    with pytest.raises(ValueError):
+        FeedbackRecorder(tmp_path, embedder, CsvStore(tmp_path / "p.csv", prod_header(3)))
+    recorder = FeedbackRecorder(
+        tmp_path, embedder, CsvStore(tmp_path / "p.csv", prod_header(embedder.dim)))
+    with pytest.raises(ValueError):
+        recorder.record(_png(), [], [], "1", None, [])
+
+
+def test_concurrent_records_from_a_threadpool(
+    recorder: FeedbackRecorder, jpeg: tuple[bytes, list], tmp_path: Path
+) -> None:
+    data, gt = jpeg
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(
+            lambda i: recorder.record(data, gt, [], "1", f"req-{i}", NAMES), range(24)))
+    rows = _rows(recorder.store.path)
+    assert len(rows) == 24 * len(gt) == recorder.store.count()
+    assert len({r.feedback_id for r in results}) == 24
+    assert sorted(r.prod_rows_total for r in results) == [len(gt) * k for k in range(1, 25)]
+    assert {r["request_id"] for r in rows} == {f"req-{i}" for i in range(24)}
+    assert len(list((tmp_path / "feedback" / "images").iterdir())) == 24
+    assert len(list((tmp_path / "feedback" / "labels").iterdir())) == 24

@@ -1,0 +1,270 @@
+"""Record user feedback: keep the image for retraining and append embedded rows to prod_data.csv.
+
+One ``record()`` call is one ``POST /feedback``:
+
+1. validate the labels (class names, boxes) and the image;
+2. write ``feedback/labels/<id>.txt`` (YOLO format), then ``feedback/images/<id>.<ext>`` (the
+   uploaded bytes as they came), each atomically; the retrain job only takes an image whose
+   label exists, so it never sees half of a pair;
+3. match ground truth to predictions (``yoloserve.matching``), embed each row's box with the same
+   ``Embedder.embed`` that built ``ref_data.csv``, and append the rows to ``prod_data.csv``.
+   That append is the acknowledgement: if it fails, the image and label are removed again.
+
+A recorder holds no mutable state (the CSV store locks its own appends), so one instance may be
+shared by a threadpool.
+
+Example:
+    >>> from yoloserve import paths
+    >>> from yoloserve.csv_store import CsvStore, prod_header
+    >>> embedder = Embedder.load()
+    >>> store = CsvStore(paths.DATA_DIR / "prod_data.csv", prod_header(embedder.dim))
+    >>> recorder = FeedbackRecorder(paths.DATA_DIR, embedder, store)
+    >>> result = recorder.record(
+    ...     open("photo.jpg", "rb").read(),
+    ...     gt_boxes=[((120, 186, 227, 269), "square")],
+    ...     predicted=[((119.8, 185.9, 227.4, 268.6), "triangle", 0.97)],
+    ...     model_version="3", request_id="7f9c", classes=["circle", "square", "triangle"])
+    >>> result.rows_written
+    1
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+
+from yoloserve.csv_store import CsvStore, embedding_fields, prod_header
+from yoloserve.embeddings import Embedder, decode_image
+from yoloserve.errors import ImageTooLarge, InvalidImage, InvalidLabels, UnsupportedImageFormat
+from yoloserve.matching import BACKGROUND, MISSED, XYXY, match
+
+# Pillow format name -> file extension of the stored copy (the formats the API accepts).
+IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
+_MAX_TEXT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+__all__ = [
+    "FeedbackRecorder",
+    "FeedbackResult",
+    "InvalidLabels",
+    "UnknownClass",
+]
+
+
+class UnknownClass(InvalidLabels):
+    """A ground-truth box names a class the model does not have."""
+
+    code = "unknown_class"
+    default_message = "unknown class name"
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What one feedback call stored.
+
+    Attributes:
+        feedback_id: names the stored image/label pair and the CSV rows.
+        rows_written: rows appended to prod_data.csv by this call.
+        prod_rows_total: data rows in prod_data.csv right after this call's append.
+    """
+
+    feedback_id: str
+    rows_written: int
+    prod_rows_total: int
+
+
+def _text(value: str | None, what: str, error: type[Exception]) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > _MAX_TEXT or _CONTROL.search(value):
+        raise error(f"{what} must be a string of at most {_MAX_TEXT} printable characters")
+    return value
+
+
+def _clipped(xyxy: Sequence[float], width: int, height: int, what: str) -> XYXY | None:
+    """The box clipped to the image, or None when nothing of it lies inside.
+
+    Raises:
+        InvalidLabels: not 4 finite numbers, or corners in the wrong order.
+    """
+    try:
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
+    except (TypeError, ValueError) as exc:
+        raise InvalidLabels(f"{what}: xyxy must be 4 numbers, got {xyxy!r}") from exc
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise InvalidLabels(f"{what}: coordinates must be finite, got {xyxy!r}")
+    if x2 <= x1 or y2 <= y1:
+        raise InvalidLabels(f"{what}: needs x1 < x2 and y1 < y2 (pixels, xyxy), got {xyxy!r}")
+    box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+           min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    # The temp name ends in .tmp, so the retrain job's image listing never picks it up.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; other services (and users) read these files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FeedbackRecorder:
+    """Stores feedback images with YOLO labels and appends their embedded rows.
+
+    Args:
+        data_dir: the data root (``paths.DATA_DIR``); files go to ``<data_dir>/feedback/images``
+            and ``<data_dir>/feedback/labels``, and the CSV ``image`` column is relative to it.
+        embedder: the embedder that also built ``ref_data.csv``.
+        store: the ``prod_data.csv`` store, with header ``prod_header(embedder.dim)``.
+        iou_thr: IoU at or above which a ground-truth box and a prediction match.
+
+    Raises:
+        ValueError: the store's header does not fit the embedder's dimension.
+    """
+
+    def __init__(
+        self, data_dir: Path, embedder: Embedder, store: CsvStore, *, iou_thr: float = 0.5
+    ) -> None:
+        if store.header != prod_header(embedder.dim):
+            raise ValueError(
+                f"store header does not match prod_header({embedder.dim}) of embedder "
+                f"{embedder.version}"
+            )
+        self.data_dir = Path(data_dir)
+        self.images_dir = self.data_dir / "feedback" / "images"
+        self.labels_dir = self.data_dir / "feedback" / "labels"
+        self.embedder = embedder
+        self.store = store
+        self.iou_thr = iou_thr
+
+    def record(
+        self,
+        image_bytes: bytes,
+        gt_boxes: list[tuple[Sequence[float], str]],
+        predicted: list[tuple[Sequence[float], str, float]],
+        model_version: str,
+        request_id: str | None,
+        classes: list[str],
+    ) -> FeedbackResult:
+        """Store one feedback image with its label and append its rows to prod_data.csv.
+
+        Args:
+            image_bytes: the uploaded image (JPEG, PNG, WebP or BMP), stored as is.
+            gt_boxes: corrected ground truth, ``(xyxy in pixels, class name)``; empty means
+                "nothing to detect here" (a background image, still useful for retraining).
+            predicted: what the model answered, ``(xyxy, name, conf)``; may be empty.
+            model_version: the version that produced ``predicted``.
+            request_id: links the rows to the prediction request, if known.
+            classes: the model's class names; a label's index in this list is its YOLO class.
+
+        Returns:
+            The feedback id, the rows written and the CSV's row total after the append.
+
+        Raises:
+            UnknownClass: a ground-truth name is not in ``classes``.
+            InvalidLabels: a malformed or empty box, or a malformed request id.
+            UnsupportedImageFormat: an image, but not JPEG, PNG, WebP or BMP.
+            InvalidImage: the bytes cannot be decoded.
+            ImageTooLarge: the image has more pixels than Pillow agrees to decode.
+            ValueError: ``classes`` is empty or uses a reserved name, or ``model_version`` is
+                not printable text (the caller's bug, not the user's).
+            CsvSchemaError: prod_data.csv has another header (nothing is stored then).
+        """
+        if not classes or {MISSED, BACKGROUND} & set(classes):
+            raise ValueError(f"classes must be non-empty real class names, got {classes}")
+        request_id = _text(request_id, "request_id", InvalidLabels)
+        model_version = _text(model_version, "model_version", ValueError)
+        for _, name in gt_boxes:
+            if name not in classes:
+                raise UnknownClass(f"unknown class {name!r}; known classes: {list(classes)}")
+        ext = _image_extension(image_bytes)
+        try:
+            image = decode_image(image_bytes)
+        except ValueError as exc:
+            raise InvalidImage(str(exc)) from exc
+        height, width = image.shape[:2]
+
+        gt: list[tuple[XYXY, str]] = []
+        for k, (xyxy, name) in enumerate(gt_boxes):
+            box = _clipped(xyxy, width, height, f"boxes[{k}]")
+            if box is None:
+                raise InvalidLabels(f"boxes[{k}] lies outside the {width}x{height} image")
+            gt.append((box, name))
+        pred: list[tuple[XYXY, str, float]] = []
+        for k, (xyxy, name, conf) in enumerate(predicted):
+            box = _clipped(xyxy, width, height, f"prediction {k}")
+            if box is not None:  # a prediction with no area in the image can describe nothing
+                pred.append((box, str(name), float(conf)))
+        matches = match(gt, pred, self.iou_thr)
+
+        feedback_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+        image_path = self.images_dir / f"{feedback_id}.{ext}"
+        label_path = self.labels_dir / f"{feedback_id}.txt"
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self.labels_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(label_path, _yolo_label(gt, classes, width, height).encode())
+        _atomic_write(image_path, image_bytes)
+
+        embeddings = self.embedder.embed(image, [m.xyxy for m in matches])
+        timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        image_rel = image_path.relative_to(self.data_dir).as_posix()
+        rows: list[dict[str, object]] = [
+            {
+                **embedding_fields(vector),
+                "target": m.target,
+                "prediction": m.prediction,
+                "timestamp": timestamp,
+                "feedback_id": feedback_id,
+                "request_id": request_id,
+                "model_version": model_version,
+                "image": image_rel,
+            }
+            for m, vector in zip(matches, embeddings, strict=True)
+        ]
+        try:
+            total = self.store.append(rows)
+        except BaseException:
+            # Not acknowledged: leave nothing behind for the retrain job to train on.
+            image_path.unlink(missing_ok=True)
+            label_path.unlink(missing_ok=True)
+            raise
+        return FeedbackResult(feedback_id, len(rows), total)
+
+
+def _image_extension(data: bytes) -> str:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImage(f"cannot decode image: {exc}") from exc
+    if fmt not in IMAGE_EXTENSIONS:
+        raise UnsupportedImageFormat(f"{fmt} images are not accepted; send JPEG, PNG, WebP or BMP")
+    return IMAGE_EXTENSIONS[fmt]
+
+
+def _yolo_label(gt: list[tuple[XYXY, str]], classes: list[str], width: int, height: int) -> str:
+    lines = [
+        f"{classes.index(name)} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
+        f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
+        for (x1, y1, x2, y2), name in gt
+    ]
+    return "".join(line + "\n" for line in lines)
