@@ -85,6 +85,7 @@ def create_app(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         retry_after_s=settings.retry_after_s,
+        message=f"the request is too large: images are limited to {settings.max_upload_bytes} B",
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:

@@ -114,10 +114,13 @@ class BodyLimitMiddleware:
     own ``RequestBodyLimitMiddleware`` works alike but answers plain text, not the contract's JSON.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, retry_after_s: int = 5) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, retry_after_s: int = 5, message: str | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.retry_after_s = retry_after_s
+        self.message = message or f"the request body is larger than {max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -127,7 +130,7 @@ class BodyLimitMiddleware:
         declared_too_large = declared.isdigit() and int(declared) > self.max_bytes
         received = 0
         exceeded = False
-        message_413 = f"the request body is larger than {self.max_bytes} bytes"
+        message_413 = self.message
 
         async def receive_counting() -> Message:
             nonlocal received, exceeded

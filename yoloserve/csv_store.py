@@ -29,19 +29,12 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from yoloserve.errors import YoloServeError
+from yoloserve.errors import CsvSchemaError  # callers may import it from here too
 
 PROD_EXTRA_COLUMNS: tuple[str, ...] = (
     "prediction", "timestamp", "feedback_id", "request_id", "model_version", "image",
 )
 _READ_CHUNK = 1 << 20
-
-
-class CsvSchemaError(YoloServeError):
-    """A CSV file or row does not match the header it is supposed to have."""
-
-    code = "csv_schema_mismatch"
-    default_message = "the CSV file does not have the expected columns"
 
 
 def embedding_columns(dim: int) -> list[str]:

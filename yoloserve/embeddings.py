@@ -379,7 +379,9 @@ class Embedder:
         self.version: str = f"{DESCRIPTOR_NAME}-v{DESCRIPTOR_VERSION}-{digest}"
         self.meta: dict[str, Any] = dict(meta or {})
 
-    def embed(self, image: np.ndarray, boxes: Sequence[Sequence[float]]) -> np.ndarray:
+    def embed(
+        self, image: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray
+    ) -> np.ndarray:
         """Embed boxes of one image.
 
         Args:
@@ -437,7 +439,9 @@ class Embedder:
             "params": asdict(self.params),
         }
         buf = io.BytesIO()
-        np.savez(buf, **self._arrays)
+        a = self._arrays
+        np.savez(buf, mean=a["mean"], scale=a["scale"], components=a["components"],
+                 pca_mean=a["pca_mean"])
         _atomic_write(path, buf.getvalue())
         _atomic_write(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
         self.meta = meta

@@ -10,6 +10,7 @@ Hierarchy::
     ├── InputError                       invalid_input
     │   ├── InvalidParameter             invalid_parameter
     │   ├── InvalidLabels                invalid_labels
+    │   │   └── UnknownClass             unknown_class
     │   ├── InvalidImage                 invalid_image
     │   │   └── UnsupportedImageFormat   unsupported_image_format
     │   └── PayloadTooLarge              payload_too_large
@@ -22,7 +23,8 @@ Hierarchy::
     │   └── UnknownJob                   unknown_job
     ├── Conflict                         conflict
     │   ├── RetrainAlreadyRunning        retrain_already_running
-    │   └── VersionAlreadyRegistered     version_already_registered
+    │   ├── VersionAlreadyRegistered     version_already_registered
+    │   └── CsvSchemaError               csv_schema_mismatch
     ├── ModelServerError                 model_server_error
     │   ├── ModelServerUnavailable       model_server_unavailable
     │   │   └── ModelNotReady            model_not_ready
@@ -82,6 +84,13 @@ class InvalidLabels(InputError):
 
     code = "invalid_labels"
     default_message = "invalid labels"
+
+
+class UnknownClass(InvalidLabels):
+    """A ground-truth box names a class the model does not have."""
+
+    code = "unknown_class"
+    default_message = "unknown class name"
 
 
 class InvalidImage(InputError):
@@ -182,6 +191,16 @@ class VersionAlreadyRegistered(Conflict):
 
     code = "version_already_registered"
     default_message = "this model version is already registered"
+
+
+class CsvSchemaError(Conflict):
+    """A stored CSV file does not have the columns this code writes (e.g. another embedder).
+
+    A conflict with the server's state, not bad input: the file is never rewritten to fit.
+    """
+
+    code = "csv_schema_mismatch"
+    default_message = "the CSV file does not have the expected columns"
 
 
 # --- the model server (TorchServe) ------------------------------------------------------------

@@ -45,7 +45,13 @@ from PIL import Image
 
 from yoloserve.csv_store import CsvStore, embedding_fields, prod_header
 from yoloserve.embeddings import Embedder, decode_image
-from yoloserve.errors import ImageTooLarge, InvalidImage, InvalidLabels, UnsupportedImageFormat
+from yoloserve.errors import (
+    ImageTooLarge,
+    InvalidImage,
+    InvalidLabels,
+    UnknownClass,
+    UnsupportedImageFormat,
+)
 from yoloserve.matching import BACKGROUND, MISSED, XYXY, match
 
 # Pillow format name -> file extension of the stored copy (the formats the API accepts).
@@ -59,13 +65,6 @@ __all__ = [
     "InvalidLabels",
     "UnknownClass",
 ]
-
-
-class UnknownClass(InvalidLabels):
-    """A ground-truth box names a class the model does not have."""
-
-    code = "unknown_class"
-    default_message = "unknown class name"
 
 
 @dataclass(frozen=True)
@@ -157,8 +156,8 @@ class FeedbackRecorder:
     def record(
         self,
         image_bytes: bytes,
-        gt_boxes: list[tuple[Sequence[float], str]],
-        predicted: list[tuple[Sequence[float], str, float]],
+        gt_boxes: Sequence[tuple[Sequence[float], str]],
+        predicted: Sequence[tuple[Sequence[float], str, float]],
         model_version: str,
         request_id: str | None,
         classes: list[str],

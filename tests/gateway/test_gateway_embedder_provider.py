@@ -49,5 +49,5 @@ async def test_failure_is_remembered_then_retried() -> None:
 
 async def test_default_loader_without_artifact(tmp_path) -> None:  # noqa: ANN001
     provider = EmbedderProvider(default_loader(tmp_path / "nothing.npz"))
-    with pytest.raises(EmbeddingsUnavailable, match="not found"):
+    with pytest.raises(EmbeddingsUnavailable, match="not (found|installed)"):
         await provider.get()

@@ -45,6 +45,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (e.EmbeddingsUnavailable(), 503, "embeddings_unavailable"),
         (e.ModelServerTimeout(), 504, "model_server_timeout"),
         (e.RegistryError(), 500, "registry_error"),
+        (e.UnknownClass(), 400, "unknown_class"),
+        (e.CsvSchemaError(), 409, "csv_schema_mismatch"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -85,6 +87,8 @@ def test_every_domain_error_class_is_covered() -> None:
         "EmbeddingsUnavailable",
         "ModelServerTimeout",
         "RegistryError",
+        "UnknownClass",
+        "CsvSchemaError",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
     assert {c.__name__ for c in subclasses(e.YoloServeError)} - abstract == tested

@@ -153,7 +153,12 @@ def test_count_follows_other_writers_and_replaced_files(tmp_path: Path) -> None:
 def test_append_fsyncs_before_returning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
     real_fsync = csv_store.os.fsync
-    monkeypatch.setattr(csv_store.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(csv_store.os, "fsync", recording_fsync)
     CsvStore(tmp_path / "s.csv", HEADER).append([_row("x")])
     assert len(synced) == 2  # the file, then (new file) its folder
 
