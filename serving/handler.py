@@ -92,14 +92,21 @@ def _number(name: str, value: Any, message: str) -> float:
         text = bytes(value).decode() if isinstance(value, bytes | bytearray) else str(value)
         return float(text.strip())
     except (ValueError, UnicodeDecodeError):
-        raise _request_error(400, "invalid_parameter", f"{message}, got {value!r}") from None
+        raise _request_error(400, "invalid_parameter", f"{message}, got {_shown(value)}") from None
+
+
+def _shown(value: Any) -> str:
+    # Multipart text parts arrive as bytes: show what the client typed, not bytearray(b'...').
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[:40]).decode("utf-8", errors="replace")
+    return repr(value)
 
 
 def _unit_interval(name: str, value: Any) -> float:
     message = f"{name} must be a number in [0, 1]"
     number = _number(name, value, message)
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise _request_error(400, "invalid_parameter", f"{message}, got {value!r}")
+        raise _request_error(400, "invalid_parameter", f"{message}, got {_shown(value)}")
     return number
 
 
@@ -107,7 +114,7 @@ def _max_det(value: Any) -> int:
     message = f"max_det must be an integer in [1, {MAX_DET_LIMIT}]"
     number = _number("max_det", value, message)
     if not (math.isfinite(number) and number.is_integer() and 1 <= number <= MAX_DET_LIMIT):
-        raise _request_error(400, "invalid_parameter", f"{message}, got {value!r}")
+        raise _request_error(400, "invalid_parameter", f"{message}, got {_shown(value)}")
     return int(number)
 
 
@@ -214,8 +221,9 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as pil:
                 rgb = np.asarray(ImageOps.exif_transpose(pil).convert("RGB"))
             image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        except Exception as exc:  # every decoder failure means the same thing to the client
-            raise _request_error(415, "invalid_image", f"cannot decode the image: {exc}") from None
+        except Exception:  # every decoder failure means the same thing to the client
+            message = "not a decodable image (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)"
+            raise _request_error(415, "invalid_image", message) from None
     if image.ndim != 3 or image.shape[2] != 3 or not all(image.shape):
         raise _request_error(415, "invalid_image", f"unsupported image shape {image.shape}")
     if image.shape[0] * image.shape[1] > max_pixels:
@@ -429,17 +437,23 @@ class YoloHandler(BaseHandler):
             if item.error is not None:
                 if self.context is not None:
                     self.context.set_response_status(item.error.status, item.error.message, idx)
-                output.append({"error": {"code": item.error.code, "message": item.error.message}})
-                continue
-            t0 = time.perf_counter()
-            response = self._detections(item)
-            item.timing["postprocess"] += (time.perf_counter() - t0) * 1e3
-            response["timing_ms"] = {k: round(v, 2) for k, v in item.timing.items()}
-            if getattr(self.context, "request_processor", None) is not None:
-                # The gateway reads the version from the body; the header helps curl users.
-                self.context.set_response_header(idx, "X-Model-Version", self.model_version)
+                response = {"error": {"code": item.error.code, "message": item.error.message}}
+            else:
+                t0 = time.perf_counter()
+                response = self._detections(item)
+                item.timing["postprocess"] += (time.perf_counter() - t0) * 1e3
+                response["timing_ms"] = {k: round(v, 2) for k, v in item.timing.items()}
+            self._set_headers(idx)
             output.append(response)
         return output
+
+    def _set_headers(self, idx: int) -> None:
+        if getattr(self.context, "request_processor", None) is None:
+            return  # called without a server (tests, benchmarks)
+        # TorchServe sends no Content-Type for a dict it serialises; the gateway checks it.
+        self.context.set_response_content_type(idx, "application/json")
+        # The gateway reads the version from the body; the header is for curl users.
+        self.context.set_response_header(idx, "X-Model-Version", self.model_version)
 
     def _detections(self, item: Item) -> dict[str, Any]:
         det = item.det.cpu().numpy()

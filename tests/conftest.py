@@ -1,0 +1,51 @@
+"""Fixtures shared by every test folder: an offline Ultralytics and seeded sample images.
+
+The environment is set at import, before any test module imports torch or Ultralytics:
+``OMP_WAIT_POLICY=PASSIVE`` because the test machines have 2 cores shared with training jobs, and
+OpenMP threads that spin while waiting made a 2-thread forward 10-30x slower there (measured).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from collections.abc import Callable  # noqa: E402  (the environment above must come first)
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from yoloserve.offline import configure_offline  # noqa: E402
+from yoloserve.paths import DEFAULT_WEIGHTS  # noqa: E402
+
+configure_offline()
+
+
+@pytest.fixture(scope="session")
+def default_weights() -> Path:
+    """The shipped YOLO weights (3 classes); tests only rely on them running, not on accuracy."""
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.fail(f"{DEFAULT_WEIGHTS} is missing: it ships with the repository")
+    return DEFAULT_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def sample_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], list[Path]]:
+    """Factory: ``n`` seeded synthetic shape images written as JPEG files, cached per (n, seed)."""
+    from yoloserve.dataset import iter_images
+
+    root = tmp_path_factory.mktemp("samples")
+    cache: dict[tuple[int, int], list[Path]] = {}
+
+    def make(n: int, seed: int) -> list[Path]:
+        if (n, seed) not in cache:
+            paths = []
+            for i, (image, _) in enumerate(iter_images(n, seed)):
+                path = root / f"s{seed}_{i}.jpg"
+                image.save(path, quality=90)
+                paths.append(path)
+            cache[(n, seed)] = paths
+        return cache[(n, seed)]
+
+    return make
