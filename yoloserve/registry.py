@@ -7,7 +7,8 @@ Concurrency: the gateway, retrain jobs and CLIs share the file. Readers never lo
 goes to a temporary file in the same folder, is flushed to disk, then ``os.replace``-d over the
 old one, so a reader (or a crash at any instant) sees the old file or the new one, never half of
 one. Writers serialise on ``registry.json.lock`` (``filelock``, across threads and processes) and
-re-read the file under the lock, so no update is lost.
+re-read the file under the lock, so no update is lost. Errors are those of ``yoloserve.errors``
+(``RegistryError``, ``UnknownVersion``, ``UnknownJob``).
 
 Example:
     >>> from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, Literal
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
+from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
 from yoloserve.paths import REGISTRY_FILE
 
 VersionStatus = Literal["ready", "serving", "rejected", "retired"]
@@ -43,18 +45,6 @@ LOCK_TIMEOUT_S = 60.0  # packaging holds the lock while the .mar is built: secon
 def utcnow() -> datetime:
     """Now, in UTC, to the second (what the registry stores)."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-class RegistryError(Exception):
-    """Base of the registry's errors."""
-
-
-class UnknownVersionError(RegistryError, KeyError):
-    """The registry has no such model version."""
-
-
-class UnknownJobError(RegistryError, KeyError):
-    """The registry has no such retrain job."""
 
 
 class ModelVersion(BaseModel):
@@ -101,23 +91,23 @@ class RegistryData(BaseModel):
         """The record of ``version``.
 
         Raises:
-            UnknownVersionError: no such version.
+            UnknownVersion: no such version.
         """
         for record in self.versions:
             if record.version == version:
                 return record
-        raise UnknownVersionError(version)
+        raise UnknownVersion(f"model version {version!r} is not in the registry")
 
     def get_job(self, job_id: str) -> RetrainJob:
         """The record of ``job_id``.
 
         Raises:
-            UnknownJobError: no such job.
+            UnknownJob: no such job.
         """
         for job in self.jobs:
             if job.job_id == job_id:
                 return job
-        raise UnknownJobError(job_id)
+        raise UnknownJob(f"retrain job {job_id!r} is not in the registry")
 
     def next_version(self) -> str:
         """One more than the highest version ever recorded (versions are never reused)."""
@@ -149,7 +139,7 @@ class RegistryData(BaseModel):
         """Make ``version`` the default (``serving``); the previous default becomes ``ready``.
 
         Raises:
-            UnknownVersionError: no such version.
+            UnknownVersion: no such version.
             RegistryError: the version was rejected.
         """
         record = self.get(version)
@@ -186,11 +176,11 @@ class Registry:
         return RegistryData.model_validate_json(text)
 
     def get(self, version: str) -> ModelVersion:
-        """The record of ``version`` (raises ``UnknownVersionError``)."""
+        """The record of ``version`` (raises ``UnknownVersion``)."""
         return self.load().get(version)
 
     def get_job(self, job_id: str) -> RetrainJob:
-        """The record of ``job_id`` (raises ``UnknownJobError``)."""
+        """The record of ``job_id`` (raises ``UnknownJob``)."""
         return self.load().get_job(job_id)
 
     def next_version(self) -> str:
@@ -284,7 +274,7 @@ class Registry:
 
         Raises:
             RegistryError: the version exists, or the classes differ from the registry's.
-            UnknownVersionError: ``parent`` is not a recorded version.
+            UnknownVersion: ``parent`` is not a recorded version.
         """
         with self.update() as data:
             record = ModelVersion(
@@ -302,7 +292,7 @@ class Registry:
         """Make ``version`` the default (``serving``); the previous default becomes ``ready``.
 
         Raises:
-            UnknownVersionError: no such version.
+            UnknownVersion: no such version.
             RegistryError: the version was rejected.
         """
         with self.update() as data:
@@ -312,7 +302,7 @@ class Registry:
         """Change a version's status (not to or from ``serving``: use ``set_default``).
 
         Raises:
-            UnknownVersionError: no such version.
+            UnknownVersion: no such version.
             RegistryError: the change would add or remove the default.
         """
         with self.update() as data:
@@ -349,7 +339,7 @@ class Registry:
         """Change fields of a job (e.g. ``state="running", started_at=utcnow()``).
 
         Raises:
-            UnknownJobError: no such job.
+            UnknownJob: no such job.
         """
         with self.update() as data:
             jobs = data.jobs
@@ -357,5 +347,5 @@ class Registry:
                 if job.job_id == job_id:
                     jobs[i] = RetrainJob.model_validate({**job.model_dump(), **changes})
                     return jobs[i]
-            raise UnknownJobError(job_id)
+            raise UnknownJob(f"retrain job {job_id!r} is not in the registry")
 
