@@ -1,0 +1,9 @@
+"""Evidently monitoring of the detection service: embedding drift and quality on feedback.
+
+Reads ``data/ref_data.csv`` and ``data/prod_data.csv`` (see docs/architecture.md), adds runs to a
+local Evidently workspace with a ready-made dashboard, and serves it with ``evidently ui``.
+Imports only :mod:`yoloserve` of ours. Entry point: ``python -m reporting --help``.
+
+Modules: ``config`` (settings), ``project`` (project + dashboard), ``runs`` (reports of one run),
+``service`` (CSV in, run stored), ``watch`` (when to run), ``ui`` (the UI process).
+"""

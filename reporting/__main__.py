@@ -1,0 +1,146 @@
+"""Drift and quality monitoring of the detection service with Evidently.
+
+    python -m reporting run-once     # one run from data/ref_data.csv + data/prod_data.csv now
+    python -m reporting watch        # a run every --interval s and every --every-rows new rows
+    python -m reporting ui           # Evidently UI on the workspace, http://127.0.0.1:8082
+
+Every option defaults to a REPORTING_* environment variable (see reporting/config.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reporting.config import Settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Drift and quality monitoring with Evidently. Every option defaults to a REPORTING_* "
+    "environment variable (reporting/config.py).",
+)
+
+WorkspaceOpt = Annotated[
+    Path | None, typer.Option(help="Evidently workspace folder (env REPORTING_WORKSPACE).")
+]
+RefOpt = Annotated[Path | None, typer.Option(help="Reference CSV (env REPORTING_REF_CSV).")]
+ProdOpt = Annotated[Path | None, typer.Option(help="Production CSV (env REPORTING_PROD_CSV).")]
+WindowOpt = Annotated[
+    int | None,
+    typer.Option(help="Latest prod rows per run, 0 = all (env REPORTING_WINDOW_ROWS, 500)."),
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    # Built anew rather than copied from get_settings(): defaults derived from the workspace
+    # (the HTML folder) must follow a --workspace given here.
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _log(message: str) -> None:
+    typer.echo(f"{datetime.now():%H:%M:%S} {message}")
+
+
+@app.command("run-once")
+def run_once_cmd(
+    workspace: WorkspaceOpt = None,
+    ref: RefOpt = None,
+    prod: ProdOpt = None,
+    window_rows: WindowOpt = None,
+) -> None:
+    """Build a run (drift + classification) from the CSVs now and add it to the workspace."""
+    settings = _settings(workspace=workspace, ref_csv=ref, prod_csv=prod, window_rows=window_rows)
+    from reporting.service import run_once  # `import evidently` takes 6-9 s: only when needed
+
+    try:
+        outcome = run_once(settings)
+    except (FileNotFoundError, ValueError) as exc:
+        _log(f"error: {exc}")
+        raise typer.Exit(1) from exc
+    _log(outcome.message)
+    for path in outcome.html:
+        _log(f"html: {path}")
+
+
+@app.command("watch")
+def watch_cmd(
+    workspace: WorkspaceOpt = None,
+    ref: RefOpt = None,
+    prod: ProdOpt = None,
+    window_rows: WindowOpt = None,
+    every_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--every-rows", "-k", help="Run each k new prod rows (env REPORTING_EVERY_ROWS, 50)."
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Run at least every N seconds (env REPORTING_INTERVAL_S, 300)."),
+    ] = None,
+    poll: Annotated[
+        float | None, typer.Option(help="Seconds between row counts (env REPORTING_POLL_S, 2).")
+    ] = None,
+) -> None:
+    """Add a run now, every --interval seconds, and whenever prod crosses a multiple of k rows."""
+    settings = _settings(
+        workspace=workspace, ref_csv=ref, prod_csv=prod, window_rows=window_rows,
+        every_rows=every_rows, interval_s=interval, poll_s=poll,
+    )
+    from reporting.service import count_rows, run_once
+    from reporting.watch import watch_loop
+
+    def run(reason: str) -> None:
+        try:
+            _log(f"[{reason}] {run_once(settings).message}")
+        except Exception as exc:  # noqa: BLE001 - a daemon logs a failed run and waits for the next
+            _log(f"[{reason}] run failed: {type(exc).__name__}: {exc}")
+
+    _log(
+        f"watching {settings.prod_csv}: every {settings.every_rows} rows, "
+        f"every {settings.interval_s:g} s; workspace {settings.workspace}"
+    )
+    try:
+        watch_loop(
+            count=lambda: count_rows(settings.prod_csv), run=run,
+            every_rows=settings.every_rows, interval_s=settings.interval_s,
+            poll_s=settings.poll_s,
+        )
+    except KeyboardInterrupt:
+        _log("stopped")
+
+
+@app.command("ui")
+def ui_cmd(
+    workspace: WorkspaceOpt = None,
+    host: Annotated[str | None, typer.Option(help="Bind host (env REPORTING_UI_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env REPORTING_UI_PORT, 8082).")] = None,
+) -> None:
+    """Start `evidently ui` on the workspace (DO_NOT_TRACK=1); Ctrl-C stops it."""
+    from reporting.ui import start_ui
+
+    settings = _settings(workspace=workspace, ui_host=host, ui_port=port)
+    _log(f"Evidently UI on {settings.ui_url} (workspace {settings.workspace})")
+    process = start_ui(settings)
+    # A service manager stops us with SIGTERM: pass it on, or the UI would outlive us.
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,158 @@
+"""Read the CSVs, build a run and store it: what ``run-once`` and ``watch`` share.
+
+The gateway appends to ``prod_data.csv`` while we read it; a half-written last line comes back
+with missing embedding values and is left out of the run (it will be complete next time).
+Runs are added under a file lock in the workspace, so a ``watch`` and a manual ``run-once``
+cannot create the project twice.
+
+Example:
+    >>> from reporting.config import Settings
+    >>> outcome = run_once(Settings())  # doctest: +SKIP
+    >>> print(outcome.message)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock
+
+from reporting.config import Settings
+from reporting.project import get_or_create_project, open_workspace
+from reporting.runs import DriftOptions, RunResult, add_run, build_run, embedding_columns
+
+# Read as text: class names and ids must not become floats ("1" vs 1.0) or NaN ("None").
+_TEXT_COLUMNS = ("target", "prediction", "feedback_id", "request_id", "model_version", "image")
+LOCK_NAME = ".reporting.lock"
+
+
+@dataclass
+class RunOutcome:
+    """What one ``run_once`` call did.
+
+    Attributes:
+        message: One human line: what was added, or why nothing was.
+        run: The run, or None when there was nothing to report.
+        html: HTML reports written.
+        project_id: Project the run went to (None when nothing was added).
+    """
+
+    message: str
+    run: RunResult | None = None
+    html: list[Path] = field(default_factory=list)
+    project_id: str | None = None
+
+
+def count_rows(path: Path) -> int:
+    """Data rows in a CSV (lines after the header), counted without parsing; 0 if absent.
+
+    Our CSV fields never hold a newline (numbers, class names, ids, file names), so counting
+    line ends is exact and cheap enough to poll every few seconds.
+    """
+    if not path.exists():
+        return 0
+    lines = 0
+    last = b"\n"
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    if last != b"\n":  # a last line without its newline (being written) is a line too
+        lines += 1
+    return max(lines - 1, 0)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a ref or prod CSV with text columns kept as text; empty frame if absent."""
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    header = pd.read_csv(path, nrows=0).columns
+    dtypes = {c: "string" for c in _TEXT_COLUMNS if c in header}
+    return pd.read_csv(path, dtype=dtypes, keep_default_na=True, on_bad_lines="skip")
+
+
+def load_frames(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reference frame and the latest ``window_rows`` prod rows (all rows if 0).
+
+    Raises:
+        FileNotFoundError: the reference CSV is missing.
+    """
+    if not settings.ref_csv.exists():
+        raise FileNotFoundError(f"reference data not found: {settings.ref_csv}")
+    ref = read_csv(settings.ref_csv)
+    prod = read_csv(settings.prod_csv)
+    if settings.window_rows and len(prod) > settings.window_rows:
+        prod = prod.tail(settings.window_rows).reset_index(drop=True)
+    columns = embedding_columns(ref)
+    if len(prod) and all(c in prod.columns for c in columns):
+        prod = prod.dropna(subset=columns).reset_index(drop=True)  # a half-written last line
+    return ref, prod
+
+
+def prune_html(html_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` HTML reports of each kind (``keep`` 0: delete none).
+
+    Names start with a ``YYYYmmdd-HHMMSS`` stamp, so name order is time order.
+
+    Returns:
+        The files deleted.
+    """
+    if keep <= 0 or not html_dir.is_dir():
+        return []
+    by_kind: dict[str, list[Path]] = {}
+    for path in html_dir.glob("*_*_*.html"):
+        by_kind.setdefault(path.stem.rsplit("_", 1)[-1], []).append(path)
+    removed = []
+    for paths in by_kind.values():
+        for path in sorted(paths)[:-keep]:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def drift_options(settings: Settings) -> DriftOptions:
+    """The drift part of the settings."""
+    return DriftOptions(
+        method=settings.drift_method,
+        threshold=settings.drift_threshold,
+        drift_share=settings.drift_share,
+        embedding_distance_threshold=settings.embedding_distance_threshold,
+        projection=settings.embedding_projection,
+        min_rows=settings.min_rows,
+    )
+
+
+def run_once(settings: Settings, timestamp: datetime | None = None) -> RunOutcome:
+    """Build a run from the CSVs now and add it to the workspace (no-op if prod is empty).
+
+    Args:
+        settings: Paths and drift options.
+        timestamp: Run timestamp; now (local time, as the Evidently UI shows it) if None.
+
+    Returns:
+        What was done; ``run`` is None when prod has no rows or no report could be built.
+    """
+    ref, prod = load_frames(settings)
+    if prod.empty:
+        return RunOutcome(f"no production rows in {settings.prod_csv} yet: nothing to report")
+    run = build_run(ref, prod, timestamp or datetime.now(), drift_options(settings))
+    if not run.snapshots:
+        return RunOutcome("nothing to report: " + "; ".join(run.skipped), run=run)
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(settings.workspace / LOCK_NAME), timeout=120):
+        workspace = open_workspace(settings.workspace)
+        project = get_or_create_project(workspace, settings.project_name)
+        html = add_run(workspace, project, run, settings.html_dir)
+        prune_html(settings.html_dir, settings.html_keep)
+    shown = ", ".join(
+        f"{k}={run.values[k]:.3f}"
+        for k in ("drift_share", "embedding_drift", "f1", "balanced_accuracy")
+        if k in run.values
+    )
+    message = f"run added to '{settings.project_name}' ({len(prod)} prod rows): {shown}"
+    if run.skipped:
+        message += " [skipped " + "; ".join(run.skipped) + "]"
+    return RunOutcome(message, run=run, html=html, project_id=str(project.id))
