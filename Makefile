@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,dev]"
-	$(PY) -c "from ultralytics import YOLO; import torchvision, torchserve, evidently, streamlit"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit"
 	touch $@
 
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
@@ -68,7 +68,7 @@ test: setup ## Run the whole test suite (real TorchServe and Chromium included)
 
 lint: setup ## ruff + mypy
 	$(PY) -m ruff check .
-	$(PY) -m mypy yoloserve gateway
+	$(PY) -m mypy yoloserve gateway reporting scripts
 
 bench: setup ## Latency/throughput: raw Ultralytics vs TorchServe vs gateway; feedback; hot swap
 	$(PY) -m scripts.bench

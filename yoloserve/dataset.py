@@ -154,7 +154,8 @@ def render_image(
             box = (min(xs), min(ys), max(xs), max(ys))
         if any(_iou(box, s.xyxy) > 0.05 for s in shapes):
             continue  # keep objects apart so every label is unambiguous
-        region = np.asarray(img.crop(tuple(int(v) for v in box)), dtype=float)
+        x1, y1, x2, y2 = (int(v) for v in box)
+        region = np.asarray(img.crop((x1, y1, x2, y2)), dtype=np.float64)
         colour = _contrasting_colour(rng, region.reshape(-1, 3).mean(axis=0))
         if pts is None:
             draw.ellipse(box, fill=colour)

@@ -13,7 +13,7 @@ from yoloserve.paths import RUN_DIR
 
 
 def configure_offline() -> None:
-    """Set the environment Ultralytics reads at import time. Idempotent; call before importing it."""
+    """Set the environment Ultralytics reads at import time (idempotent; call before importing)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     config_dir = RUN_DIR / "ultralytics"
     config_dir.mkdir(parents=True, exist_ok=True)
