@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support import assert_same_boxes
 from yoloserve.paths import SERVING_DIR
 
 PARITY_CONF = 0.001  # low enough that an untrained model still returns boxes
@@ -118,32 +119,6 @@ def assert_well_formed(response: dict[str, Any], width: int, height: int) -> Non
         assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
         assert 0 <= box["conf"] <= 1
         assert box["name"] == names[box["cls"]]
-
-
-def assert_same_boxes(ours: list[dict[str, Any]], result: Any) -> None:
-    """Every Ultralytics box has one of ours: same class, conf within 1e-3, coords within 0.5."""
-    theirs = list(
-        zip(
-            result.boxes.xyxy.tolist(),
-            result.boxes.conf.tolist(),
-            result.boxes.cls.int().tolist(),
-            strict=True,
-        )
-    )
-    assert len(ours) == len(theirs)
-    unmatched = list(ours)
-    # Matching, not zipping: boxes with equal confidence may come in either order.
-    for xyxy, conf, cls in theirs:
-        match = next(
-            (
-                b for b in unmatched
-                if b["cls"] == cls and abs(b["conf"] - conf) <= 1e-3
-                and np.abs(np.array(b["xyxy"]) - np.array(xyxy)).max() <= 0.5
-            ),
-            None,
-        )
-        assert match is not None, f"no match for {cls} {conf:.4f} {xyxy}"
-        unmatched.remove(match)
 
 
 def test_torchserve_finds_exactly_one_handler_class(handler_module: ModuleType) -> None:
