@@ -1,0 +1,74 @@
+"""Package YOLO weights as a new model version: a TorchServe .mar in models/store and a record in
+models/registry.json. Packaging the same weights again reuses their version (see --new-version).
+
+    python -m scripts.package --weights models/default/best.pt
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from yoloserve import paths
+from yoloserve.errors import YoloServeError
+from yoloserve.packaging import package
+from yoloserve.registry import Registry
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+@app.command()
+def main(
+    weights: Annotated[
+        Path, typer.Option(help="Ultralytics .pt weights to package.", exists=True, dir_okay=False)
+    ] = paths.DEFAULT_WEIGHTS,
+    parent: Annotated[
+        str | None, typer.Option(help="Version these weights were fine-tuned from.")
+    ] = None,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(help="JSON file of metrics to record; default: metrics.json beside weights."),
+    ] = None,
+    set_default: Annotated[
+        bool | None,
+        typer.Option(
+            "--set-default/--no-set-default",
+            help="Make it the registry's default; unset: only when there is no default yet.",
+        ),
+    ] = None,
+    new_version: Annotated[
+        bool, typer.Option(help="Add a new version even if these exact weights were packaged.")
+    ] = False,
+    registry: Annotated[Path, typer.Option(help="Registry file.")] = paths.REGISTRY_FILE,
+    store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+) -> None:
+    """Build the .mar and record the version; print the version and the archive."""
+    try:
+        record = package(
+            weights,
+            Registry(registry),
+            parent=parent,
+            metrics=json.loads(metrics.read_text()) if metrics else None,
+            store_dir=store,
+            make_default=set_default,
+            reuse=not new_version,
+        )
+    except YoloServeError as exc:
+        typer.echo(f"packaging failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(record.model_dump_json(indent=2))
+        return
+    default = Registry(registry).load().default_version
+    typer.echo(
+        f"version {record.version}: {store / record.mar} (sha256 {record.sha256[:12]}, "
+        f"status {record.status}{', default' if default == record.version else ''})"
+    )
+
+
+if __name__ == "__main__":
+    app()
