@@ -24,6 +24,8 @@ Hierarchy::
     ├── Conflict                         conflict
     │   ├── RetrainAlreadyRunning        retrain_already_running
     │   ├── VersionAlreadyRegistered     version_already_registered
+    │   ├── VersionRejected              version_rejected
+    │   ├── SwapInProgress               swap_in_progress
     │   └── CsvSchemaError               csv_schema_mismatch
     ├── ModelServerError                 model_server_error
     │   ├── ModelServerUnavailable       model_server_unavailable
@@ -191,6 +193,20 @@ class VersionAlreadyRegistered(Conflict):
 
     code = "version_already_registered"
     default_message = "this model version is already registered"
+
+
+class VersionRejected(Conflict):
+    """The version failed the retrain gate; it is kept for the record but never served."""
+
+    code = "version_rejected"
+    default_message = "this model version was rejected and cannot be served"
+
+
+class SwapInProgress(Conflict):
+    """Another hot swap of the model is still running; swaps happen one at a time."""
+
+    code = "swap_in_progress"
+    default_message = "another model swap is in progress"
 
 
 class CsvSchemaError(Conflict):

@@ -72,8 +72,15 @@ class RetrainJob(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     candidate_version: str | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(
+        default_factory=dict, description="{'candidate': {...}, 'current': {...}} on one eval set."
+    )
     reason: str | None = None
+    created_at: datetime | None = None
+    trigger: str | None = Field(default=None, description="What started it: 'feedback', 'api'.")
+    parent: str | None = Field(default=None, description="Version the candidate is tuned from.")
+    data: dict[str, Any] = Field(default_factory=dict, description="Image counts it used.")
+    pid: int | None = Field(default=None, description="Process running it (stale detection).")
 
 
 class RegistryData(BaseModel):

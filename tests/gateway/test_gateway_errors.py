@@ -47,6 +47,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (e.RegistryError(), 500, "registry_error"),
         (e.UnknownClass(), 400, "unknown_class"),
         (e.CsvSchemaError(), 409, "csv_schema_mismatch"),
+        (e.VersionRejected(), 409, "version_rejected"),
+        (e.SwapInProgress(), 409, "swap_in_progress"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -89,6 +91,8 @@ def test_every_domain_error_class_is_covered() -> None:
         "RegistryError",
         "UnknownClass",
         "CsvSchemaError",
+        "VersionRejected",
+        "SwapInProgress",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
     assert {c.__name__ for c in subclasses(e.YoloServeError)} - abstract == tested
