@@ -1,0 +1,309 @@
+"""Zero-downtime model swaps on a running TorchServe: hot register, set default, drain, unregister.
+
+A swap to version ``N`` of model ``yolo``, all through TorchServe's management API:
+
+1. ``POST /models?url=yolo_vN.mar&model_name=yolo&initial_workers=1&synchronous=true`` (already
+   registered is fine: activating a version that is loaded just skips this);
+2. wait until version ``N`` has a READY worker;
+3. ``PUT /models/yolo/N/set-default``: unpinned predictions go to ``N`` from now on;
+4. ``registry.set_default(N)``: the registry says what TorchServe serves;
+5. wait ``drain_s`` so requests already queued on the old version finish, then
+   ``DELETE /models/yolo/<v>`` for every other registered version (404s are fine: gone already).
+
+Failure rules: anything that fails before step 3 unregisters what this swap registered and
+re-raises: the old version keeps serving, the registry is unchanged. If step 4 fails, TorchServe's
+default is put back first. Failures in step 5 are logged, not raised: the new version serves and
+an extra loaded version costs memory, not correctness.
+
+Swaps are serialised by a file lock beside the registry (``.swap.lock``), across processes: a
+retrain job promoting a candidate and an operator's rollback never interleave.
+
+Example:
+    >>> import httpx
+    >>> async def rollback(registry: Registry) -> None:
+    ...     async with httpx.AsyncClient(timeout=200) as http:
+    ...         await activate(TorchServeClient(http), registry, "1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+import httpx
+
+from yoloserve.errors import (
+    ModelNotReady,
+    SwapInProgress,
+    UnknownVersion,
+    VersionAlreadyRegistered,
+    VersionRejected,
+    YoloServeError,
+)
+from yoloserve.packaging import MODEL_NAME
+from yoloserve.registry import ModelVersion, Registry
+from yoloserve.torchserve import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, TorchServeClient
+
+logger = logging.getLogger("yoloserve.deploy")
+
+WORKER_POLL_S = 0.5
+SWAP_LOCK_NAME = ".swap.lock"
+
+
+def _same_version(a: str, b: str) -> bool:
+    # TorchServe echoes the archive's --version ("2"); older archives may say "2.0".
+    def norm(v: str) -> str:
+        return v[:-2] if v.endswith(".0") else v
+
+    return norm(str(a)) == norm(str(b))
+
+
+def swap_lock_path(registry: Registry) -> Path:
+    """The file that serialises swaps of the models this registry describes."""
+    return registry.path.parent / SWAP_LOCK_NAME
+
+
+@contextlib.asynccontextmanager
+async def _swap_lock(registry: Registry, timeout: float) -> AsyncIterator[None]:
+    registry.path.parent.mkdir(parents=True, exist_ok=True)
+    # Not thread-local: acquired in a worker thread (the event loop must not block on it).
+    lock = filelock.FileLock(str(swap_lock_path(registry)), thread_local=False)
+    try:
+        await asyncio.to_thread(lock.acquire, timeout=timeout)
+    except filelock.Timeout as exc:
+        message = f"another swap still holds {lock.lock_file} after {timeout:.0f} s"
+        raise SwapInProgress(message) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+async def _wait_live_worker(
+    client: TorchServeClient, model_name: str, version: str, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await client.has_live_worker(model_name, version):
+            return
+        if time.monotonic() >= deadline:
+            raise ModelNotReady(
+                f"{model_name} version {version} has no READY worker after {timeout:.0f} s"
+            )
+        await asyncio.sleep(WORKER_POLL_S)
+
+
+async def _registered_versions(client: TorchServeClient, model_name: str) -> list[str]:
+    try:
+        described = await client.describe_model(model_name, "all")
+    except UnknownVersion:
+        return []
+    return [str(m.get("modelVersion")) for m in described if m.get("modelVersion") is not None]
+
+
+async def _default_version(client: TorchServeClient, model_name: str) -> str | None:
+    # Without a version, TorchServe describes the default one.
+    try:
+        described = await client.describe_model(model_name)
+    except UnknownVersion:
+        return None
+    return str(described[0].get("modelVersion")) if described else None
+
+
+async def _quietly(what: str, call: Awaitable[Any]) -> None:
+    """Await a clean-up call; log instead of raising (the original error matters more)."""
+    try:
+        await call
+    except UnknownVersion:
+        pass
+    except (YoloServeError, httpx.HTTPError) as exc:
+        logger.warning("%s failed: %s", what, exc)
+
+
+async def hot_swap(
+    client: TorchServeClient,
+    registry: Registry,
+    version: str,
+    *,
+    model_name: str = MODEL_NAME,
+    drain_s: float = 2.0,
+    worker_timeout_s: float = 180.0,
+    lock_timeout_s: float | None = None,
+) -> None:
+    """Make ``version`` the serving default without a restart or a dropped request.
+
+    Args:
+        client: TorchServe client (its management URL is used).
+        registry: the registry that records ``version`` and gets the new default.
+        version: the version to serve; its ``.mar`` must be in TorchServe's model store.
+        model_name: model name inside TorchServe.
+        drain_s: seconds between set-default and unregistering the old versions, so requests
+            queued on them finish.
+        worker_timeout_s: how long loading the new version's worker may take.
+        lock_timeout_s: how long to wait for another swap; default ``2 * worker_timeout_s``.
+
+    Raises:
+        UnknownVersion: ``version`` is not in the registry.
+        VersionRejected: ``version`` failed the retrain gate.
+        SwapInProgress: another swap held the lock for too long.
+        ModelNotReady: the new version got no READY worker in time.
+        ModelServerError: TorchServe refused or failed a step (message included).
+    """
+    record = registry.get(version)
+    if record.status == "rejected":
+        raise VersionRejected(f"version {version} was rejected by the retrain gate")
+    lock_timeout = 2 * worker_timeout_s + drain_s if lock_timeout_s is None else lock_timeout_s
+    async with _swap_lock(registry, lock_timeout):
+        await _swap_locked(client, registry, record, model_name, drain_s, worker_timeout_s)
+
+
+async def _swap_locked(
+    client: TorchServeClient,
+    registry: Registry,
+    record: ModelVersion,
+    model_name: str,
+    drain_s: float,
+    worker_timeout_s: float,
+) -> None:
+    version = record.version
+    loaded_before = any(
+        _same_version(v, version) for v in await _registered_versions(client, model_name)
+    )
+    # Whatever happens below, a version this swap loaded is unloaded again on failure, even when
+    # the register call itself timed out (TorchServe may finish loading after we gave up).
+    registered_here = not loaded_before
+    previous_default = await _default_version(client, model_name)
+    try:
+        if not loaded_before:
+            try:
+                await client.register(
+                    record.mar, model_name, initial_workers=1, synchronous=True,
+                    timeout=worker_timeout_s,
+                )
+                logger.info("registered %s version %s (%s)", model_name, version, record.mar)
+            except VersionAlreadyRegistered:
+                registered_here = False  # somebody else loaded it meanwhile: not ours to drop
+                logger.info("%s version %s is already registered", model_name, version)
+        await _wait_live_worker(client, model_name, version, worker_timeout_s)
+        await client.set_default(model_name, version)
+    except BaseException:
+        # Nothing switched yet: drop what we loaded; the old default never stopped serving.
+        if registered_here:
+            await _quietly(f"unregistering {version} after a failed swap",
+                           client.unregister(model_name, version))
+        raise
+
+    try:
+        await asyncio.to_thread(registry.set_default, version)
+    except BaseException:
+        # TorchServe and the registry must agree on what serves: put TorchServe back.
+        if previous_default is not None and not _same_version(previous_default, version):
+            await _quietly(f"restoring default {previous_default}",
+                           client.set_default(model_name, previous_default))
+            if registered_here:
+                await _quietly(f"unregistering {version} after a failed swap",
+                               client.unregister(model_name, version))
+        raise
+    logger.info("%s default is now version %s (was %s)", model_name, version, previous_default)
+
+    await asyncio.sleep(drain_s)
+    for other in await _registered_versions(client, model_name):
+        if not _same_version(other, version):
+            await _quietly(f"unregistering old version {other}",
+                           client.unregister(model_name, other))
+            logger.info("unregistered %s version %s", model_name, other)
+
+
+async def activate(
+    client: TorchServeClient,
+    registry: Registry,
+    version: str,
+    *,
+    model_name: str = MODEL_NAME,
+    drain_s: float = 2.0,
+    worker_timeout_s: float = 180.0,
+    lock_timeout_s: float | None = None,
+) -> ModelVersion:
+    """Serve an existing registry version again (the rollback verb); returns its record.
+
+    Raises:
+        UnknownVersion: no such version in the registry.
+        VersionRejected: the version failed the retrain gate and is never served.
+        SwapInProgress, ModelNotReady, ModelServerError: as ``hot_swap``.
+    """
+    await hot_swap(
+        client, registry, version, model_name=model_name, drain_s=drain_s,
+        worker_timeout_s=worker_timeout_s, lock_timeout_s=lock_timeout_s,
+    )
+    return registry.get(version)
+
+
+@contextlib.contextmanager
+def _no_running_loop() -> Iterator[None]:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        yield
+        return
+    raise RuntimeError("hot_swap_sync() inside an event loop: await hot_swap() instead")
+
+
+def hot_swap_sync(
+    management_url: str,
+    inference_url: str,
+    registry: Registry,
+    version: str,
+    *,
+    model_name: str = MODEL_NAME,
+    drain_s: float = 2.0,
+    worker_timeout_s: float = 180.0,
+    lock_timeout_s: float | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
+    """``hot_swap`` for synchronous callers (CLIs, the retrain job), with its own HTTP client.
+
+    ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
+    """
+    with _no_running_loop():
+        asyncio.run(
+            _hot_swap_with_client(
+                management_url, inference_url, registry, version, transport,
+                model_name=model_name, drain_s=drain_s, worker_timeout_s=worker_timeout_s,
+                lock_timeout_s=lock_timeout_s,
+            )
+        )
+
+
+def activate_sync(
+    registry: Registry,
+    version: str,
+    *,
+    management_url: str = DEFAULT_MANAGEMENT_URL,
+    inference_url: str = DEFAULT_INFERENCE_URL,
+    **kw: Any,
+) -> ModelVersion:
+    """``activate`` for synchronous callers; returns the version's record."""
+    hot_swap_sync(management_url, inference_url, registry, version, **kw)
+    return registry.get(version)
+
+
+async def _hot_swap_with_client(
+    management_url: str,
+    inference_url: str,
+    registry: Registry,
+    version: str,
+    transport: httpx.AsyncBaseTransport | None,
+    **kw: Any,
+) -> None:
+    # Registering with synchronous=true answers only once the worker loaded: a long read timeout.
+    timeout = httpx.Timeout(float(kw.get("worker_timeout_s", 180.0)) + 30.0, connect=5.0)
+    model_name = str(kw.get("model_name", MODEL_NAME))
+    async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
+        client = TorchServeClient(http, inference_url, management_url, model_name)
+        await hot_swap(client, registry, version, **kw)
