@@ -3,12 +3,14 @@
     python -m reporting run-once     # one run from data/ref_data.csv + data/prod_data.csv now
     python -m reporting watch        # a run every --interval s and every --every-rows new rows
     python -m reporting ui           # Evidently UI on the workspace, http://127.0.0.1:8082
+    python -m reporting latest       # headline values of the latest stored run (--json)
 
 Every option defaults to a REPORTING_* environment variable (see reporting/config.py).
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from datetime import datetime
@@ -114,6 +116,33 @@ def watch_cmd(
         )
     except KeyboardInterrupt:
         _log("stopped")
+
+
+@app.command("latest")
+def latest_cmd(
+    workspace: WorkspaceOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object on stdout (for scripts).")
+    ] = False,
+) -> None:
+    """Print the headline values of the latest run stored in the workspace.
+
+    Read back from the workspace (not recomputed), so it shows what the dashboard shows:
+    drift share, embedding drift, F1 / precision / recall, balanced accuracy, per-class scores.
+    """
+    settings = _settings(workspace=workspace)
+    from reporting.service import latest_values
+
+    values = latest_values(settings)
+    if as_json:
+        typer.echo(json.dumps(values, sort_keys=True))
+    elif not values:
+        _log(f"no run stored in '{settings.project_name}' at {settings.workspace}")
+    else:
+        for key in sorted(values):
+            typer.echo(f"{key:<28} {values[key]:.4f}")
+    if not values:
+        raise typer.Exit(1)
 
 
 @app.command("ui")

@@ -125,6 +125,11 @@ def dashboard_panels() -> list[tuple[str, DashboardPanelPlot]]:
     ]
 
 
+def find_project(workspace: WorkspaceBase, name: str) -> Project | None:
+    """The first project called ``name``, or None (nothing is created)."""
+    return next((p for p in workspace.list_projects() if p.name == name), None)
+
+
 def get_or_create_project(workspace: WorkspaceBase, name: str) -> Project:
     """Return the project called ``name``, creating it with its dashboard if absent.
 
@@ -138,7 +143,7 @@ def get_or_create_project(workspace: WorkspaceBase, name: str) -> Project:
     Returns:
         The project, saved.
     """
-    project = next((p for p in workspace.list_projects() if p.name == name), None)
+    project = find_project(workspace, name)
     if project is None:
         project = workspace.create_project(name)
         project.description = (

@@ -3,7 +3,8 @@
 The gateway appends to ``prod_data.csv`` while we read it; a half-written last line comes back
 with missing embedding values and is left out of the run (it will be complete next time).
 Runs are added under a file lock in the workspace, so a ``watch`` and a manual ``run-once``
-cannot create the project twice.
+cannot create the project twice, and read back under the same lock, so a reader never meets a
+snapshot file that is half written.
 
 Example:
     >>> from reporting.config import Settings
@@ -21,8 +22,15 @@ import pandas as pd
 from filelock import FileLock
 
 from reporting.config import Settings
-from reporting.project import get_or_create_project, open_workspace
-from reporting.runs import DriftOptions, RunResult, add_run, build_run, embedding_columns
+from reporting.project import find_project, get_or_create_project, open_workspace
+from reporting.runs import (
+    DriftOptions,
+    RunResult,
+    add_run,
+    build_run,
+    embedding_columns,
+    read_latest_values,
+)
 
 # Read as text: class names and ids must not become floats ("1" vs 1.0) or NaN ("None").
 _TEXT_COLUMNS = ("target", "prediction", "feedback_id", "request_id", "model_version", "image")
@@ -141,8 +149,7 @@ def run_once(settings: Settings, timestamp: datetime | None = None) -> RunOutcom
     run = build_run(ref, prod, timestamp or datetime.now(), drift_options(settings))
     if not run.snapshots:
         return RunOutcome("nothing to report: " + "; ".join(run.skipped), run=run)
-    settings.workspace.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(settings.workspace / LOCK_NAME), timeout=120):
+    with workspace_lock(settings):
         workspace = open_workspace(settings.workspace)
         project = get_or_create_project(workspace, settings.project_name)
         html = add_run(workspace, project, run, settings.html_dir)
@@ -156,3 +163,20 @@ def run_once(settings: Settings, timestamp: datetime | None = None) -> RunOutcom
     if run.skipped:
         message += " [skipped " + "; ".join(run.skipped) + "]"
     return RunOutcome(message, run=run, html=html, project_id=str(project.id))
+
+
+def workspace_lock(settings: Settings) -> FileLock:
+    """The lock every writer and reader of the workspace's runs holds."""
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(settings.workspace / LOCK_NAME), timeout=120)
+
+
+def latest_values(settings: Settings) -> dict[str, float]:
+    """Headline values of the latest run stored in the project (empty if there is none).
+
+    Read back from the workspace, as the dashboard reads them, not recomputed from the CSVs.
+    """
+    with workspace_lock(settings):
+        workspace = open_workspace(settings.workspace)
+        project = find_project(workspace, settings.project_name)
+        return {} if project is None else read_latest_values(workspace, project.id)
