@@ -123,7 +123,10 @@ def build_mar(
             "--export-path", tmp,
             "--force",
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # The archiver stages files in <TMPDIR>/<model_name>, shared by every build on the
+        # machine: a private TMPDIR keeps parallel builds from deleting each other's files.
+        env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         built = Path(tmp) / f"{model_name}.mar"
         if proc.returncode != 0 or not built.is_file():
             raise PackagingError(
