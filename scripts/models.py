@@ -1,0 +1,127 @@
+"""Model versions on a running TorchServe, without a restart: redeploy, activate (rollback), list.
+
+    python -m scripts.models redeploy --weights models/default/best.pt   # make redeploy
+    python -m scripts.models activate 1                                  # make rollback VERSION=1
+    python -m scripts.models list
+
+TorchServe is reached at --management-url / --inference-url (or TORCHSERVE_MANAGEMENT_URL /
+TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from yoloserve import paths
+from yoloserve.deploy import hot_swap_sync
+from yoloserve.errors import YoloServeError
+from yoloserve.packaging import MODEL_NAME, package
+from yoloserve.registry import Registry
+from yoloserve.torchserve import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, TorchServeClient
+
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+
+ManagementUrl = Annotated[
+    str, typer.Option(envvar="TORCHSERVE_MANAGEMENT_URL", help="TorchServe management API.")
+]
+InferenceUrl = Annotated[
+    str, typer.Option(envvar="TORCHSERVE_INFERENCE_URL", help="TorchServe inference API.")
+]
+RegistryPath = Annotated[Path, typer.Option(help="Registry file.")]
+DrainS = Annotated[
+    float, typer.Option(help="Seconds between set-default and unloading the old version.")
+]
+WorkerTimeout = Annotated[float, typer.Option(help="Seconds the new worker may take to load.")]
+
+
+def _swap(registry: Registry, version: str, management_url: str, inference_url: str,
+          drain_s: float, worker_timeout_s: float) -> None:
+    try:
+        hot_swap_sync(management_url, inference_url, registry, version, drain_s=drain_s,
+                      worker_timeout_s=worker_timeout_s)
+    except YoloServeError as exc:
+        typer.echo(f"swap to version {version} failed ({exc.code}): {exc}", err=True)
+        default = registry.load().default_version
+        typer.echo(f"version {default} keeps serving", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def redeploy(
+    weights: Annotated[Path, typer.Option(help="Ultralytics .pt weights to serve.")] = (
+        paths.DEFAULT_WEIGHTS
+    ),
+    parent: Annotated[str | None, typer.Option(help="Version these were tuned from.")] = None,
+    registry_path: RegistryPath = paths.REGISTRY_FILE,
+    store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
+    management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
+    inference_url: InferenceUrl = DEFAULT_INFERENCE_URL,
+    drain_s: DrainS = 2.0,
+    worker_timeout_s: WorkerTimeout = 180.0,
+) -> None:
+    """Package WEIGHTS (or reuse their version) and make it the serving default, no restart."""
+    if not weights.is_file():
+        typer.echo(f"{weights} does not exist", err=True)
+        raise typer.Exit(2)
+    registry = Registry(registry_path)
+    try:
+        record = package(weights, registry, parent=parent, store_dir=store)
+    except YoloServeError as exc:  # PackagingError included
+        typer.echo(f"packaging failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"version {record.version}: {store / record.mar}")
+    _swap(registry, record.version, management_url, inference_url, drain_s, worker_timeout_s)
+    typer.echo(f"version {record.version} serves now")
+
+
+@app.command()
+def activate(
+    version: Annotated[str, typer.Argument(help="A registry version to serve again.")],
+    registry_path: RegistryPath = paths.REGISTRY_FILE,
+    management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
+    inference_url: InferenceUrl = DEFAULT_INFERENCE_URL,
+    drain_s: DrainS = 2.0,
+    worker_timeout_s: WorkerTimeout = 180.0,
+) -> None:
+    """Make VERSION the serving default again (rollback); rejected versions are refused."""
+    _swap(Registry(registry_path), version, management_url, inference_url, drain_s,
+          worker_timeout_s)
+    typer.echo(f"version {version} serves now")
+
+
+async def _loaded_versions(management_url: str) -> list[str] | None:
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        client = TorchServeClient(http, management_url=management_url)
+        try:
+            described = await client.describe_model(MODEL_NAME, "all")
+        except YoloServeError:
+            return None
+    return [str(m.get("modelVersion")) for m in described]
+
+
+@app.command("list")
+def list_versions(
+    registry_path: RegistryPath = paths.REGISTRY_FILE,
+    management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
+) -> None:
+    """Every registry version (one JSON line each) and what TorchServe has loaded."""
+    data = Registry(registry_path).load()
+    for v in data.versions:
+        typer.echo(json.dumps({
+            "version": v.version, "status": v.status, "parent": v.parent, "mar": v.mar,
+            "map50": v.metrics.get("map50"), "created_at": v.created_at.isoformat(),
+        }))
+    loaded = asyncio.run(_loaded_versions(management_url))
+    where = f"TorchServe at {management_url}"
+    typer.echo(f"{where}: " + (f"loaded {loaded}" if loaded is not None else "not reachable"))
+    typer.echo(f"registry default: {data.default_version}")
+
+
+if __name__ == "__main__":
+    app()

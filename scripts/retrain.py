@@ -1,0 +1,130 @@
+"""Retrain jobs: fine-tune the serving model on feedback, gate it, hot-swap it if it holds up.
+
+Settings come from RETRAIN_* environment variables (yoloserve.retrain.RetrainSettings: epochs,
+tolerance, timeout_s, management_url, ...); the options below override a few of them.
+
+    python -m scripts.retrain start            # detached job, prints its id (one at a time)
+    python -m scripts.retrain status [r-0001]  # one job as JSON, or every job
+    python -m scripts.retrain run              # run a job here, in the foreground
+    python -m scripts.retrain run --job-id ID  # what `start` (and the gateway) spawn
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from yoloserve.errors import RetrainAlreadyRunning, UnknownJob
+from yoloserve.registry import Registry, RetrainJob
+from yoloserve.retrain import (
+    RetrainSettings,
+    job_log,
+    reap_stale_jobs,
+    run_foreground,
+    run_job_process,
+    start_job_process,
+)
+
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+
+Epochs = Annotated[int | None, typer.Option(help="Fine-tuning epochs (RETRAIN_EPOCHS).")]
+Deploy = Annotated[
+    bool | None,
+    typer.Option("--deploy/--no-deploy", help="Hot-swap a promoted candidate (RETRAIN_DEPLOY)."),
+]
+
+
+def _settings(epochs: int | None = None, deploy: bool | None = None) -> RetrainSettings:
+    changes: dict[str, Any] = {}
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if deploy is not None:
+        changes["deploy"] = deploy
+    # Validated again, so an override is checked like an environment value.
+    return RetrainSettings(**{**RetrainSettings().model_dump(), **changes})
+
+
+def _stop_on_sigterm() -> None:
+    # `kill <pid>` ends the job through SystemExit, so it is recorded as failed, not left running.
+    def handler(signum: int, frame: FrameType | None) -> NoReturn:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _show(job: RetrainJob) -> None:
+    typer.echo(job.model_dump_json(indent=2))
+
+
+@app.command()
+def run(
+    job_id: Annotated[
+        str | None,
+        typer.Option(help="A queued job to run (as `start` spawns it); none: record a new one."),
+    ] = None,
+    epochs: Epochs = None,
+    deploy: Deploy = None,
+) -> None:
+    """Run one job to its end in this process; exit 1 if it failed."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _stop_on_sigterm()
+    settings = _settings(epochs, deploy)
+    try:
+        if job_id is None:
+            job = run_foreground(settings, trigger="cli")
+        else:
+            job = run_job_process(job_id, settings)
+    except (RetrainAlreadyRunning, UnknownJob) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    _show(job)
+    if job.state == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def start(epochs: Epochs = None, deploy: Deploy = None) -> None:
+    """Start a detached job and print its id; exit 2 if one is already running."""
+    settings = _settings(epochs, deploy)
+    try:
+        job_id = start_job_process(settings, trigger="cli")
+    except RetrainAlreadyRunning as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(job_id)
+    typer.echo(f"log: {job_log(settings, job_id)}", err=True)
+
+
+@app.command()
+def status(
+    job_id: Annotated[str | None, typer.Argument(help="A job id; none: every job.")] = None,
+) -> None:
+    """Show a job (JSON) or every job (one line each); stale jobs are marked failed first."""
+    registry = Registry(RetrainSettings().registry_path)
+    reap_stale_jobs(registry)
+    if job_id is not None:
+        try:
+            _show(registry.get_job(job_id))
+        except UnknownJob as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        return
+    jobs = registry.load().jobs
+    if not jobs:
+        typer.echo("no retrain jobs yet")
+    for job in jobs:
+        line = {"job_id": job.job_id, "state": job.state, "candidate": job.candidate_version,
+                "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+                "reason": job.reason}
+        typer.echo(json.dumps(line))
+
+
+if __name__ == "__main__":
+    app()
