@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     ready_timeout_s: float = Field(default=2.0, gt=0, description="Each /ready probe call")
     max_connections: int = Field(default=64, ge=1, description="Pool size towards TorchServe")
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After on 503 answers")
+    predict_retry_delay_s: float = Field(
+        default=0.15,
+        ge=0,
+        le=5,
+        description=(
+            "Pause before the one retry of an unpinned prediction that met an unavailable model "
+            "server (covers the instant of a hot swap)"
+        ),
+    )
 
     max_upload_bytes: int = Field(
         default=10 * 1024 * 1024, ge=1, description="Largest accepted image file, in bytes"
@@ -60,7 +69,21 @@ class Settings(BaseSettings):
     admin_api_keys: StrList = Field(default_factory=list, description="Keys for admin routes")
     cors_origins: StrList = Field(default_factory=list, description="Allowed browser origins")
 
+    swap_drain_s: float = Field(
+        default=2.0, ge=0, description="Activation: wait before unloading the old version"
+    )
+    swap_worker_timeout_s: float = Field(
+        default=180.0, gt=0, description="Activation: how long the new version may take to load"
+    )
+    swap_wait_s: float = Field(
+        default=60.0, ge=0, description="Activation: how long to wait for another swap to end"
+    )
+
     registry_path: Path = paths.REGISTRY_FILE
+    data_dir: Path = Field(
+        default=paths.DATA_DIR,
+        description="Feedback goes to <data_dir>/prod_data.csv and <data_dir>/feedback/",
+    )
     embedder_path: Path | None = Field(
         default=None, description="Embedder artifact; None = yoloserve.embeddings' default"
     )

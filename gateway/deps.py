@@ -20,9 +20,12 @@ from fastapi.security import APIKeyHeader
 
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider
+from gateway.feedback import FeedbackService
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import request_id_of
+from gateway.retrain_trigger import RetrainTrigger
 from yoloserve.errors import Forbidden, Unauthorized
+from yoloserve.registry import Registry
 from yoloserve.torchserve import TorchServeClient
 
 
@@ -56,6 +59,24 @@ def get_embedder_provider(request: Request) -> EmbedderProvider:
     return provider
 
 
+def get_registry(request: Request) -> Registry:
+    """The model registry (``settings.registry_path``)."""
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def get_feedback_service(request: Request) -> FeedbackService:
+    """Class names and the feedback recorder."""
+    service: FeedbackService = request.app.state.feedback
+    return service
+
+
+def get_retrain_trigger(request: Request) -> RetrainTrigger:
+    """Starts retrain jobs."""
+    trigger: RetrainTrigger = request.app.state.retrain
+    return trigger
+
+
 def get_request_id(request: Request) -> str:
     """This request's id (also sent back as ``X-Request-ID``)."""
     return request_id_of(request.scope)
@@ -67,6 +88,9 @@ TorchServeDep = Annotated[TorchServeClient, Depends(get_torchserve)]
 MetricsDep = Annotated[GatewayMetrics, Depends(get_metrics)]
 EmbedderDep = Annotated[EmbedderProvider, Depends(get_embedder_provider)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+FeedbackDep = Annotated[FeedbackService, Depends(get_feedback_service)]
+RetrainDep = Annotated[RetrainTrigger, Depends(get_retrain_trigger)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 ApiKeyHeaderDep = Annotated[str | None, Security(_api_key_header)]

@@ -19,9 +19,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.config import Settings, get_settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend, default_loader
 from gateway.errors import install_error_handlers
+from gateway.feedback import FeedbackService
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from gateway.retrain_trigger import RetrainTrigger, count_job_states, retrain_settings_for
 from gateway.routes import api_router
+from yoloserve.registry import Registry
+from yoloserve.retrain import RetrainSettings
 from yoloserve.torchserve import TorchServeClient
 
 _DESCRIPTION = (
@@ -35,6 +39,7 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     embedder_loader: Callable[[], EmbeddingBackend] | None = None,
+    retrain_settings: RetrainSettings | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
@@ -43,6 +48,9 @@ def create_app(
         transport: Transport of the TorchServe client; tests pass an ``httpx.MockTransport``.
         embedder_loader: Builds the embedding backend on first use; the real
             ``yoloserve.embeddings`` artifact when None.
+        retrain_settings: What retrain jobs are started with (``every_k`` included);
+            ``RETRAIN_*`` from the environment when None. Fields it leaves unset default to
+            this gateway's TorchServe URLs, model name, registry and feedback folder.
 
     Returns:
         The app, with its lifespan, routes, middleware and error handlers.
@@ -75,8 +83,14 @@ def create_app(
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
+    registry = Registry(settings.registry_path)
     app.state.settings = settings
-    app.state.metrics = metrics = GatewayMetrics()
+    app.state.registry = registry
+    app.state.metrics = metrics = GatewayMetrics(job_states=lambda: count_job_states(registry))
+    app.state.feedback = FeedbackService(settings.data_dir, registry)
+    app.state.retrain = RetrainTrigger(
+        retrain_settings_for(settings, retrain_settings), registry, metrics
+    )
     install_error_handlers(app)
     app.include_router(api_router)
 

@@ -12,8 +12,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger("gateway.metrics")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -31,10 +38,20 @@ class GatewayMetrics:
         predictions: Answered predictions by the model version that answered.
         feedback_requests: Accepted feedback submissions.
         feedback_rows: Rows appended to ``data/prod_data.csv``.
-        retrains: Retrain jobs by outcome (triggered, succeeded, rejected, failed).
+        model_server_retries: Unpinned predictions retried once after an unavailable model
+            server (a hot swap in progress), by the error code of the first attempt.
+        retrains: Attempts of this gateway to start a retrain job, by trigger (``feedback``,
+            ``api``) and outcome (``started``, ``already_running``, ``start_failed``).
+
+    Besides these, ``gateway_retrain_jobs{state}`` reports the jobs of the registry by state
+    (queued, running, succeeded, rejected, failed) when ``job_states`` is given: the outcome of
+    a job is decided in the job's own process, so it is read from the registry at scrape time.
+
+    Args:
+        job_states: Returns the number of retrain jobs per state; None leaves the gauge out.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, job_states: Callable[[], Mapping[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("route", "method", "status")
         self.requests = Counter(
@@ -65,12 +82,20 @@ class GatewayMetrics:
         self.feedback_rows = Counter(
             "gateway_feedback_rows", "Rows appended to the production CSV", registry=self.registry
         )
-        self.retrains = Counter(
-            "gateway_retrains",
-            "Retrain jobs, by outcome (triggered, succeeded, rejected, failed)",
-            ("outcome",),
+        self.model_server_retries = Counter(
+            "gateway_model_server_retries",
+            "Unpinned predictions retried once, by the error code of the first attempt",
+            ("code",),
             registry=self.registry,
         )
+        self.retrains = Counter(
+            "gateway_retrains",
+            "Retrain starts asked by this gateway, by trigger and outcome",
+            ("trigger", "outcome"),
+            registry=self.registry,
+        )
+        if job_states is not None:
+            self.registry.register(_JobStatesCollector(job_states))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one answered HTTP request."""
@@ -81,3 +106,29 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _JobStatesCollector(Collector):
+    """``gateway_retrain_jobs{state}``: the registry's retrain jobs counted at scrape time."""
+
+    _NAME = "gateway_retrain_jobs"
+    _HELP = "Retrain jobs in the model registry, by state"
+
+    def __init__(self, job_states: Callable[[], Mapping[str, int]]) -> None:
+        self._job_states = job_states
+
+    def describe(self) -> Iterator[Metric]:
+        # Describing must not read the registry file: it happens when the collector registers.
+        yield GaugeMetricFamily(self._NAME, self._HELP, labels=("state",))
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self._NAME, self._HELP, labels=("state",))
+        try:
+            states = self._job_states()
+        except Exception:
+            # A scrape must still answer with every other metric when the registry is unreadable.
+            logger.warning("retrain job states unavailable for /metrics", exc_info=True)
+            states = {}
+        for state, count in sorted(states.items()):
+            family.add_metric((state,), count)
+        yield family

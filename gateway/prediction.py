@@ -1,6 +1,11 @@
 """One prediction, end to end: upload checks, model server call, embeddings, response.
 
-Routes stay thin shells over :func:`predict_upload`; the feedback route can reuse it too.
+Routes stay thin shells over :func:`predict_upload`; the feedback route reuses it too.
+
+Hot swaps: while a new version replaces the default, TorchServe may answer an unpinned request
+for an instant with "model not found" or 503 (set-default and unregister are separate calls).
+:func:`call_model` retries such a request once after a short pause, so a swap costs a client
+latency, not an error. A pinned version is never retried: its 404 means it does not exist.
 
 Example (with a fake model server)::
 
@@ -11,10 +16,13 @@ Example (with a fake model server)::
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import httpx
 import numpy as np
 from fastapi import Query, UploadFile
 from pydantic import ValidationError
@@ -23,11 +31,19 @@ from starlette.concurrency import run_in_threadpool
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend
 from gateway.images import ImageInfo, inspect_image
-from yoloserve.errors import ImageTooLarge, InvalidImage, ModelServerBadResponse
+from gateway.metrics import GatewayMetrics
+from yoloserve.errors import (
+    ImageTooLarge,
+    InvalidImage,
+    ModelServerBadResponse,
+    ModelServerUnavailable,
+)
 from yoloserve.schemas import Box, ImageSize, ModelRef, PredictResponse, Timing
 from yoloserve.torchserve import TorchServeClient
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+logger = logging.getLogger("gateway.prediction")
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,52 @@ async def _add_embeddings(backend: EmbeddingBackend, data: bytes, boxes: list[Bo
     ]
 
 
+def _worth_retrying(exc: ModelServerUnavailable) -> bool:
+    # An exhausted connection pool already waited its whole timeout; a retry would queue again.
+    return not isinstance(exc.__cause__, httpx.PoolTimeout)
+
+
+async def call_model(
+    torchserve: TorchServeClient,
+    data: bytes,
+    params: PredictParams,
+    *,
+    retry_delay_s: float,
+    metrics: GatewayMetrics | None = None,
+) -> dict[str, Any]:
+    """Ask the model server, retrying an unpinned request once if the server was unavailable.
+
+    Args:
+        torchserve: Model server client.
+        data: The image bytes.
+        params: Thresholds and version pin.
+        retry_delay_s: Pause before the retry (a swap's gap lasts tens of milliseconds).
+        metrics: Counts retries when given.
+
+    Returns:
+        The handler's answer.
+
+    Raises:
+        ModelServerUnavailable: Also on the retry (or on the only try of a pinned request).
+        YoloServeError: Any other error, at once: bad input or an unknown pinned version is
+            not going to change on a retry.
+    """
+    try:
+        return await torchserve.predict(
+            data, conf=params.conf, iou=params.iou, max_det=params.max_det, version=params.version
+        )
+    except ModelServerUnavailable as exc:
+        if params.version is not None or not _worth_retrying(exc):
+            raise
+        logger.info("model server unavailable (%s), retrying once: %s", exc.code, exc.message)
+        if metrics is not None:
+            metrics.model_server_retries.labels(code=exc.code).inc()
+    await asyncio.sleep(retry_delay_s)
+    return await torchserve.predict(
+        data, conf=params.conf, iou=params.iou, max_det=params.max_det, version=None
+    )
+
+
 async def predict_upload(
     file: UploadFile,
     params: PredictParams,
@@ -133,6 +195,7 @@ async def predict_upload(
     embedder: EmbedderProvider | None,
     request_id: str,
     started_at: float,
+    metrics: GatewayMetrics | None = None,
 ) -> Prediction:
     """Validate the upload, ask the model server, optionally embed each box.
 
@@ -144,6 +207,7 @@ async def predict_upload(
         embedder: Embedder provider when per-box embeddings are asked for, else None.
         request_id: Goes into the response body.
         started_at: ``time.perf_counter()`` at the start of the request, for ``timing_ms.total``.
+        metrics: Counts hot-swap retries when given.
 
     Raises:
         YoloServeError: Any domain error; the gateway's error handlers answer it.
@@ -152,8 +216,8 @@ async def predict_upload(
     # Fail before spending model time when embeddings cannot be computed anyway.
     backend = await embedder.get() if embedder is not None else None
     model_started = time.perf_counter()
-    answer = await torchserve.predict(
-        data, conf=params.conf, iou=params.iou, max_det=params.max_det, version=params.version
+    answer = await call_model(
+        torchserve, data, params, retry_delay_s=settings.predict_retry_delay_s, metrics=metrics
     )
     model_ms = (time.perf_counter() - model_started) * 1000
     model, image, boxes = _parse_handler_answer(answer, info)

@@ -2,11 +2,13 @@
 
 from fastapi import APIRouter
 
-from gateway.routes import health, metrics, models, predict
+from gateway.routes import feedback, health, metrics, models, predict, retrain
 
 api_router = APIRouter()
 api_router.include_router(predict.router)
+api_router.include_router(feedback.router)
 api_router.include_router(models.router)
+api_router.include_router(retrain.router)
 api_router.include_router(health.router)
 api_router.include_router(metrics.router)
 

@@ -1,21 +1,26 @@
-"""``GET /models``: the registered versions, the default one, and the class names.
+"""``GET /models`` (versions, the default one, class names) and ``POST /models/{v}/activate``.
 
 The registry file (``models/registry.json``, via ``yoloserve.registry``) is the source of truth;
-this route only reads it, without a lock (registry writes are atomic replaces). A registry that
-does not exist yet means "no versions".
+``GET /models`` only reads it, without a lock (registry writes are atomic replaces). A registry
+that does not exist yet means "no versions". Activation is ``yoloserve.deploy.activate``: a hot
+swap through TorchServe's management API (register, wait for a worker, set default, drain,
+unregister the others), serialised with any other swap by a file lock.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
+from fastapi import Path as PathParam
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import SettingsDep
+from gateway.deps import RegistryDep, SettingsDep, TorchServeDep, require_admin_key
 from gateway.errors import error_responses
-from yoloserve import registry
+from gateway.prediction import VERSION_PATTERN
+from yoloserve import deploy, registry
 from yoloserve.errors import RegistryError
 from yoloserve.schemas import ModelsResponse, ModelVersionInfo
 
@@ -53,3 +58,34 @@ def read_models(path: Path) -> ModelsResponse:
 async def list_models(settings: SettingsDep) -> ModelsResponse:
     """Every registered version with its status, lineage, metrics and training data."""
     return await run_in_threadpool(read_models, settings.registry_path)
+
+
+@router.post(
+    "/models/{version}/activate",
+    response_model=ModelVersionInfo,
+    responses=error_responses(400, 401, 403, 404, 409, 502, 503, 504),
+    dependencies=[Depends(require_admin_key)],
+    summary="Make a registered version the default (rollback), without downtime",
+)
+async def activate_version(
+    version: Annotated[str, PathParam(pattern=VERSION_PATTERN, description="e.g. 2")],
+    settings: SettingsDep,
+    torchserve: TorchServeDep,
+    model_registry: RegistryDep,
+) -> ModelVersionInfo:
+    """Answers the version's record, now ``serving``.
+
+    404 ``unknown_version``; 409 ``version_rejected`` (it failed the retrain gate) or
+    ``swap_in_progress`` (another swap held the lock for ``GATEWAY_SWAP_WAIT_S``); 503 when its
+    worker does not come up (the previous version keeps serving).
+    """
+    record = await deploy.activate(
+        torchserve,
+        model_registry,
+        version,
+        model_name=settings.model_name,
+        drain_s=settings.swap_drain_s,
+        worker_timeout_s=settings.swap_worker_timeout_s,
+        lock_timeout_s=settings.swap_wait_s,
+    )
+    return ModelVersionInfo.model_validate(record.model_dump())

@@ -63,6 +63,7 @@ async def predict(
         embedder=embedder if embeddings else None,
         request_id=request_id,
         started_at=_started_at(request),
+        metrics=metrics,
     )
     version = result.response.model.version
     metrics.predictions.labels(model_version=version).inc()
@@ -104,6 +105,7 @@ async def predict_image(
         embedder=None,
         request_id=request_id,
         started_at=_started_at(request),
+        metrics=metrics,
     )
     image = await run_in_threadpool(decode_rgb, result.image_bytes)
     content = await run_in_threadpool(draw_boxes, image, result.response.boxes, image_format)

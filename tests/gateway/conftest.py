@@ -20,6 +20,7 @@ from gateway.embeddings import EmbeddingBackend
 from gateway.images import decode_array
 from gateway.main import create_app
 from tests.gateway.fake_torchserve import FakeEmbedder, FakeTorchServe, encode_image
+from yoloserve.retrain import RetrainSettings
 
 
 @pytest.fixture
@@ -34,13 +35,16 @@ def fake_ts() -> FakeTorchServe:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Defaults, isolated from the machine: no keys, a registry file in tmp."""
+    """Defaults, isolated from the machine: no keys, registry and data folder in tmp."""
     return Settings(
         api_keys=[],
         admin_api_keys=[],
         cors_origins=[],
         registry_path=tmp_path / "registry.json",
         embedder_path=tmp_path / "missing-embedder.npz",
+        data_dir=tmp_path / "data",
+        # The hot-swap retry pause only slows the failure tests down; its own tests set it.
+        predict_retry_delay_s=0.0,
     )
 
 
@@ -57,11 +61,14 @@ def build_app(
 ) -> Callable[..., FastAPI]:
     """Build an app on the fake TorchServe; keyword arguments override settings."""
 
-    def build(embedder: bool = True, **overrides: Any) -> FastAPI:
+    def build(
+        embedder: bool = True, retrain: RetrainSettings | None = None, **overrides: Any
+    ) -> FastAPI:
         return create_app(
             settings.model_copy(update=overrides),
             transport=httpx.MockTransport(fake_ts),
             embedder_loader=fake_embedder_loader if embedder else None,
+            retrain_settings=retrain or RetrainSettings(),
         )
 
     return build
