@@ -1,0 +1,112 @@
+"""Real TorchServe + real gateway: feedback on a shipped sample lands in the stack's
+``prod_data.csv`` with the reference columns, embedded by the same code as ``ref_data.csv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.integration.conftest import USER_KEY, Stack
+from yoloserve import paths
+from yoloserve.csv_store import PROD_EXTRA_COLUMNS, ref_header
+from yoloserve.embeddings import Embedder, decode_image
+from yoloserve.matching import match
+
+pytestmark = pytest.mark.integration
+
+AUTH = {"X-API-Key": USER_KEY}
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.exists():
+        return [], []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _reference_columns(dim: int) -> list[str]:
+    """The columns of ``data/ref_data.csv`` (the repository's, when it was built)."""
+    ref = paths.DATA_DIR / "ref_data.csv"
+    if ref.is_file():
+        with open(ref, newline="") as f:
+            return next(csv.reader(f))
+    return ref_header(dim)
+
+
+def test_feedback_rows_land_in_prod_data(gateway: httpx.Client, stack: Stack) -> None:
+    sample = stack.data_dir / "samples" / "shapes_1.jpg"
+    image_bytes = sample.read_bytes()
+    predicted = gateway.post("/predict", files={"file": (sample.name, image_bytes)}).json()
+    pred = [(b["xyxy"], b["name"], b["conf"]) for b in predicted["boxes"]]
+    classes = gateway.get("/models").json()["classes"]
+    # The user corrects the class of the first box the model found, confirms the others, and
+    # adds one it missed (whatever the quality of the shipped weights, rows are expected).
+    boxes = [{"xyxy": b["xyxy"], "name": b["name"]} for b in predicted["boxes"]]
+    if boxes:
+        boxes[0]["name"] = next(c for c in classes if c != boxes[0]["name"])
+    boxes.append({"xyxy": [4.0, 4.0, 44.0, 40.0], "name": classes[0]})
+    # Same image, same default thresholds: the gateway's own prediction is the one above.
+    expected = match([(b["xyxy"], b["name"]) for b in boxes], pred)
+    prod = stack.data_dir / "prod_data.csv"
+    before = len(_rows(prod)[1])
+
+    response = gateway.post(
+        "/feedback",
+        headers=AUTH,
+        files={"file": (sample.name, image_bytes)},
+        data={"labels": json.dumps({"request_id": predicted["request_id"], "boxes": boxes})},
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["rows_written"] == len(expected)
+    assert body["prod_rows_total"] == before + len(expected)
+    assert body["retrain"]["next_at_rows"] > body["prod_rows_total"]
+    assert response.headers["X-Model-Version"] == stack.first_version.version
+
+    embedder = Embedder.load(stack.models_dir / "embedder" / "embedder.npz")
+    header, rows = _rows(prod)
+    assert header == [*_reference_columns(embedder.dim), *PROD_EXTRA_COLUMNS]
+    mine = [r for r in rows if r["feedback_id"] == body["feedback_id"]]
+    assert [(r["target"], r["prediction"]) for r in mine] == [
+        (m.target, m.prediction) for m in expected
+    ]
+    assert {r["model_version"] for r in mine} == {stack.first_version.version}
+    assert {r["request_id"] for r in mine} == {predicted["request_id"]}
+
+    # The stored embeddings are what the reference data's code computes for these boxes.
+    vectors = embedder.embed(decode_image(image_bytes), [m.xyxy for m in expected])
+    stored = np.array([[float(r[f"emb_{i}"]) for i in range(embedder.dim)] for r in mine])
+    np.testing.assert_allclose(stored, vectors, rtol=1e-5, atol=1e-6)
+
+    image = stack.data_dir / mine[0]["image"]
+    label = stack.data_dir / "feedback" / "labels" / f"{body['feedback_id']}.txt"
+    assert image.read_bytes() == image_bytes
+    assert [int(line.split()[0]) for line in label.read_text().splitlines()] == [
+        classes.index(b["name"]) for b in boxes
+    ]
+
+
+def test_bad_feedback_writes_nothing(gateway: httpx.Client, stack: Stack) -> None:
+    sample = stack.data_dir / "samples" / "shapes_1.jpg"
+    prod = stack.data_dir / "prod_data.csv"
+    before = len(_rows(prod)[1])
+    files = {"file": (sample.name, sample.read_bytes())}
+    unknown = {"labels": json.dumps({"boxes": [{"xyxy": [1, 1, 20, 20], "name": "hexagon"}]})}
+
+    assert gateway.post("/feedback", files=files, data=unknown).status_code == 401
+    response = gateway.post("/feedback", headers=AUTH, files=files, data=unknown)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unknown_class"
+    response = gateway.post("/feedback", headers=AUTH, files=files, data={"labels": "{"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+    assert len(_rows(prod)[1]) == before
+    assert gateway.get("/retrain/r-9999").json()["error"]["code"] == "unknown_job"
