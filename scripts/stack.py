@@ -118,7 +118,8 @@ def _start(
     service.start(argv, env=env, cwd=paths.ROOT)
     if url and not wait_http(url, timeout, alive=service):
         typer.echo(service.log_tail(40), err=True)
-        raise typer.Exit(f"{service.name} did not come up at {url}; log: {service.log_file}")
+        typer.echo(f"{service.name} did not come up at {url}; log: {service.log_file}", err=True)
+        raise typer.Exit(1)
     _say(f"{service.name} up (pid {service.pid()})")
 
 
@@ -152,7 +153,8 @@ def up(
         except Exception as exc:
             typer.echo(ts.log_tail(60), err=True)
             ts.stop()
-            raise typer.Exit(f"TorchServe did not become ready: {exc}") from exc
+            typer.echo(f"TorchServe did not become ready: {exc}", err=True)
+            raise typer.Exit(1) from exc
         _say(f"TorchServe up (pid {ts.pid})")
 
     gateway_url = f"http://127.0.0.1:{ports.gateway}"
