@@ -1,0 +1,257 @@
+"""A throw-away platform on free ports: a real TorchServe serving the weights' ``.mar`` and the
+real gateway (``python -m gateway``) in front, over an isolated copy of ``models/`` and ``data/``.
+
+The integration tests (``tests/integration/conftest.py``) and the benchmark
+(``python -m scripts.bench``) both need exactly this, and neither may touch the developer's
+registry, CSVs or a running ``make demo``: everything lives under ``root`` and the processes are
+pointed at it with ``YOLOSERVE_*`` and ``GATEWAY_*`` variables.
+
+Example:
+    >>> with LocalStack.create(Path("/tmp/stack")) as stack:  # doctest: +SKIP
+    ...     httpx.post(f"{stack.gateway_url}/predict", files={"file": open("a.jpg", "rb")})
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from yoloserve import paths
+from yoloserve.packaging import MODEL_NAME, build_mar, package
+from yoloserve.registry import ModelVersion, Registry
+from yoloserve.ts_process import TorchServeProcess, free_ports
+
+
+def wait_ready(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers 200.
+
+    Raises:
+        RuntimeError: ``proc`` exited first.
+        TimeoutError: ``timeout`` seconds passed; with the last answer or error.
+    """
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
+        try:
+            response = httpx.get(url, timeout=5)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout} s: {last}")
+
+
+def _copy_models(dst: Path, weights: Path, embedder_dir: Path) -> None:
+    (dst / "default").mkdir(parents=True)
+    shutil.copy(weights, dst / "default" / "best.pt")
+    metrics = weights.with_name("metrics.json")  # the registry records it with the version
+    if metrics.is_file():
+        shutil.copy(metrics, dst / "default" / "metrics.json")
+    shutil.copytree(embedder_dir, dst / "embedder")
+    (dst / "store").mkdir()
+
+
+@dataclass
+class LocalStack:
+    """Where everything of one isolated platform lives, and its two processes.
+
+    Build it with :meth:`create`, then :meth:`start_torchserve` and :meth:`start_gateway` (or use
+    it as a context manager, which does both and :meth:`stop` at the end).
+    """
+
+    root: Path
+    models_dir: Path
+    data_dir: Path
+    run_dir: Path
+    torchserve: TorchServeProcess
+    first_version: ModelVersion
+    user_key: str = "local-user-key"
+    admin_key: str = "local-admin-key"
+    gateway_url: str = ""
+    gateway_env: dict[str, str] = field(default_factory=dict)
+    gateway_proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        root: Path,
+        *,
+        weights: Path = paths.DEFAULT_WEIGHTS,
+        embedder_dir: Path = paths.EMBEDDER_DIR,
+        samples_dir: Path = paths.SAMPLES_DIR,
+        user_key: str = "local-user-key",
+        admin_key: str = "local-admin-key",
+        model_config: Path | None = None,
+        ts_properties: Mapping[str, str] | None = None,
+    ) -> LocalStack:
+        """Copy the models and samples under ``root``, package ``weights``; start nothing yet.
+
+        Args:
+            root: an empty (or missing) folder that will hold models/, data/ and run/.
+            weights: Ultralytics weights, packaged as version 1 of the isolated registry.
+            embedder_dir: the embedder artifact folder the gateway loads.
+            samples_dir: sample images copied to ``data/samples``.
+            user_key: the gateway's user API key.
+            admin_key: the gateway's admin API key.
+            model_config: a per-model YAML to pack instead of ``serving/model-config.yaml``
+                (the benchmark tries other batch sizes, workers and threads with it).
+            ts_properties: ``config.properties`` keys to override for this TorchServe.
+        """
+        root = Path(root)
+        models_dir, data_dir, run_dir = root / "models", root / "data", root / "run"
+        _copy_models(models_dir, Path(weights), Path(embedder_dir))
+        data_dir.mkdir(parents=True)
+        if Path(samples_dir).is_dir():
+            shutil.copytree(samples_dir, data_dir / "samples")
+        run_dir.mkdir(parents=True)
+        record = package(
+            models_dir / "default" / "best.pt",
+            Registry(models_dir / "registry.json"),
+            store_dir=models_dir / "store",
+        )
+        if model_config is not None:  # same version and name, other serving settings
+            build_mar(
+                models_dir / "default" / "best.pt",
+                record.version,
+                models_dir / "store",
+                config_file=model_config,
+            )
+        inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
+        # TorchServe also opens two gRPC ports (7070/7071 by default) and exits when they are
+        # taken, e.g. by a running `make demo`: free ones keep this stack isolated.
+        properties = {
+            "grpc_inference_port": str(grpc_inference),
+            "grpc_management_port": str(grpc_management),
+            **(ts_properties or {}),
+        }
+        ts = TorchServeProcess(
+            run_dir / "torchserve",
+            inference,
+            management,
+            metrics,
+            model_store=models_dir / "store",
+            models_to_load={MODEL_NAME: record.mar},
+            extra_properties=properties,
+        )
+        return cls(root, models_dir, data_dir, run_dir, ts, record, user_key, admin_key)
+
+    @property
+    def registry(self) -> Registry:
+        """The isolated registry."""
+        return Registry(self.models_dir / "registry.json")
+
+    @property
+    def store_dir(self) -> Path:
+        """The isolated TorchServe model store."""
+        return self.models_dir / "store"
+
+    @property
+    def weights(self) -> Path:
+        """The copy of the weights version 1 was packaged from."""
+        return self.models_dir / "default" / "best.pt"
+
+    # ------------------------------------------------------------------------------ processes
+
+    def start_torchserve(self, timeout: float = 300.0) -> None:
+        """Start TorchServe and wait until the model has a READY worker.
+
+        Raises:
+            TorchServeError: it died or was not ready in time (the message has its log's tail).
+        """
+        self.torchserve.start()
+        self.torchserve.wait_ready(timeout)
+
+    def environment(self, gateway_port: int) -> dict[str, str]:
+        """Environment of a gateway (or retrain job, or CLI) that belongs to this stack."""
+        env = dict(os.environ)
+        env.update(
+            YOLOSERVE_MODELS_DIR=str(self.models_dir),
+            YOLOSERVE_DATA_DIR=str(self.data_dir),
+            YOLOSERVE_RUN_DIR=str(self.run_dir),
+            YOLO_OFFLINE="1",
+            GATEWAY_HOST="127.0.0.1",
+            GATEWAY_PORT=str(gateway_port),
+            GATEWAY_TORCHSERVE_INFERENCE_URL=self.torchserve.inference_url,
+            GATEWAY_TORCHSERVE_MANAGEMENT_URL=self.torchserve.management_url,
+            GATEWAY_REGISTRY_PATH=str(self.models_dir / "registry.json"),
+            GATEWAY_EMBEDDER_PATH=str(self.models_dir / "embedder" / "embedder.npz"),
+            GATEWAY_API_KEYS=self.user_key,
+            GATEWAY_ADMIN_API_KEYS=self.admin_key,
+            GATEWAY_LOG_LEVEL="warning",
+        )
+        return env
+
+    def start_gateway(self, timeout: float = 90.0) -> None:
+        """Start ``python -m gateway`` on a free port and wait for its ``/ready``.
+
+        Raises:
+            RuntimeError: the gateway exited during start.
+            TimeoutError: ``/ready`` did not answer 200 in time.
+        """
+        (port,) = free_ports(1)
+        self.gateway_env = self.environment(port)
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        with open(self.run_dir / "gateway.log", "ab") as log:
+            self.gateway_proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway"],
+                cwd=paths.ROOT,
+                env=self.gateway_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_ready(f"{self.gateway_url}/ready", timeout, self.gateway_proc)
+
+    def stop_gateway(self) -> None:
+        """Stop the gateway process (SIGTERM, then SIGKILL)."""
+        proc = self.gateway_proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def stop(self) -> None:
+        """Stop the gateway, then TorchServe (its whole process group)."""
+        try:
+            self.stop_gateway()
+        finally:
+            self.torchserve.stop()
+
+    def gateway_log(self) -> str:
+        """The tail of the gateway's output."""
+        log = self.run_dir / "gateway.log"
+        return log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+
+    def __enter__(self) -> LocalStack:
+        try:
+            self.start_torchserve()
+            self.start_gateway()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
