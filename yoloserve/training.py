@@ -115,6 +115,9 @@ def evaluate(
 
     _use_all_cores()
     model = YOLO(str(weights))
+    # The returned metrics do not say how many images were judged; the validator does.
+    seen: list[int] = []
+    model.add_callback("on_val_end", lambda validator: seen.append(int(validator.seen or 0)))
     res = model.val(
         data=str(data_yaml),
         split=split,
@@ -142,7 +145,7 @@ def evaluate(
         recall=float(res.box.mr),
         per_class=per_class,
         speed_ms={k: float(v) for k, v in res.speed.items()},
-        images=int(getattr(res, "seen", 0) or len(getattr(res, "stats", {}) or [])),
+        images=seen[-1] if seen else 0,
     )
 
 
