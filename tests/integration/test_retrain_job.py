@@ -1,0 +1,115 @@
+"""One real retrain job, end to end: real feedback files, the real job process, real Ultralytics
+fine-tuning and evaluation, real packaging, and a real hot swap on the stack's TorchServe.
+
+Kept short on purpose (1 epoch, 16 reference images, imgsz 320). The gate's tolerance is 1.0 so
+that the candidate is promoted whatever one epoch makes of it: the gate's arithmetic is
+unit-tested; here the promotion path itself (package, register, set-default) must work.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Stack
+from tests.integration.loop_support import loaded_versions, restore_default, wait_no_active_job
+from yoloserve.dataset import generate_dataset, iter_images, yolo_label_lines
+from yoloserve.registry import Registry, RetrainJob
+from yoloserve.retrain import RetrainSettings, job_log, start_job_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FEEDBACK_IMAGES = 8
+
+
+def write_feedback(feedback_dir: Path, n: int, seed: int) -> list[str]:
+    """Images and YOLO labels in the layout ``FeedbackRecorder`` writes (flat, same stem)."""
+    (feedback_dir / "images").mkdir(parents=True, exist_ok=True)
+    (feedback_dir / "labels").mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i, (image, shapes) in enumerate(iter_images(n, seed)):
+        feedback_id = f"20260101T0000{i:02d}-retrainjob{seed}{i:03d}"
+        (feedback_dir / "labels" / f"{feedback_id}.txt").write_text(
+            "\n".join(yolo_label_lines(shapes, *image.size)) + "\n"
+        )
+        image.save(feedback_dir / "images" / f"{feedback_id}.jpg", quality=90)
+        ids.append(feedback_id)
+    return ids
+
+
+def wait_final(registry: Registry, job_id: str, timeout: float) -> RetrainJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = registry.get_job(job_id)
+        if job.state not in ("queued", "running"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} still {registry.get_job(job_id).state} after {timeout} s")
+
+
+def test_real_retrain_job_promotes_and_serves(stack: Stack, tmp_path: Path) -> None:
+    registry = stack.registry
+    wait_no_active_job(registry)
+    first = registry.load().default_version
+    assert first is not None
+    ref = tmp_path / "shapes"
+    generate_dataset(ref, n_train=16, n_val=8, n_test=0, seed=21)
+    write_feedback(stack.data_dir / "feedback", FEEDBACK_IMAGES, seed=31)
+    settings = RetrainSettings(
+        epochs=1, imgsz=320, batch=8, ref_train_images=16, ref_eval_images=8,
+        tolerance=1.0, timeout_s=900, drain_s=1.0,
+        ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
+        registry_path=registry.path, store_dir=stack.store_dir, run_dir=stack.run_dir,
+        management_url=stack.torchserve.management_url,
+        inference_url=stack.torchserve.inference_url,
+    )
+    versions_before = {v.version for v in registry.load().versions}
+
+    started = time.monotonic()
+    job_id = start_job_process(settings, trigger="test", registry=registry)
+    try:
+        job = wait_final(registry, job_id, timeout=900)
+        wall_s = time.monotonic() - started
+        log = job_log(settings, job_id).read_text(errors="replace")
+        assert job.state == "succeeded", f"{job.reason}\n{log[-3000:]}"
+
+        # The record tells the whole story.
+        assert job.parent == first and job.trigger == "test"
+        assert job.started_at and job.finished_at and job.finished_at >= job.started_at
+        assert job.data["ref_train"] == 16 and job.data["ref_eval"] == 8
+        assert job.data["feedback_train"] + job.data["feedback_eval"] >= FEEDBACK_IMAGES
+        for side in ("candidate", "current"):
+            metrics = job.metrics[side]
+            assert 0.0 <= metrics["map50"] <= 1.0 and 0.0 <= metrics["map50_95"] <= 1.0
+            assert metrics["images"] == job.data["ref_eval"] + job.data["feedback_eval"]
+        assert job.reason and "mAP50" in job.reason and "serves" in job.reason
+
+        # The registry is consistent: one new version, serving, with its lineage.
+        data = registry.load()
+        new = job.candidate_version
+        assert new is not None and new not in versions_before
+        assert {v.version for v in data.versions} == versions_before | {new}
+        assert data.default_version == new
+        record = data.get(new)
+        assert record.status == "serving" and record.parent == first
+        assert record.metrics["map50"] == job.metrics["candidate"]["map50"]
+        assert record.trained_on == {"ref_images": 16,
+                                     "feedback_images": job.data["feedback_train"]}
+        assert [v.version for v in data.versions if v.status == "serving"] == [new]
+
+        # And TorchServe serves it, alone.
+        assert loaded_versions(stack) == [new]
+        sample = stack.data_dir / "samples" / "shapes_1.jpg"
+        response = httpx.post(f"{stack.gateway_url}/predict", timeout=60,
+                              files={"file": (sample.name, sample.read_bytes())})
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Model-Version"] == new
+        print(f"\nretrain job {job_id}: {wall_s:.0f} s wall, candidate mAP50 "
+              f"{job.metrics['candidate']['map50']:.3f} vs current "
+              f"{job.metrics['current']['map50']:.3f}; v{new} serves")
+    finally:
+        wait_no_active_job(registry)
+        restore_default(stack, first)
