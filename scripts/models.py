@@ -1,12 +1,11 @@
 """Model versions on a running TorchServe, without a restart: redeploy, activate (rollback), list.
 
-    python -m scripts.models redeploy --weights models/default/best.pt   # make redeploy
-    python -m scripts.models activate 1                                  # make rollback VERSION=1
-    python -m scripts.models list
+redeploy (make redeploy WEIGHTS=...): python -m scripts.models redeploy --weights PATH
+
+activate (make rollback VERSION=n): python -m scripts.models activate 1
 
 TorchServe is reached at --management-url / --inference-url (or TORCHSERVE_MANAGEMENT_URL /
-TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack.
-"""
+TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack."""
 
 from __future__ import annotations
 
