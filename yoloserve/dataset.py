@@ -3,8 +3,9 @@
 No data can be downloaded on the machines this platform targets, so the default model is trained
 on images we draw ourselves: filled circles, squares and triangles in random colours, sizes and
 rotations, on varied backgrounds (flat, gradient, noise, stripes). ``background="photo"`` puts the
-same shapes on real photographs (scikit-image's bundled samples), which is the production shift the
-drift scenario uses.
+same shapes on real photographs (scikit-image's bundled samples), and ``opacity`` below 1 draws
+them translucent, so the photo shows through (prints and stickers seen by a camera): together they
+are the production shift the drift scenario (``scripts/scenario.py``) sends.
 
 Example:
     >>> from pathlib import Path
@@ -132,13 +133,28 @@ def render_image(
     photos: list[np.ndarray] | None = None,
     size_range: tuple[int, int] = (320, 512),
     max_objects: int = 5,
+    opacity: float = 1.0,
 ) -> tuple[Image.Image, list[Shape]]:
-    """Draw one image and return it with its ground-truth shapes."""
+    """Draw one image and return it with its ground-truth shapes.
+
+    Args:
+        rng: Source of every random choice (the same state gives the same image).
+        background: ``"synthetic"`` patterns or ``"photo"`` crops.
+        photos: Photos to crop from (loaded once by the caller); loaded here if None.
+        size_range: Width and height are drawn from this range, in pixels.
+        max_objects: At most this many shapes (overlapping ones are dropped).
+        opacity: 1 draws solid shapes; below 1 each shape is blended with what lies under it.
+    """
+    if not 0.0 < opacity <= 1.0:
+        raise ValueError(f"opacity must be in (0, 1], got {opacity}")
     width, height = rng.randint(*size_range), rng.randint(*size_range)
     if background == "photo":
         img = _photo_background(rng, width, height, photos or _photo_backgrounds())
     else:
         img = _synthetic_background(rng, width, height)
+    # Translucent shapes are drawn solid on a copy and blended back once; at opacity 1 they are
+    # drawn on the image itself, so the shipped dataset stays byte-for-byte what it was.
+    base = img.copy() if opacity < 1.0 else img
     draw = ImageDraw.Draw(img)
     shapes: list[Shape] = []
     for _ in range(rng.randint(1, max_objects)):
@@ -162,6 +178,8 @@ def render_image(
         else:
             draw.polygon(pts, fill=colour)
         shapes.append(Shape(cls, box))
+    if opacity < 1.0:
+        img = Image.blend(base, img, opacity)
     return img, shapes
 
 
@@ -178,13 +196,13 @@ def yolo_label_lines(shapes: list[Shape], width: int, height: int) -> list[str]:
 
 
 def iter_images(
-    n: int, seed: int, background: Background = "synthetic"
+    n: int, seed: int, background: Background = "synthetic", opacity: float = 1.0
 ) -> Iterator[tuple[Image.Image, list[Shape]]]:
     """Yield ``n`` seeded images; the same seed always gives the same images."""
     rng = random.Random(seed)
     photos = _photo_backgrounds() if background == "photo" else None
     for _ in range(n):
-        yield render_image(rng, background=background, photos=photos)
+        yield render_image(rng, background=background, photos=photos, opacity=opacity)
 
 
 def write_split(
@@ -194,12 +212,13 @@ def write_split(
     seed: int,
     background: Background = "synthetic",
     progress: Callable[[int], None] | None = None,
+    opacity: float = 1.0,
 ) -> int:
     """Write ``n`` images and labels under ``root/images/split`` and ``root/labels/split``."""
     img_dir, lbl_dir = root / "images" / split, root / "labels" / split
     img_dir.mkdir(parents=True, exist_ok=True)
     lbl_dir.mkdir(parents=True, exist_ok=True)
-    for i, (img, shapes) in enumerate(iter_images(n, seed, background)):
+    for i, (img, shapes) in enumerate(iter_images(n, seed, background, opacity)):
         stem = f"{split}_{i:05d}"
         img.save(img_dir / f"{stem}.jpg", quality=92)
         (lbl_dir / f"{stem}.txt").write_text("\n".join(yolo_label_lines(shapes, *img.size)) + "\n")
@@ -208,10 +227,22 @@ def write_split(
     return n
 
 
-def write_data_yaml(root: Path, splits: tuple[str, ...] = ("train", "val", "test")) -> Path:
-    """Write the Ultralytics dataset file (absolute path, so it works from any cwd)."""
+def write_data_yaml(
+    root: Path,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    folders: dict[str, str] | None = None,
+) -> Path:
+    """Write the Ultralytics dataset file (absolute path, so it works from any cwd).
+
+    Args:
+        root: Dataset folder (``images/<split>``, ``labels/<split>``).
+        splits: Keys to write; Ultralytics requires ``train`` and ``val``.
+        folders: Split key -> folder under ``images/`` when it is not the key itself (an
+            evaluation-only set can point ``train`` and ``val`` at its test images).
+    """
+    folders = folders or {}
     lines = [f"path: {root.resolve()}"]
-    lines += [f"{s}: images/{s}" for s in splits]
+    lines += [f"{s}: images/{folders.get(s, s)}" for s in splits]
     lines.append("names:")
     lines += [f"  {i}: {name}" for i, name in enumerate(CLASSES)]
     path = root / "data.yaml"
