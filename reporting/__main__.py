@@ -55,19 +55,34 @@ def run_once_cmd(
     ref: RefOpt = None,
     prod: ProdOpt = None,
     window_rows: WindowOpt = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the run's values, read back from the workspace, as one JSON object "
+            '{"run_id": ..., "values": {...}} on stdout (for scripts).',
+        ),
+    ] = False,
 ) -> None:
     """Build a run (drift + classification) from the CSVs now and add it to the workspace."""
     settings = _settings(workspace=workspace, ref_csv=ref, prod_csv=prod, window_rows=window_rows)
-    from reporting.service import run_once  # `import evidently` takes 6-9 s: only when needed
+    from reporting.service import latest_values, run_once  # `import evidently` takes 6-9 s
 
     try:
         outcome = run_once(settings)
     except (FileNotFoundError, ValueError) as exc:
         _log(f"error: {exc}")
         raise typer.Exit(1) from exc
-    _log(outcome.message)
+    log = (lambda m: typer.echo(m, err=True)) if as_json else _log
+    log(outcome.message)
     for path in outcome.html:
-        _log(f"html: {path}")
+        log(f"html: {path}")
+    if as_json:
+        if outcome.run is None or not outcome.html:
+            raise typer.Exit(1)
+        # By run id: a `watch` may add its own run in the same second.
+        values = latest_values(settings, outcome.run.run_id)
+        typer.echo(json.dumps({"run_id": outcome.run.run_id, "values": values}, sort_keys=True))
 
 
 @app.command("watch")

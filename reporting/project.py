@@ -80,7 +80,8 @@ def dashboard_panels() -> list[tuple[str, DashboardPanelPlot]]:
         )),
         (DRIFT_TAB, line_plot_panel(
             title="Share of drifted embedding columns",
-            description="A column drifts when its stattest fires (KS p <= 0.05 by default).",
+            description="A column drifts when its stattest fires (KS p <= 0.05 by default); "
+            "the data set drifts when the share reaches REPORTING_DRIFT_SHARE (0.5).",
             values=[drifted_share], size="half",
         )),
         (DRIFT_TAB, line_plot_panel(

@@ -88,7 +88,7 @@ class DriftOptions:
     method: str = "ks"
     threshold: float = 0.05
     drift_share: float = 0.5
-    embedding_distance_threshold: float = 0.2
+    embedding_distance_threshold: float = 2.0
     projection: Literal["pca", "tsne"] = "pca"
     min_rows: int = 5
 
@@ -326,7 +326,9 @@ def headline_values(kind: str, snapshot_dict: dict[str, Any]) -> dict[str, float
         snapshot_dict: ``{"metrics": [{"config": {"type": ...}, "value": ...}, ...]}``.
 
     Returns:
-        Keys ``prod_rows``, ``drift_share``, ``drifted_columns``, ``embedding_drift`` (drift);
+        Keys ``prod_rows``, ``drift_share``, ``drifted_columns``, ``dataset_drift`` (1.0 when
+        the share reaches the report's ``drift_share`` threshold, else 0.0), ``embedding_drift``
+        (drift);
         ``feedback_rows``, ``f1``, ``precision``, ``recall``, ``balanced_accuracy``, and
         ``f1:<class>``, ``precision:<class>``, ``recall:<class>`` (classification).
     """
@@ -349,6 +351,9 @@ def headline_values(kind: str, snapshot_dict: dict[str, Any]) -> dict[str, float
         elif name == "DriftedColumnsCount":
             values["drift_share"] = float(value["share"])
             values["drifted_columns"] = float(value["count"])
+            # Evidently's dataset-drift rule, with the threshold the report was run with.
+            threshold = float(config.get("drift_share", 0.5))
+            values["dataset_drift"] = float(values["drift_share"] >= threshold)
         elif name == "MaxValue" and config.get("column") == BALANCED_ACCURACY_COLUMN:
             values["balanced_accuracy"] = float(value)
     return values
@@ -379,32 +384,33 @@ def add_run(
     return written
 
 
-def read_latest_values(workspace: WorkspaceBase, project_id: Any) -> dict[str, float]:
-    """Headline values of the latest run stored in the project, read back from its snapshots.
+def read_latest_values(
+    workspace: WorkspaceBase, project_id: Any, run_id: str | None = None
+) -> dict[str, float]:
+    """Headline values of one run stored in the project, read back from its snapshots.
 
     Args:
         workspace: Evidently workspace.
         project_id: Project id (UUID or its string).
+        run_id: The run (snapshot metadata ``run_id``); None: the latest run by timestamp.
 
     Returns:
-        Same keys as :attr:`RunResult.values`; empty when the project has no run.
+        Same keys as :attr:`RunResult.values`; empty when there is no such run.
     """
-    latest: dict[str, list[Any]] = {}
+    by_run: dict[str, list[Any]] = {}
     newest: tuple[datetime, str] | None = None
     for snapshot_id in workspace.list_runs(project_id):
         model = workspace.get_run(project_id, snapshot_id)
         if model is None:
             continue
-        run_id = str(model.metadata.get("run_id", snapshot_id))
-        latest.setdefault(run_id, []).append(model)
-        key = (model.timestamp, run_id)
+        snapshot_run = str(model.metadata.get("run_id", snapshot_id))
+        by_run.setdefault(snapshot_run, []).append(model)
+        key = (model.timestamp, snapshot_run)
         if newest is None or key > newest:
             newest = key
-    if newest is None:
-        return {}
+    wanted = run_id if run_id is not None else (newest[1] if newest else None)
     values: dict[str, float] = {}
-    for model in latest[newest[1]]:
+    for model in by_run.get(wanted or "", []):
         kind = DRIFT_TAG if DRIFT_TAG in model.tags else QUALITY_TAG
         values.update(headline_values(kind, Snapshot.load_model(model).dict()))
     return values
-

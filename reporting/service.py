@@ -171,12 +171,16 @@ def workspace_lock(settings: Settings) -> FileLock:
     return FileLock(str(settings.workspace / LOCK_NAME), timeout=120)
 
 
-def latest_values(settings: Settings) -> dict[str, float]:
-    """Headline values of the latest run stored in the project (empty if there is none).
+def latest_values(settings: Settings, run_id: str | None = None) -> dict[str, float]:
+    """Headline values of a run stored in the project (empty if there is no such run).
 
     Read back from the workspace, as the dashboard reads them, not recomputed from the CSVs.
+
+    Args:
+        settings: Workspace and project name.
+        run_id: The run; None: the latest one (which may be another writer's, e.g. ``watch``).
     """
     with workspace_lock(settings):
         workspace = open_workspace(settings.workspace)
         project = find_project(workspace, settings.project_name)
-        return {} if project is None else read_latest_values(workspace, project.id)
+        return {} if project is None else read_latest_values(workspace, project.id, run_id)

@@ -47,6 +47,7 @@ def test_drift_share_matches_ks_per_column(stored_run: StoredRun, latest: dict[s
     ]
     assert latest["drift_share"] == pytest.approx(np.mean(drifted))
     assert latest["drifted_columns"] == sum(drifted)
+    assert latest["dataset_drift"] == float(np.mean(drifted) >= 0.5)
     # The shifted half is found, and with these seeds no unshifted column is a false alarm.
     assert drifted == [True] * SHIFTED + [False] * (DIM - SHIFTED)
 
