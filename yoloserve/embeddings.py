@@ -136,7 +136,9 @@ def decode_image(data: bytes) -> np.ndarray:
             img.load()
             upright = ImageOps.exif_transpose(img)
             return np.asarray(upright.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    # ImportError: once Ultralytics is imported in the process it patches Image.open, which
+    # then tries to import pi_heif for bytes Pillow cannot identify (and fails without it).
+    except (OSError, SyntaxError, ValueError, ImportError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot decode image: {exc}") from exc
 
 

@@ -253,7 +253,8 @@ def _image_extension(data: bytes) -> str:
             fmt = img.format
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    # ImportError: Ultralytics, once imported, patches Image.open to try pi_heif (not installed).
+    except (OSError, SyntaxError, ValueError, ImportError) as exc:
         raise InvalidImage(f"cannot decode image: {exc}") from exc
     if fmt not in IMAGE_EXTENSIONS:
         raise UnsupportedImageFormat(f"{fmt} images are not accepted; send JPEG, PNG, WebP or BMP")
