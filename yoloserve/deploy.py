@@ -53,6 +53,7 @@ from yoloserve.torchserve import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, 
 logger = logging.getLogger("yoloserve.deploy")
 
 WORKER_POLL_S = 0.5
+LOCK_POLL_S = 0.2
 SWAP_LOCK_NAME = ".swap.lock"
 
 
@@ -72,13 +73,19 @@ def swap_lock_path(registry: Registry) -> Path:
 @contextlib.asynccontextmanager
 async def _swap_lock(registry: Registry, timeout: float) -> AsyncIterator[None]:
     registry.path.parent.mkdir(parents=True, exist_ok=True)
-    # Not thread-local: acquired in a worker thread (the event loop must not block on it).
     lock = filelock.FileLock(str(swap_lock_path(registry)), thread_local=False)
-    try:
-        await asyncio.to_thread(lock.acquire, timeout=timeout)
-    except filelock.Timeout as exc:
-        message = f"another swap still holds {lock.lock_file} after {timeout:.0f} s"
-        raise SwapInProgress(message) from exc
+    # Non-blocking attempts from the event loop, not a blocking acquire in a thread: a cancelled
+    # caller must not leave a thread behind that takes the lock later and never gives it back.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lock.acquire(timeout=0)
+            break
+        except filelock.Timeout as exc:
+            if time.monotonic() >= deadline:
+                message = f"another swap still holds {lock.lock_file} after {timeout:.0f} s"
+                raise SwapInProgress(message) from exc
+            await asyncio.sleep(LOCK_POLL_S)
     try:
         yield
     finally:
@@ -114,6 +121,16 @@ async def _default_version(client: TorchServeClient, model_name: str) -> str | N
     except UnknownVersion:
         return None
     return str(described[0].get("modelVersion")) if described else None
+
+
+async def _uncancellable(step: Awaitable[Any]) -> Any:
+    """Await ``step`` to its end even if the caller is cancelled meanwhile (then re-raise)."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 async def _quietly(what: str, call: Awaitable[Any]) -> None:
@@ -200,7 +217,9 @@ async def _swap_locked(
         raise
 
     try:
-        await asyncio.to_thread(registry.set_default, version)
+        await _uncancellable(asyncio.to_thread(registry.set_default, version))
+    except asyncio.CancelledError:
+        raise  # the registry write finished anyway: TorchServe and the registry agree
     except BaseException:
         # TorchServe and the registry must agree on what serves: put TorchServe back.
         if previous_default is not None and not _same_version(previous_default, version):

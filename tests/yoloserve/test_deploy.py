@@ -301,3 +301,20 @@ def test_sync_wrapper_swaps(fake: FakeManagement, registry: Registry) -> None:
 async def test_sync_wrapper_refuses_a_running_loop(registry: Registry) -> None:
     with pytest.raises(RuntimeError, match="await hot_swap"):
         hot_swap_sync(MGMT, "http://ts:8085", registry, "2")
+
+
+async def test_a_cancelled_swap_rolls_back_and_frees_the_lock(
+    client: TorchServeClient, fake: FakeManagement, registry: Registry
+) -> None:
+    fake.ready_after_register = False  # the swap is waiting for the worker when cancelled
+    task = asyncio.create_task(hot_swap(client, registry, "2", drain_s=0, worker_timeout_s=30))
+    await asyncio.sleep(0.8)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fake.calls[-1] == "unregister 2"
+    assert fake.default == "1" and registry.load().default_version == "1"
+
+    fake.ready_after_register = True
+    await hot_swap(client, registry, "2", drain_s=0, lock_timeout_s=0.5)
+    assert fake.default == "2"
