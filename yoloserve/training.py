@@ -59,6 +59,8 @@ def train(
     seed: int = 0,
     patience: int = 100,
     lr0: float | None = None,
+    optimizer: str | None = None,
+    warmup_epochs: float | None = None,
     name: str = "train",
 ) -> Path:
     """Train (from ``model_cfg``) or fine-tune (from ``weights``) and return the best weights.
@@ -69,6 +71,8 @@ def train(
         weights: start from these weights (fine-tune); ``None`` trains from scratch.
         model_cfg: architecture yaml used when training from scratch.
         epochs, imgsz, batch, seed, patience, lr0: Ultralytics training arguments.
+        optimizer, warmup_epochs: Ultralytics arguments too; ``None`` keeps its defaults. Note
+            that with ``optimizer="auto"`` (its default) Ultralytics ignores ``lr0``.
         name: run name under ``out_dir``.
     """
     configure_offline()
@@ -76,7 +80,8 @@ def train(
 
     _use_all_cores()
     model = YOLO(str(weights) if weights else model_cfg)
-    extra: dict[str, Any] = {} if lr0 is None else {"lr0": lr0}
+    given = {"lr0": lr0, "optimizer": optimizer, "warmup_epochs": warmup_epochs}
+    extra: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     model.train(
         data=str(data_yaml),
         epochs=epochs,
