@@ -80,7 +80,12 @@ class RetrainSettings(BaseSettings):
     epochs: int = Field(default=8, ge=1, description="Fine-tuning epochs")
     imgsz: int = Field(default=320, ge=32)
     batch: int = Field(default=16, ge=1)
-    lr0: float | None = Field(default=None, gt=0, description="None: Ultralytics' default")
+    # Gentle on purpose: Ultralytics' defaults (AdamW via optimizer=auto, 3 warmup epochs with
+    # bias lr 0.1) took a 0.983-mAP50 model to 0.949 (mAP50-95 0.66) in 2 epochs on 60 images;
+    # SGD at lr0 0.002 without warmup kept it at 0.982 (mAP50-95 0.87). Measured on this CPU.
+    optimizer: str = Field(default="SGD", description="Ultralytics optimizer ('auto' ignores lr0)")
+    lr0: float | None = Field(default=0.002, gt=0, description="None: Ultralytics' default")
+    warmup_epochs: float | None = Field(default=0.0, ge=0, description="None: Ultralytics' 3")
     seed: int = 0
     tolerance: float = Field(
         default=0.01, ge=0, le=1, description="Promote if cand. mAP50 >= current - tolerance"
@@ -252,7 +257,8 @@ def _train_and_evaluate(
     """Fine-tune, then evaluate candidate and current on the same eval split (runs forked)."""
     best = training.train(
         data_yaml, out_dir, weights=parent_weights, epochs=settings.epochs, imgsz=settings.imgsz,
-        batch=settings.batch, seed=settings.seed, lr0=settings.lr0, name="candidate",
+        batch=settings.batch, seed=settings.seed, lr0=settings.lr0, optimizer=settings.optimizer,
+        warmup_epochs=settings.warmup_epochs, name="candidate",
     )
     # The last epoch, not Ultralytics' best.pt: best.pt is picked on the eval split, and a
     # candidate chosen on the data that judges it would get an unfair edge at the gate.

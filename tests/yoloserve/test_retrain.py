@@ -183,6 +183,7 @@ def test_promoted_candidate_is_packaged_with_lineage(
 
     train, *evals = _calls(calls)
     assert train["call"] == "train" and train["epochs"] == 1
+    assert (train["optimizer"], train["lr0"], train["warmup_epochs"]) == ("SGD", 0.002, 0.0)
     assert train["sha256"] == registry.get("1").sha256, "fine-tuned from the serving weights"
     assert {e["weights"].rsplit("/", 1)[-1] for e in evals} == {"last.pt", "parent.pt"}
     assert len({e["data_yaml"] for e in evals} | {train["data_yaml"]}) == 1
