@@ -63,7 +63,9 @@ def _open(data: bytes) -> Image.Image:
             return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
+        # ImportError: once Ultralytics is imported in the process it patches Image.open, and
+        # bytes that are no image then fail on a missing optional HEIF plugin instead.
         raise InvalidImage("the upload is not an image Pillow can read") from exc
 
 

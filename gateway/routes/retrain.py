@@ -16,6 +16,7 @@ from gateway.deps import RegistryDep, RetrainDep, require_admin_key
 from gateway.errors import error_responses
 from yoloserve.errors import RegistryError
 from yoloserve.registry import Registry
+from yoloserve.retrain import reap_stale_jobs
 from yoloserve.schemas import RetrainJobStatus
 
 router = APIRouter(tags=["retrain"])
@@ -31,6 +32,8 @@ def read_job(registry: Registry, job_id: str) -> RetrainJobStatus:
         RegistryError: The registry file cannot be read.
     """
     try:
+        # A job whose process died (killed, machine restarted) reads as failed, not as running.
+        reap_stale_jobs(registry)
         data = registry.load()
     except (OSError, ValueError, ValidationError) as exc:
         raise RegistryError(f"the registry cannot be read: {exc}") from exc

@@ -7,6 +7,8 @@ here it is replaced by a recorder, and the gateway's decisions around it are che
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,6 +278,21 @@ def test_get_retrain_reports_the_job_record(
         "metrics": {"candidate": {"map50": 0.91}, "current": {"map50": 0.93}},
         "reason": "candidate map50 0.91 < current 0.93 - tolerance 0.01",
     }
+
+
+def test_get_retrain_reports_a_job_whose_process_died_as_failed(
+    client: TestClient, settings: Settings
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    Registry(settings.registry_path).record_job(
+        job_id="r-0003", state="running", started_at=datetime.now(UTC), pid=dead.pid
+    )
+
+    body = client.get("/retrain/r-0003").json()
+
+    assert body["state"] == "failed"
+    assert body["reason"]
 
 
 def test_get_unknown_job_is_404(client: TestClient) -> None:
