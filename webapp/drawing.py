@@ -5,7 +5,7 @@ JSON already carries everything (boxes, request id for feedback), and the same c
 user's corrected labels as a preview before they are sent.
 
 Example:
-    >>> from PIL import Image
+    >>> from PIL import UnidentifiedImageError, Image
     >>> image = Image.new("RGB", (64, 48))
     >>> out = draw_boxes(image, [Annotation((4, 4, 40, 30), "circle 0.91", "circle")])
     >>> out.size
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 #: Distinct, saturated colours that stay readable on photos (Ultralytics-like palette).
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -91,7 +91,12 @@ def load_image(data: bytes, expected_size: tuple[int, int] | None = None) -> Ima
     Raises:
         PIL.UnidentifiedImageError: ``data`` is not an image PIL can read.
     """
-    image: Image.Image = Image.open(io.BytesIO(data))
+    try:
+        image: Image.Image = Image.open(io.BytesIO(data))
+    except ImportError as exc:
+        # Ultralytics, when imported in the same process, patches Image.open to try an optional
+        # HEIF plugin on unreadable bytes; that is still "not an image" to us.
+        raise UnidentifiedImageError("cannot identify image file") from exc
     image.load()
     if expected_size is not None and image.size != expected_size:
         rotated = ImageOps.exif_transpose(image)
