@@ -409,7 +409,8 @@ class Outcome:
 def _fmt(value: float | None, flag: bool = False) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.3f}" + ("  (drift)" if flag else "")
+    text = f"{value:.0f}" if float(value).is_integer() and abs(value) > 1 else f"{value:.3f}"
+    return text + ("  (drift)" if flag else "")
 
 
 def print_table(o: Outcome, min_gain: float) -> None:
@@ -422,7 +423,8 @@ def print_table(o: Outcome, min_gain: float) -> None:
     def row(
         name: str, a: float | None, b: float | None, fa: bool = False, fb: bool = False
     ) -> None:
-        change = f"{b - a:+.3f}" if a is not None and b is not None else ""
+        change = "" if a is None or b is None else _fmt(b - a).replace("n/a", "")
+        change = f"+{change}" if change and not change.startswith("-") else change
         table.add_row(name, _fmt(a, fa), _fmt(b, fb), change)
 
     row("drift share (embedding columns)", o.before.get("drift_share"), o.after.get("drift_share"),
@@ -494,9 +496,13 @@ def main(
         Path | None,
         typer.Option(help="Evidently workspace (default: reporting's, env REPORTING_WORKSPACE)."),
     ] = None,
+    reference_yaml: Annotated[
+        Path,
+        typer.Option(help="Unshifted dataset whose test split both versions are also scored "
+                     "on (skipped when missing)."),
+    ] = paths.DATA_DIR / "shapes" / "data.yaml",
     reference_eval: Annotated[
-        bool,
-        typer.Option(help="Also evaluate both versions on data/shapes' test split (no shift)."),
+        bool, typer.Option(help="Score both versions on --reference-yaml too.")
     ] = True,
     retrain_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the retrain job.")
@@ -512,7 +518,7 @@ def main(
     gateway = Gateway(gateway_url, user, admin)
     try:
         outcome = _play(gateway, images, n_after, test_images, opacity, seed, out, workspace,
-                        reference_eval, retrain_timeout)
+                        reference_yaml if reference_eval else None, retrain_timeout)
     except ScenarioError as exc:
         console.print(f"[red]scenario stopped:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -532,7 +538,7 @@ def main(
 
 def _play(
     gateway: Gateway, images: int, n_after: int, n_test: int, opacity: float, seed: int,
-    out: Path, workspace: Path | None, reference_eval: bool, retrain_timeout: float,
+    out: Path, workspace: Path | None, ref_yaml: Path | None, retrain_timeout: float,
 ) -> Outcome:
     models = gateway.models()
     old = models.get("default_version")
@@ -542,14 +548,15 @@ def _play(
 
     sets = generate_sets(out, images, n_after, n_test, seed, opacity)
     registry = Registry()
-    ref_yaml = paths.DATA_DIR / "shapes" / "data.yaml"
-    has_ref = reference_eval and ref_yaml.is_file()
+    if ref_yaml is not None and not ref_yaml.is_file():
+        console.log(f"no {ref_yaml}: the unshifted test split is not scored")
+        ref_yaml = None
     with tempfile.TemporaryDirectory(prefix="scenario-") as tmp:
         old_weights = weights_of(old, registry, paths.STORE_DIR, Path(tmp))
         console.log(f"evaluating v{old} on {n_test} shifted test images ...")
         map_old = map50(old_weights, sets.data_yaml)
         console.log(f"v{old}: mAP50 {map_old:.3f} on the shifted test set")
-        ref_old = map50(old_weights, ref_yaml) if has_ref else None
+        ref_old = map50(old_weights, ref_yaml) if ref_yaml else None
 
     before = send_feedback(
         gateway, sets.images(PROD), stop_on_trigger=True, label="feedback before the retrain"
@@ -559,12 +566,9 @@ def _play(
         f"(predicted by {dict(before.versions)})"
     )
     manual = before.job_id is None
-    if not manual and before.images < 30:
-        console.log(
-            f"[yellow]the loop retrains after {before.images} shifted images "
-            f"({before.rows} rows): little to learn the shift from; a larger k "
-            "(RETRAIN_EVERY_K of the gateway) gives one retrain more of it[/yellow]"
-        )
+    if not manual:
+        # k (RETRAIN_EVERY_K of the gateway) decides how much of the shift one retrain sees.
+        console.log(f"the loop started retrain {before.job_id} after {before.images} images")
     if manual:
         console.log(
             f"the loop did not trigger within {before.images} images (next at "
@@ -580,7 +584,12 @@ def _play(
     )
 
     job = wait_for_job(gateway, before.job_id, retrain_timeout, poll=5.0)
-    console.log(f"retrain {job['job_id']} used {job.get('data')}; metrics {job.get('metrics')}")
+    gate = {
+        name: round(float(values["map50"]), 3)
+        for name, values in (job.get("metrics") or {}).items()
+        if isinstance(values, dict) and "map50" in values
+    }
+    console.log(f"retrain {job['job_id']} {job['state']}; its gate (mAP50 on its eval set): {gate}")
     new = job.get("candidate_version") if job["state"] == "succeeded" else None
     if new:
         wait_for_default(gateway, new, 120)
@@ -595,7 +604,7 @@ def _play(
             console.log(f"evaluating v{new} on {n_test} shifted test images ...")
             map_new = map50(new_weights, sets.data_yaml)
             console.log(f"v{new}: mAP50 {map_new:.3f} on the shifted test set")
-            ref_new = map50(new_weights, ref_yaml) if has_ref else None
+            ref_new = map50(new_weights, ref_yaml) if ref_yaml else None
 
     # Up to the next trigger only: a second job would compete for the CPU and could swap the
     # model while the "after" rows are being predicted.
