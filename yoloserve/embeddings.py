@@ -28,8 +28,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -40,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from yoloserve import paths
+from yoloserve.files import atomic_write
 
 DESCRIPTOR_NAME = "cropdesc"
 # Bump whenever describe() changes what it computes: artifacts of another version are refused.
@@ -444,24 +443,10 @@ class Embedder:
         a = self._arrays
         np.savez(buf, mean=a["mean"], scale=a["scale"], components=a["components"],
                  pca_mean=a["pca_mean"])
-        _atomic_write(path, buf.getvalue())
-        _atomic_write(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
+        atomic_write(path, buf.getvalue())
+        atomic_write(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
         self.meta = meta
         return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; other services (and users) read these files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fit_embedder(

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from yoloserve.errors import (
     UnknownClass,
     UnsupportedImageFormat,
 )
+from yoloserve.files import atomic_write
 from yoloserve.matching import BACKGROUND, MISSED, XYXY, match
 
 # Pillow format name -> file extension of the stored copy (the formats the API accepts).
@@ -107,21 +106,6 @@ def _clipped(xyxy: Sequence[float], width: int, height: int, what: str) -> XYXY 
     box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
            min(max(x2, 0.0), width), min(max(y2, 0.0), height))
     return box if box[2] > box[0] and box[3] > box[1] else None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # The temp name ends in .tmp, so the retrain job's image listing never picks it up.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; other services (and users) read these files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FeedbackRecorder:
@@ -218,8 +202,10 @@ class FeedbackRecorder:
         label_path = self.labels_dir / f"{feedback_id}.txt"
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self.labels_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(label_path, _yolo_label(gt, classes, width, height).encode())
-        _atomic_write(image_path, image_bytes)
+        # Temp names end in .tmp, so the retrain job's image listing never picks one up.
+        label = _yolo_label(gt, classes, width, height).encode()
+        atomic_write(label_path, label, temp_suffix=".tmp")
+        atomic_write(image_path, image_bytes, temp_suffix=".tmp")
 
         embeddings = self.embedder.embed(image, [m.xyxy for m in matches])
         timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")

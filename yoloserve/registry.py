@@ -20,8 +20,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +29,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
+from yoloserve.files import atomic_write
 from yoloserve.paths import REGISTRY_FILE
 
 VersionStatus = Literal["ready", "serving", "rejected", "retired"]
@@ -226,29 +225,7 @@ class Registry:
             self._write(RegistryData.model_validate(data.model_dump()))
 
     def _write(self, data: RegistryData) -> None:
-        payload = data.model_dump_json(indent=2) + "\n"
-        # Same folder as the target: os.replace is atomic only within one filesystem.
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())  # the rename must not reach the disk before the data
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        # Makes the rename itself durable; best effort where directories cannot be opened.
-        with contextlib.suppress(OSError):
-            fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        atomic_write(self.path, (data.model_dump_json(indent=2) + "\n").encode(), sync_dir=True)
 
     def add_version(
         self,
