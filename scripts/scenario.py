@@ -384,7 +384,7 @@ class Outcome:
 
     old_version: str
     new_version: str | None
-    job: dict[str, Any]
+    jobs: list[dict[str, Any]]
     before: dict[str, float]
     after: dict[str, float]
     map50_old: float
@@ -441,6 +441,16 @@ def print_table(o: Outcome, min_gain: float) -> None:
     if o.ref_map50_old is not None:
         row("mAP50, reference test (no shift)", o.ref_map50_old, o.ref_map50_new)
     console.print(table)
+    chain = ", ".join(
+        f"{j['job_id']} {j['state']}"
+        + (f" -> v{j['candidate_version']}" if j.get("candidate_version") else "")
+        for j in o.jobs
+    )
+    how = "started by hand (POST /retrain)" if o.manual_trigger else "started by the loop"
+    console.print(
+        f"retrains ({how}): {chain or 'none'}; {o.sent_before.get('images')} shifted images "
+        "sent before the last one"
+    )
     flagged = "yes" if o.drift_flagged_before else "NO"
     console.print(
         f"dashboard flagged drift before the retrain: {flagged} "
@@ -478,6 +488,11 @@ def main(
     images: Annotated[
         int, typer.Option(min=1, help="Most shifted images sent before the retrain.")
     ] = 300,
+    min_images: Annotated[
+        int,
+        typer.Option(min=1, help="Keep feeding the loop (more rounds of feedback and retrain) "
+                     "until its retrains have seen this many shifted images."),
+    ] = 20,
     after_images: Annotated[
         int | None,
         typer.Option(min=1, help="Shifted images sent after it (default: images / 2, >= 20)."),
@@ -518,7 +533,7 @@ def main(
     gateway = Gateway(gateway_url, user, admin)
     try:
         outcome = _play(gateway, images, n_after, test_images, opacity, seed, out, workspace,
-                        reference_yaml if reference_eval else None, retrain_timeout)
+                        reference_yaml if reference_eval else None, retrain_timeout, min_images)
     except ScenarioError as exc:
         console.print(f"[red]scenario stopped:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -539,6 +554,7 @@ def main(
 def _play(
     gateway: Gateway, images: int, n_after: int, n_test: int, opacity: float, seed: int,
     out: Path, workspace: Path | None, ref_yaml: Path | None, retrain_timeout: float,
+    min_images: int,
 ) -> Outcome:
     models = gateway.models()
     old = models.get("default_version")
@@ -557,45 +573,64 @@ def _play(
         map_old = map50(old_weights, sets.data_yaml)
         console.log(f"v{old}: mAP50 {map_old:.3f} on the shifted test set")
         ref_old = map50(old_weights, ref_yaml) if ref_yaml else None
+        if ref_old is not None:
+            console.log(f"v{old}: mAP50 {ref_old:.3f} on the unshifted test split")
 
-    before = send_feedback(
-        gateway, sets.images(PROD), stop_on_trigger=True, label="feedback before the retrain"
-    )
-    console.log(
-        f"sent {before.images} images, {before.rows} feedback rows "
-        f"(predicted by {dict(before.versions)})"
-    )
-    manual = before.job_id is None
-    if not manual:
-        # k (RETRAIN_EVERY_K of the gateway) decides how much of the shift one retrain sees.
-        console.log(f"the loop started retrain {before.job_id} after {before.images} images")
-    if manual:
-        console.log(
-            f"the loop did not trigger within {before.images} images (next at "
-            f"{before.next_at_rows} rows): starting the retrain with POST /retrain"
+    # Round 1 is "before": every row predicted by the old version. Further rounds go on feeding
+    # the loop until its retrains have seen --min-images shifted images: with a small k the loop
+    # retrains after a handful of images, and each retrain learns from all feedback so far.
+    prod_images = sets.images(PROD)
+    before = Sent()
+    jobs: list[dict[str, Any]] = []
+    values_before: dict[str, float] = {}
+    manual = False
+    new: str | None = None
+    while True:
+        batch = send_feedback(
+            gateway, prod_images[before.images:], stop_on_trigger=True,
+            label=f"feedback, round {len(jobs) + 1}",
         )
-        before.job_id = str(gateway.start_retrain()["job_id"])
-    assert before.job_id is not None
-
-    values_before = reporting_run(before.rows, workspace)
-    console.log(
-        f"reporting (before): drift share {values_before.get('drift_share', float('nan')):.3f}, "
-        f"F1 {values_before.get('f1', float('nan')):.3f}"
-    )
-
-    job = wait_for_job(gateway, before.job_id, retrain_timeout, poll=5.0)
-    gate = {
-        name: round(float(values["map50"]), 3)
-        for name, values in (job.get("metrics") or {}).items()
-        if isinstance(values, dict) and "map50" in values
-    }
-    console.log(f"retrain {job['job_id']} {job['state']}; its gate (mAP50 on its eval set): {gate}")
-    new = job.get("candidate_version") if job["state"] == "succeeded" else None
-    if new:
+        before.extend(batch)
+        console.log(
+            f"round {len(jobs) + 1}: sent {batch.images} images, {batch.rows} feedback rows "
+            f"(predicted by {dict(batch.versions)})"
+        )
+        if not jobs:
+            values_before = reporting_run(batch.rows, workspace)
+            console.log(
+                "reporting (before): drift share "
+                f"{values_before.get('drift_share', float('nan')):.3f}, "
+                f"F1 {values_before.get('f1', float('nan')):.3f}"
+            )
+        job_id = batch.job_id
+        if job_id is not None:
+            # k (RETRAIN_EVERY_K of the gateway) decides how much of the shift a retrain sees.
+            console.log(f"the loop started retrain {job_id} after {before.images} images in all")
+        elif not jobs:
+            manual = True
+            console.log(
+                f"the loop did not trigger within {before.images} images (next at "
+                f"{before.next_at_rows} rows): starting the retrain with POST /retrain"
+            )
+            job_id = str(gateway.start_retrain()["job_id"])
+        else:
+            break  # images used up before the next trigger
+        job = wait_for_job(gateway, job_id, retrain_timeout, poll=5.0)
+        jobs.append(job)
+        gate = {
+            name: round(float(values["map50"]), 3)
+            for name, values in (job.get("metrics") or {}).items()
+            if isinstance(values, dict) and "map50" in values
+        }
+        console.log(f"retrain {job_id} {job['state']}; its gate (mAP50 on its eval set): {gate}")
+        if job["state"] != "succeeded" or not job.get("candidate_version"):
+            console.log(f"[yellow]retrain {job['state']}:[/yellow] {job.get('reason')}")
+            break
+        new = str(job["candidate_version"])
         wait_for_default(gateway, new, 120)
         console.log(f"v{new} is serving")
-    else:
-        console.log(f"[yellow]retrain {job['state']}:[/yellow] {job.get('reason')}")
+        if before.images >= min_images or before.images >= len(prod_images):
+            break
 
     map_new = ref_new = None
     if new:
@@ -605,6 +640,8 @@ def _play(
             map_new = map50(new_weights, sets.data_yaml)
             console.log(f"v{new}: mAP50 {map_new:.3f} on the shifted test set")
             ref_new = map50(new_weights, ref_yaml) if ref_yaml else None
+            if ref_new is not None:
+                console.log(f"v{new}: mAP50 {ref_new:.3f} on the unshifted test split")
 
     # Up to the next trigger only: a second job would compete for the CPU and could swap the
     # model while the "after" rows are being predicted.
@@ -631,7 +668,7 @@ def _play(
         console.log(f"this feedback started retrain {after.job_id} (not waited for)")
     values_after = reporting_run(after.rows, workspace)
     return Outcome(
-        old_version=old, new_version=new, job=job, before=values_before, after=values_after,
+        old_version=old, new_version=new, jobs=jobs, before=values_before, after=values_after,
         map50_old=map_old, map50_new=map_new, ref_map50_old=ref_old, ref_map50_new=ref_new,
         sent_before=_sent_dict(before), sent_after=_sent_dict(after), test_images=n_test,
         manual_trigger=manual, seconds=0.0,
