@@ -56,7 +56,7 @@ class PredictParams:
     version: str | None
 
 
-def predict_params(
+async def predict_params(
     conf: Annotated[
         float | None, Query(ge=0.0, le=1.0, description="Confidence threshold (0..1)")
     ] = None,
