@@ -125,7 +125,7 @@ def test_watch_cli_adds_runs_every_k_rows_and_on_the_timer(tmp_path: Path) -> No
     command = [
         sys.executable, "-m", "reporting", "watch", "--workspace", str(workspace),
         "--ref", str(ref_path), "--prod", str(prod_path),
-        "-k", "20", "--interval", "25", "--poll", "0.5",
+        "-k", "20", "--interval", "40", "--poll", "0.5",
     ]
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -136,16 +136,16 @@ def test_watch_cli_adds_runs_every_k_rows_and_on_the_timer(tmp_path: Path) -> No
         started = time.monotonic()
         # 12 -> 32 rows crosses 20: a run follows within a poll or two, long before the timer.
         make_prod(n=20, seed=4).to_csv(prod_path, mode="a", header=False, index=False)
-        _wait_for(lambda: len(_runs_in(workspace)) == 2, 20, proc)
-        assert time.monotonic() - started < 20
-        # No more rows: the next run comes from the 25 s timer alone.
-        _wait_for(lambda: len(_runs_in(workspace)) == 3, 60, proc)
+        _wait_for(lambda: len(_runs_in(workspace)) == 2, 35, proc)
+        assert time.monotonic() - started < 35
+        # No more rows: the next run comes from the 40 s timer alone.
+        _wait_for(lambda: len(_runs_in(workspace)) == 3, 90, proc)
     finally:
         proc.terminate()
         proc.wait(15)
     text = log_path.read_text()
     assert "[start] run added" in text
     assert "[prod rows crossed 20 (now 32)] run added" in text
-    assert "[25 s since the last run] run added" in text
+    assert "[40 s since the last run] run added" in text
     html = sorted((workspace / "html").glob("*.html"))
     assert len(html) == 6  # drift + classification per run
