@@ -9,6 +9,7 @@ STAMP   := $(VENV)/.setup-done
 SYSSTAMP := .run/.system-deps-done
 WEIGHTS ?= models/default/best.pt
 VERSION ?=
+ARGS ?=
 PYTEST_ARGS ?=
 
 export YOLO_OFFLINE := 1
@@ -91,8 +92,8 @@ rollback: setup ## Make VERSION the serving default again (no restart)
 ref-data: setup ## Rebuild data/ref_data.csv from the training set
 	$(PY) -m scripts.build_ref_data
 
-scenario: setup ## Drift scenario end to end against the running demo
-	$(PY) -m scripts.scenario
+scenario: setup ## Drift scenario end to end against the running demo (ARGS="--images 60")
+	$(PY) -m scripts.scenario $(ARGS)
 
 # --- docker compose (production path; needs a Docker engine) ---------------------------------
 up: ## docker compose up (build images, start the four services)

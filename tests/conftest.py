@@ -11,9 +11,11 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from collections.abc import Callable  # noqa: E402  (the environment above must come first)
+from collections.abc import Callable, Iterator  # noqa: E402  (the environment above must come first)
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from yoloserve.offline import configure_offline  # noqa: E402
@@ -49,3 +51,35 @@ def sample_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int
         return cache[(n, seed)]
 
     return make
+
+
+# The real platform (TorchServe + gateway over isolated models/ and data/), one per session, shared
+# by tests/integration and tests/browser; see tests/integration/conftest.py.
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, default_weights: Path) -> Iterator[Any]:
+    """TorchServe + gateway over an isolated copy of models/ and data/."""
+    from tests.integration.conftest import ADMIN_KEY, USER_KEY, Stack, start_gateway
+
+    stack = Stack.create(
+        tmp_path_factory.mktemp("stack"),
+        weights=default_weights,
+        user_key=USER_KEY,
+        admin_key=ADMIN_KEY,
+    )
+    try:
+        try:
+            stack.start_torchserve(300)
+        except Exception:
+            print(stack.torchserve.log_tail(80))
+            raise
+        start_gateway(stack)
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def gateway(stack: Any) -> Iterator[httpx.Client]:
+    """A client of the live gateway."""
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        yield client

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import USER_KEY, Stack, stack, wait_ready  # noqa: F401
+from tests.integration.conftest import USER_KEY, Stack, wait_ready
 from yoloserve import paths
 from yoloserve.ts_process import free_ports
 
@@ -23,7 +23,7 @@ ARTIFACTS = paths.ROOT / "tests" / "artifacts"
 
 
 @pytest.fixture(scope="session")
-def webapp_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+def webapp_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a running web app that talks to the stack's gateway with the user key."""
     (port,) = free_ports(1)
     env = {

@@ -5,15 +5,11 @@ Everything lives in an isolated copy of ``models/`` and ``data/`` under a tempor
 test run never touches the developer's registry, CSVs or a running ``make demo``. The stack is
 started once per session (TorchServe takes ~10-30 s to load a worker on 2 cores). The start-up
 code is :mod:`yoloserve.local_stack`, shared with the benchmark (``python -m scripts.bench``).
+The ``stack`` and ``gateway`` fixtures live in ``tests/conftest.py`` so that the integration and
+browser folders share one stack per session; the names tests import stay here.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
-
-import httpx
-import pytest
 
 from yoloserve.local_stack import LocalStack, wait_ready
 
@@ -42,31 +38,3 @@ def start_gateway(stack: Stack) -> None:
 def stop_gateway(stack: Stack) -> None:
     """Stop the gateway process (SIGTERM, then SIGKILL)."""
     stack.stop_gateway()
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, default_weights: Path) -> Iterator[Stack]:
-    """TorchServe + gateway over an isolated copy of models/ and data/."""
-    stack = Stack.create(
-        tmp_path_factory.mktemp("stack"),
-        weights=default_weights,
-        user_key=USER_KEY,
-        admin_key=ADMIN_KEY,
-    )
-    try:
-        try:
-            stack.start_torchserve(300)
-        except Exception:
-            print(stack.torchserve.log_tail(80))
-            raise
-        start_gateway(stack)
-        yield stack
-    finally:
-        stack.stop()
-
-
-@pytest.fixture
-def gateway(stack: Stack) -> Iterator[httpx.Client]:
-    """A client of the live gateway."""
-    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
-        yield client
