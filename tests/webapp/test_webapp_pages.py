@@ -43,7 +43,7 @@ def test_upload_detect_shows_boxes_table_and_timings(
     assert not at.exception and not _errors(at)
     request = gateway.last("POST", "/predict")
     assert request.url.params["conf"] == "0.4"
-    assert request.url.params["iou"] == "0.45"
+    assert request.url.params["iou"] == "0.7"
     assert parse_multipart(request)["file"] == ("shape.png", "image/png", png_bytes())
     table = at.dataframe[0].value
     assert list(table["class"]) == ["triangle", "circle"]

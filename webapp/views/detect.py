@@ -25,7 +25,9 @@ SOURCE_UPLOAD = "Upload an image"
 SOURCE_SAMPLE = "Use a sample"
 
 DEFAULT_CONF = 0.25
-DEFAULT_IOU = 0.45
+# The same defaults as the handler (serving/model-config.yaml) and Ultralytics predict, so the
+# web app shows what an API client without parameters gets.
+DEFAULT_IOU = 0.7
 
 
 @dataclass(frozen=True)
