@@ -71,7 +71,7 @@ lint: setup ## ruff + mypy
 	$(PY) -m ruff check .
 	$(PY) -m mypy yoloserve gateway reporting scripts
 
-bench: setup ## Latency/throughput: raw Ultralytics vs TorchServe vs gateway; feedback; hot swap
+bench: setup ## Serving latency/throughput, feedback rows/s, hot swaps under load, retrain loop (~15 min)
 	$(PY) -m scripts.bench
 
 # --- models ----------------------------------------------------------------------------------

@@ -3,6 +3,10 @@ asyncio HTTP load generator, with the figures (p50/p95, throughput) in one ``Run
 
 The load generator is one event loop with ``clients`` tasks pulling from a shared request count:
 on a 2-core machine a thread per client would take CPU away from the server being measured.
+The feedback, hot-swap and retrain-loop sections add their pure helpers here: labels for
+generated images (``feedback_boxes``, ``grid_boxes``), acknowledged rows counted back from the
+CSV (``rows_by_column``, ``lost_rows``), retrain log times (``log_time``, ``step_durations``) and
+swap windows (``overlaps``).
 
 Example:
     >>> run = measure_callable(lambda: sum(range(1000)), requests=20, warmup=2)
@@ -13,17 +17,23 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
+import math
 import os
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
-from yoloserve.dataset import iter_images
+from yoloserve.dataset import Shape, iter_images
 
 IMAGE_SEED = 2024
 
@@ -322,3 +332,136 @@ class TorchServeCounters:
 def load_average() -> tuple[float, float, float]:
     """The 1, 5 and 15 minute load averages (how busy the machine was)."""
     return os.getloadavg()
+
+
+# ------------------------------------------------------------- feedback, hot swap, retrain loop
+
+T = TypeVar("T")
+
+
+async def _closed_loop(
+    send: Callable[[httpx.AsyncClient, int], Awaitable[T]], total: int, clients: int,
+    timeout: float,
+) -> tuple[list[T], float]:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    results: list[T] = []
+    counter = iter(range(total))
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+
+        async def client() -> None:
+            # Each task takes the next call number until none is left: ``clients`` in flight.
+            for i in counter:
+                results.append(await send(http, i))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall = time.perf_counter() - start
+    return results, wall
+
+
+def closed_loop(
+    send: Callable[[httpx.AsyncClient, int], Awaitable[T]],
+    total: int,
+    clients: int,
+    timeout: float = 120.0,
+) -> tuple[list[T], float]:
+    """Run ``send(http, i)`` for i in 0..total-1 with ``clients`` concurrent tasks.
+
+    One event loop, one shared client with ``clients`` keep-alive connections; each task sends
+    its next call when its last one returned. Returns every result (completion order) and the
+    wall time in seconds. ``send`` decides what a result is (and whether an error raises).
+    """
+    return asyncio.run(_closed_loop(send, total, clients, timeout))
+
+
+def feedback_boxes(shapes: Sequence[Shape]) -> list[dict[str, Any]]:
+    """Ground-truth shapes of a generated image as the ``boxes`` of ``POST /feedback``."""
+    return [{"xyxy": [round(v, 2) for v in s.xyxy], "name": s.name} for s in shapes]
+
+
+def grid_boxes(width: int, height: int, n: int, names: Sequence[str]) -> list[dict[str, Any]]:
+    """``n`` disjoint boxes tiling the image in a near-square grid, class names in turn.
+
+    Dense labels for a feedback load test: each box becomes one row of ``prod_data.csv``.
+    """
+    if n <= 0:
+        return []
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    w, h = width / cols, height / rows
+    out = []
+    for k in range(n):
+        r, c = divmod(k, cols)
+        # A 1 px margin keeps neighbours from touching (IoU 0 between any two of them).
+        xyxy = [c * w + 1, r * h + 1, (c + 1) * w - 1, (r + 1) * h - 1]
+        out.append({"xyxy": [round(v, 2) for v in xyxy], "name": names[k % len(names)]})
+    return out
+
+
+def rows_by_column(path: Path, column: str) -> Counter[str]:
+    """Data rows of a CSV file per value of ``column`` (empty when the file is missing)."""
+    counts: Counter[str] = Counter()
+    if not path.is_file():
+        return counts
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        index = header.index(column)
+        for row in reader:
+            counts[row[index]] += 1
+    return counts
+
+
+def lost_rows(acknowledged: Mapping[str, int], found: Mapping[str, int]) -> dict[str, int]:
+    """Rows acknowledged (key -> rows_written) but missing from ``found``, per key.
+
+    A key with more rows in the file than acknowledged is not a loss and is not listed.
+    """
+    return {key: n - found.get(key, 0) for key, n in acknowledged.items() if found.get(key, 0) < n}
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ")
+
+
+def log_time(text: str, needle: str) -> float | None:
+    """Epoch seconds of the first log line containing ``needle``; None if there is none.
+
+    Lines are Python logging's default ``asctime`` (``2026-11-23 10:49:37,469 ...``), local
+    time, as the retrain job writes them.
+    """
+    for line in text.splitlines():
+        match = _LOG_TIME.match(line)
+        if match and needle in line:
+            stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+            return stamp.timestamp() + int(match.group(2)) / 1e3
+    return None
+
+
+def overlaps(start: float, end: float, windows: Sequence[tuple[float, float]]) -> bool:
+    """Whether the interval [start, end] meets any of ``windows`` (closed intervals)."""
+    return any(start <= w_end and w_start <= end for w_start, w_end in windows)
+
+
+def spread(values: Sequence[float], digits: int = 2) -> dict[str, float]:
+    """min / median / max of ``values`` (empty dict without values)."""
+    if not values:
+        return {}
+    return {"min": round(float(min(values)), digits),
+            "median": round(float(np.median(values)), digits),
+            "max": round(float(max(values)), digits)}
+
+
+def step_durations(marks: Mapping[str, float | None], digits: int = 1) -> dict[str, float | None]:
+    """Seconds from the previous known time mark to each mark (None for an unknown mark).
+
+    ``marks`` is ordered (insertion order); a mark that is None is skipped, so the next step runs
+    from the last known one. Example: ``{"a": 0, "b": None, "c": 5}`` ->
+    ``{"a": None, "b": None, "c": 5.0}``: the first known mark has no step before it.
+    """
+    out: dict[str, float | None] = {}
+    last: float | None = None
+    for name, t in marks.items():
+        out[name] = None if t is None or last is None else round(t - last, digits)
+        if t is not None:
+            last = t
+    return out

@@ -82,6 +82,9 @@ class LocalStack:
     admin_key: str = "local-admin-key"
     gateway_url: str = ""
     gateway_env: dict[str, str] = field(default_factory=dict)
+    # Set last in environment(): e.g. RETRAIN_* for the gateway and the jobs it starts (the
+    # benchmark keeps feedback from triggering retrains). Takes effect at the next gateway start.
+    extra_env: dict[str, str] = field(default_factory=dict)
     gateway_proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -96,6 +99,7 @@ class LocalStack:
         admin_key: str = "local-admin-key",
         model_config: Path | None = None,
         ts_properties: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> LocalStack:
         """Copy the models and samples under ``root``, package ``weights``; start nothing yet.
 
@@ -109,6 +113,8 @@ class LocalStack:
             model_config: a per-model YAML to pack instead of ``serving/model-config.yaml``
                 (the benchmark tries other batch sizes, workers and threads with it).
             ts_properties: ``config.properties`` keys to override for this TorchServe.
+            extra_env: environment variables of the gateway (and of the jobs and CLIs run with
+                :meth:`environment`), set over everything else.
         """
         root = Path(root)
         models_dir, data_dir, run_dir = root / "models", root / "data", root / "run"
@@ -146,7 +152,8 @@ class LocalStack:
             models_to_load={MODEL_NAME: record.mar},
             extra_properties=properties,
         )
-        return cls(root, models_dir, data_dir, run_dir, ts, record, user_key, admin_key)
+        return cls(root, models_dir, data_dir, run_dir, ts, record, user_key, admin_key,
+                   extra_env=dict(extra_env or {}))
 
     @property
     def registry(self) -> Registry:
@@ -192,6 +199,7 @@ class LocalStack:
             GATEWAY_ADMIN_API_KEYS=self.admin_key,
             GATEWAY_LOG_LEVEL="warning",
         )
+        env.update(self.extra_env)
         return env
 
     def start_gateway(self, timeout: float = 90.0) -> None:
