@@ -135,14 +135,7 @@ class LocalStack:
                 models_dir / "store",
                 config_file=model_config,
             )
-        inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
-        # TorchServe also opens two gRPC ports (7070/7071 by default) and exits when they are
-        # taken, e.g. by a running `make demo`: free ones keep this stack isolated.
-        properties = {
-            "grpc_inference_port": str(grpc_inference),
-            "grpc_management_port": str(grpc_management),
-            **(ts_properties or {}),
-        }
+        inference, management, metrics = free_ports(3)
         ts = TorchServeProcess(
             run_dir / "torchserve",
             inference,
@@ -150,7 +143,7 @@ class LocalStack:
             metrics,
             model_store=models_dir / "store",
             models_to_load={MODEL_NAME: record.mar},
-            extra_properties=properties,
+            extra_properties=dict(ts_properties or {}),
         )
         return cls(root, models_dir, data_dir, run_dir, ts, record, user_key, admin_key,
                    extra_env=dict(extra_env or {}))

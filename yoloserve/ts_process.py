@@ -170,6 +170,12 @@ class TorchServeProcess:
         else:
             props.pop("load_models", None)
         props.update(self.extra_properties)
+        # TorchServe always opens two gRPC APIs (7070/7071 by default; no key turns them off)
+        # and exits at start when another TorchServe holds them, e.g. `make demo` beside the
+        # tests or the benchmark. Nothing here speaks gRPC, so any free ports will do.
+        grpc_keys = ("grpc_inference_port", "grpc_management_port")
+        for key, port in zip(grpc_keys, free_ports(2, self.host), strict=True):
+            props.setdefault(key, str(port))
         lines = [f"# derived from {self.base_config} by yoloserve.ts_process; do not edit"]
         lines += [f"{key}={value}" for key, value in props.items()]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
