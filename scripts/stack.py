@@ -84,12 +84,8 @@ def ensure_model(registry: Registry) -> str:
     if version is not None and (paths.STORE_DIR / data.get(version).mar).is_file():
         return version
     _say(f"packaging {paths.DEFAULT_WEIGHTS} as a TorchServe .mar ...")
-    metrics = None
-    if paths.DEFAULT_METRICS.is_file():
-        import json
-
-        metrics = json.loads(paths.DEFAULT_METRICS.read_text())
-    record = package(paths.DEFAULT_WEIGHTS, registry, metrics=metrics, make_default=True)
+    # package() records the metrics.json that ships beside the weights.
+    record = package(paths.DEFAULT_WEIGHTS, registry, make_default=True)
     return record.version
 
 
