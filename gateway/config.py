@@ -19,7 +19,11 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from yoloserve import paths
-from yoloserve.torchserve import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_MODEL_NAME
+from yoloserve.modelserver.client import (
+    DEFAULT_INFERENCE_URL,
+    DEFAULT_MANAGEMENT_URL,
+    DEFAULT_MODEL_NAME,
+)
 
 # Comma-separated in the environment ("a,b"), a list in code.
 StrList = Annotated[list[str], NoDecode]
@@ -85,7 +89,7 @@ class Settings(BaseSettings):
         description="Feedback goes to <data_dir>/prod_data.csv and <data_dir>/feedback/",
     )
     embedder_path: Path | None = Field(
-        default=None, description="Embedder artifact; None = yoloserve.embeddings' default"
+        default=None, description="Embedder artifact; None = yoloserve.embeddings.embedder' default"
     )
     embedder_retry_s: float = Field(
         default=30.0, ge=0, description="Wait before retrying a failed embedder load"

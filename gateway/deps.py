@@ -28,8 +28,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import request_id_of
 from gateway.retrain_trigger import RetrainTrigger
 from yoloserve.errors import Forbidden, Unauthorized
-from yoloserve.registry import Registry
-from yoloserve.torchserve import TorchServeClient
+from yoloserve.modelserver.client import TorchServeClient
+from yoloserve.modelserver.registry import Registry
 
 
 async def get_app_settings(request: Request) -> Settings:

@@ -1,4 +1,4 @@
-"""Lazy, shared access to ``yoloserve.embeddings`` for the gateway.
+"""Lazy, shared access to ``yoloserve.embeddings.embedder`` for the gateway.
 
 The embedder artifact is built by a separate step (the reference-data script), so the gateway
 must start and serve predictions without it. It is loaded on the first request that needs it,
@@ -7,7 +7,8 @@ one attempt per retry period rather than one per request; an artifact built late
 without a restart.
 
 The backend pairs the embedder with the decoder of the same module: production rows must go
-through the very code that built the reference rows (``yoloserve.embeddings.decode_image``).
+through the very code that built the reference rows
+(``yoloserve.embeddings.embedder.decode_image``).
 
 Example:
     >>> import asyncio, numpy as np
@@ -40,7 +41,7 @@ logger = logging.getLogger("gateway.embeddings")
 
 
 class SupportsEmbed(Protocol):
-    """The part of ``yoloserve.embeddings.Embedder`` the gateway uses."""
+    """The part of ``yoloserve.embeddings.embedder.Embedder`` the gateway uses."""
 
     dim: int
     version: str
@@ -72,7 +73,7 @@ def default_loader(path: Path | None) -> Callable[[], EmbeddingBackend]:
 
     def load() -> EmbeddingBackend:
         try:
-            module = importlib.import_module("yoloserve.embeddings")
+            module = importlib.import_module("yoloserve.embeddings.embedder")
         except ImportError as exc:
             raise EmbeddingsUnavailable("the embeddings module is not installed") from exc
         try:

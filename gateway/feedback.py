@@ -1,8 +1,8 @@
 """The gateway's side of ``POST /feedback``: parse the labels, know the classes, hold the recorder.
 
-Recording itself is ``yoloserve.feedback.FeedbackRecorder`` (match by IoU, embed with the shared
-embedder, append to ``prod_data.csv`` under its file lock with fsync, keep the image and its YOLO
-label for retraining). This module only adapts it to the gateway: the class names come from the
+Recording itself is ``yoloserve.feedback.recorder.FeedbackRecorder`` (match by IoU, embed with the
+shared embedder, append to ``prod_data.csv`` under its file lock with fsync, keep the image and its
+YOLO label for retraining). This module only adapts it to the gateway: the class names come from the
 registry (as ``GET /models`` shows them), and one recorder is built per loaded embedder.
 
 Example:
@@ -19,11 +19,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from gateway.embeddings import EmbeddingBackend
-from yoloserve.csv_store import CsvStore, prod_header
-from yoloserve.embeddings import Embedder
+from yoloserve.embeddings.embedder import Embedder
 from yoloserve.errors import InvalidLabels, ModelNotReady, RegistryError, UnknownClass
-from yoloserve.feedback import FeedbackRecorder
-from yoloserve.registry import Registry
+from yoloserve.feedback.recorder import FeedbackRecorder
+from yoloserve.feedback.store import CsvStore, prod_header
+from yoloserve.modelserver.registry import Registry
 from yoloserve.schemas import FeedbackLabels
 
 PROD_FILE_NAME = "prod_data.csv"

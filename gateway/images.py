@@ -4,8 +4,8 @@ The gateway sniffs uploads itself (cheap: Pillow reads the header only) so that 
 415 without a round trip to the model server, and a decompression bomb never reaches it.
 
 Images are decoded upright (EXIF orientation applied), as the handler and
-``yoloserve.embeddings.decode_image`` decode them: boxes refer to that pixel grid, the one a
-browser shows, so drawing uses it too.
+``yoloserve.embeddings.embedder.decode_image`` decode them: boxes refer to that pixel grid,
+the one a browser shows, so drawing uses it too.
 
 Example:
     >>> import io

@@ -24,9 +24,9 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from gateway.retrain_trigger import RetrainTrigger, count_job_states, retrain_settings_for
 from gateway.routes import api_router
-from yoloserve.registry import Registry
-from yoloserve.retrain import RetrainSettings
-from yoloserve.torchserve import TorchServeClient
+from yoloserve.modelserver.client import TorchServeClient
+from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain.settings import RetrainSettings
 
 _DESCRIPTION = (
     "Object detection over HTTP. Every non-2xx answer is "
@@ -47,7 +47,7 @@ def create_app(
         settings: Configuration; ``get_settings()`` (the environment) when None.
         transport: Transport of the TorchServe client; tests pass an ``httpx.MockTransport``.
         embedder_loader: Builds the embedding backend on first use; the real
-            ``yoloserve.embeddings`` artifact when None.
+            ``yoloserve.embeddings.embedder`` artifact when None.
         retrain_settings: What retrain jobs are started with (``every_k`` included);
             ``RETRAIN_*`` from the environment when None. Fields it leaves unset default to
             this gateway's TorchServe URLs, model name, registry and feedback folder.

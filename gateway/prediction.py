@@ -38,8 +38,8 @@ from yoloserve.errors import (
     ModelServerBadResponse,
     ModelServerUnavailable,
 )
+from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.schemas import Box, ImageSize, ModelRef, PredictResponse, Timing
-from yoloserve.torchserve import TorchServeClient
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 

@@ -1,6 +1,6 @@
 """Starting retrain jobs from the gateway: on demand, and when feedback crosses a multiple of k.
 
-The job runs in its own process: ``yoloserve.retrain.start_job_process`` spawns it and returns
+The job runs in its own process: ``yoloserve.retrain.jobs.start_job_process`` spawns it and returns
 the job id at once, so the gateway's memory and event loop stay free and the job can be killed
 without taking the API down. The spawn is still a blocking call (fork/exec, a registry write), so
 it runs in the threadpool.
@@ -28,9 +28,10 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
-from yoloserve import retrain
 from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.registry import Registry
+from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain import jobs
+from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.schemas import RetrainInfo
 
 logger = logging.getLogger("gateway.retrain")
@@ -65,8 +66,8 @@ def count_job_states(registry: Registry) -> dict[str, int]:
 
 
 def retrain_settings_for(
-    settings: Settings, base: retrain.RetrainSettings | None = None
-) -> retrain.RetrainSettings:
+    settings: Settings, base: RetrainSettings | None = None
+) -> RetrainSettings:
     """The retrain settings of jobs this gateway starts.
 
     Args:
@@ -74,7 +75,7 @@ def retrain_settings_for(
             feedback folder fill the fields that ``RETRAIN_*`` does not set.
         base: Settings to start from; ``RetrainSettings()`` (the environment) when None.
     """
-    base = base if base is not None else retrain.RetrainSettings()
+    base = base if base is not None else RetrainSettings()
     fields = type(base).model_fields
     updates = {
         field: value_of(settings)
@@ -95,7 +96,7 @@ class RetrainTrigger:
     """
 
     def __init__(
-        self, settings: retrain.RetrainSettings, registry: Registry, metrics: GatewayMetrics
+        self, settings: RetrainSettings, registry: Registry, metrics: GatewayMetrics
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -118,7 +119,7 @@ class RetrainTrigger:
         try:
             # Looked up at call time, not imported by name: one place to replace it in tests.
             job_id = await run_in_threadpool(
-                retrain.start_job_process, self.settings, trigger=trigger, registry=self.registry
+                jobs.start_job_process, self.settings, trigger=trigger, registry=self.registry
             )
         except RetrainAlreadyRunning:
             self.metrics.retrains.labels(trigger=trigger, outcome="already_running").inc()

@@ -1,7 +1,7 @@
 """Benchmark the serving path side by side: in-process Ultralytics vs TorchServe vs the gateway.
 
 The bench starts its OWN TorchServe and gateway on free ports over a temporary copy of the models
-(yoloserve.local_stack), never the ones of `make demo`, and stops them at the end. Per image size
+(devstack.stack), never the ones of `make demo`, and stops them at the end. Per image size
 (seeded synthetic scenes resized to a square, JPEG) it measures:
 
   raw         YOLO(weights).predict(jpeg_file, imgsz=...) in this process, with the same torch
@@ -19,7 +19,7 @@ above, and:
             through POST /predict alone, and the store path in process (FeedbackRecorder.record,
             CsvStore.append); every acknowledged row is counted back in the CSV
   hotswap   failed requests and latency of N clients on POST /predict while the bench swaps two
-            versions back and forth with yoloserve.deploy.hot_swap_sync
+            versions back and forth with yoloserve.modelserver.deploy.hot_swap_sync
   loop      RETRAIN_EVERY_K=k: feedback images until a retrain starts, then the time until the
             new version answers /predict, step by step (~4-5 min: a real fine-tune)
 
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 
-# Idle OpenMP threads must sleep, as in the TorchServe worker (yoloserve.ts_process): spinning
+# Idle OpenMP threads must sleep, as in the TorchServe worker (devstack.torchserve): spinning
 # threads on a shared 2-core box would make the in-process figures unfairly slow.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -64,8 +64,7 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from yoloserve import paths  # noqa: E402
-from yoloserve.bench import (  # noqa: E402
+from benchmarks.support import (  # noqa: E402
     HttpCall,
     Run,
     TorchServeCounters,
@@ -85,14 +84,15 @@ from yoloserve.bench import (  # noqa: E402
     spread,
     step_durations,
 )
-from yoloserve.csv_store import CsvStore, embedding_fields, prod_header  # noqa: E402
-from yoloserve.dataset import CLASSES, iter_images  # noqa: E402
-from yoloserve.deploy import hot_swap_sync  # noqa: E402
-from yoloserve.embeddings import Embedder  # noqa: E402
-from yoloserve.feedback import FeedbackRecorder  # noqa: E402
-from yoloserve.local_stack import LocalStack  # noqa: E402
+from devstack.stack import LocalStack  # noqa: E402
+from yoloserve import paths  # noqa: E402
+from yoloserve.embeddings.embedder import Embedder  # noqa: E402
+from yoloserve.feedback.recorder import FeedbackRecorder  # noqa: E402
+from yoloserve.feedback.store import CsvStore, embedding_fields, prod_header  # noqa: E402
+from yoloserve.modelserver.deploy import hot_swap_sync  # noqa: E402
+from yoloserve.modelserver.packaging import MODEL_CONFIG, MODEL_NAME, package  # noqa: E402
 from yoloserve.offline import configure_offline  # noqa: E402
-from yoloserve.packaging import MODEL_CONFIG, MODEL_NAME, package  # noqa: E402
+from yoloserve.training.dataset import CLASSES, iter_images  # noqa: E402
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -807,7 +807,7 @@ def loop_section(ctx: BenchContext) -> dict[str, Any]:
     if ref_dir is None:
         # What the first job of a fresh platform does itself (retrain._ensure_reference): timed
         # here, before the clock of the loop starts, and reported on its own.
-        from yoloserve.dataset import generate_dataset
+        from yoloserve.training.dataset import generate_dataset
 
         ref_dir = stack.root / "shapes"
         ctx.console.print(f"[bold]loop[/bold]: generating the reference dataset in {ref_dir}")

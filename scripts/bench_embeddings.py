@@ -19,8 +19,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from yoloserve.dataset import iter_images
-from yoloserve.embeddings import DEFAULT_PATH, Embedder, decode_image
+from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image
+from yoloserve.training.dataset import iter_images
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

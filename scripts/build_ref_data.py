@@ -20,9 +20,9 @@ import yaml
 from rich.progress import Progress
 
 from yoloserve import paths
-from yoloserve.csv_store import CsvStore, embedding_fields, ref_header
-from yoloserve.dataset import CLASSES
-from yoloserve.embeddings import DEFAULT_PATH, Embedder, decode_image, fit_embedder
+from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image, fit_embedder
+from yoloserve.feedback.store import CsvStore, embedding_fields, ref_header
+from yoloserve.training.dataset import CLASSES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _ROWS_PER_APPEND = 4096  # one fsync per few thousand rows, not per image

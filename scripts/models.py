@@ -18,11 +18,15 @@ import httpx
 import typer
 
 from yoloserve import paths
-from yoloserve.deploy import hot_swap_sync
 from yoloserve.errors import YoloServeError
-from yoloserve.packaging import MODEL_NAME, package
-from yoloserve.registry import Registry
-from yoloserve.torchserve import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, TorchServeClient
+from yoloserve.modelserver.client import (
+    DEFAULT_INFERENCE_URL,
+    DEFAULT_MANAGEMENT_URL,
+    TorchServeClient,
+)
+from yoloserve.modelserver.deploy import hot_swap_sync
+from yoloserve.modelserver.packaging import MODEL_NAME, package
+from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 

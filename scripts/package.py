@@ -14,8 +14,8 @@ import typer
 
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
-from yoloserve.packaging import package
-from yoloserve.registry import Registry
+from yoloserve.modelserver.packaging import package
+from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

@@ -1,7 +1,7 @@
 """Drift scenario against the running platform (`make demo`): shifted data in, retrained model out.
 
 Production changes under the model: the same shapes now arrive on real photographs, drawn
-translucent so the photo shows through (``yoloserve.dataset``'s ``background="photo"`` and
+translucent so the photo shows through (``yoloserve.training.dataset``'s ``background="photo"`` and
 ``opacity``). The scenario plays it through the public API, as users would:
 
 1. generate the shifted images: a production set sent before the retrain, a second one sent
@@ -50,8 +50,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from yoloserve import paths
-from yoloserve.dataset import CLASSES, write_data_yaml, write_split
-from yoloserve.registry import Registry
+from yoloserve.modelserver.registry import Registry
+from yoloserve.training.dataset import CLASSES, write_data_yaml, write_split
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=False)
 console = Console()
@@ -340,7 +340,7 @@ def weights_of(version: str, registry: Registry, store_dir: Path, workdir: Path)
 
 def map50(weights: Path, data_yaml: Path) -> float:
     """mAP50 on the ``test`` split of ``data_yaml``."""
-    from yoloserve.training import evaluate  # imports torch and Ultralytics: only when needed
+    from yoloserve.training.train import evaluate  # imports torch and Ultralytics: only when needed
 
     return float(evaluate(weights, data_yaml, split="test").map50)
 

@@ -18,10 +18,10 @@ from typing import Annotated
 import httpx
 import typer
 
+from devstack.torchserve import TorchServeError, TorchServeProcess
 from yoloserve import paths
-from yoloserve.packaging import MODEL_NAME
-from yoloserve.registry import Registry
-from yoloserve.ts_process import TorchServeError, TorchServeProcess
+from yoloserve.modelserver.packaging import MODEL_NAME
+from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 

@@ -23,11 +23,11 @@ from typing import Annotated
 
 import typer
 
+from devstack.procs import Service, wait_http
+from devstack.torchserve import TorchServeProcess
 from yoloserve import paths
-from yoloserve.packaging import MODEL_NAME, package
-from yoloserve.procs import Service, wait_http
-from yoloserve.registry import Registry
-from yoloserve.ts_process import TorchServeProcess
+from yoloserve.modelserver.packaging import MODEL_NAME, package
+from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 

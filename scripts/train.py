@@ -14,8 +14,8 @@ import typer
 from rich.progress import Progress
 
 from yoloserve import paths
-from yoloserve.dataset import generate_dataset
-from yoloserve.training import evaluate, train, write_metrics
+from yoloserve.training.dataset import generate_dataset
+from yoloserve.training.train import evaluate, train, write_metrics
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

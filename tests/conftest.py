@@ -35,7 +35,7 @@ def default_weights() -> Path:
 @pytest.fixture(scope="session")
 def sample_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int], list[Path]]:
     """Factory: ``n`` seeded synthetic shape images written as JPEG files, cached per (n, seed)."""
-    from yoloserve.dataset import iter_images
+    from yoloserve.training.dataset import iter_images
 
     root = tmp_path_factory.mktemp("samples")
     cache: dict[tuple[int, int], list[Path]] = {}

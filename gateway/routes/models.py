@@ -1,10 +1,11 @@
 """``GET /models`` (versions, the default one, class names) and ``POST /models/{v}/activate``.
 
-The registry file (``models/registry.json``, via ``yoloserve.registry``) is the source of truth;
-``GET /models`` only reads it, without a lock (registry writes are atomic replaces). A registry
-that does not exist yet means "no versions". Activation is ``yoloserve.deploy.activate``: a hot
-swap through TorchServe's management API (register, wait for a worker, set default, drain,
-unregister the others), serialised with any other swap by a file lock.
+The registry file (``models/registry.json``, via ``yoloserve.modelserver.registry``) is the source
+of truth; ``GET /models`` only reads it, without a lock (registry writes are atomic replaces). A
+registry that does not exist yet means "no versions". Activation is
+``yoloserve.modelserver.deploy.activate``: a hot swap through TorchServe's management API (register,
+wait for a worker, set default, drain, unregister the others), serialised with any other swap by a
+file lock.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from gateway.deps import RegistryDep, SettingsDep, TorchServeDep, require_admin_key
 from gateway.errors import error_responses
 from gateway.prediction import VERSION_PATTERN
-from yoloserve import deploy, registry
 from yoloserve.errors import RegistryError
+from yoloserve.modelserver import deploy, registry
 from yoloserve.schemas import ModelsResponse, ModelVersionInfo
 
 router = APIRouter(tags=["models"])

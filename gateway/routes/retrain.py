@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from gateway.deps import RegistryDep, RetrainDep, require_admin_key
 from gateway.errors import error_responses
 from yoloserve.errors import RegistryError
-from yoloserve.registry import Registry
-from yoloserve.retrain import reap_stale_jobs
+from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain.jobs import reap_stale_jobs
 from yoloserve.schemas import RetrainJobStatus
 
 router = APIRouter(tags=["retrain"])

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.torchserve import free_ports
 from tests.integration.conftest import USER_KEY, Stack, wait_ready
 from yoloserve import paths
-from yoloserve.ts_process import free_ports
 
 ARTIFACTS = paths.ROOT / "tests" / "artifacts"
 

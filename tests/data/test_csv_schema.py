@@ -11,10 +11,10 @@ import pytest
 
 from scripts.build_ref_data import build_ref_data
 from yoloserve import paths
-from yoloserve.csv_store import prod_header, ref_header
-from yoloserve.dataset import CLASSES, write_data_yaml, write_split
-from yoloserve.embeddings import Embedder
-from yoloserve.matching import BACKGROUND, MISSED
+from yoloserve.feedback.store import prod_header, ref_header
+from yoloserve.training.dataset import CLASSES, write_data_yaml, write_split
+from yoloserve.embeddings.embedder import Embedder
+from yoloserve.feedback.matching import BACKGROUND, MISSED
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from gateway.embeddings import EmbeddingBackend
 from gateway.images import decode_array
 from gateway.main import create_app
 from tests.gateway.fake_torchserve import FakeEmbedder, FakeTorchServe, encode_image
-from yoloserve.retrain import RetrainSettings
+from yoloserve.retrain.settings import RetrainSettings
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from gateway.config import Settings
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error
-from yoloserve.registry import Registry
+from yoloserve.modelserver.registry import Registry
 
 CLASSES = ["circle", "square", "triangle"]
 ADMIN = {"X-API-Key": "admin-key"}

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import assert_error
 from yoloserve import errors as e
-from yoloserve.packaging import PackagingError
+from yoloserve.modelserver.packaging import PackagingError
 
 
 def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
@@ -48,7 +48,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (e.RegistryError(), 500, "registry_error"),
         (e.UnknownClass(), 400, "unknown_class"),
         (e.CsvSchemaError(), 409, "csv_schema_mismatch"),
-        # Defined beside the packaging code; the gateway imports it through yoloserve.deploy.
+        # Defined beside the packaging code; the gateway imports it through
+        # yoloserve.modelserver.deploy.
         (PackagingError("archiver failed"), 500, "registry_error"),
         (e.VersionRejected(), 409, "version_rejected"),
         (e.SwapInProgress(), 409, "swap_in_progress"),

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from gateway.config import Settings
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error, encode_image
-from yoloserve.csv_store import prod_header
-from yoloserve.matching import BACKGROUND
-from yoloserve.registry import Registry
+from yoloserve.feedback.matching import BACKGROUND
+from yoloserve.feedback.store import prod_header
+from yoloserve.modelserver.registry import Registry
 
 CLASSES = ["circle", "square", "triangle"]
 # Over the triangle the fake handler finds at [10, 5, 50, 45] (IoU 1), so one matched pair.

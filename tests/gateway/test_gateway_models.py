@@ -1,4 +1,4 @@
-"""``GET /models`` from a registry file written by ``yoloserve.registry``."""
+"""``GET /models`` from a registry file written by ``yoloserve.modelserver.registry``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import assert_error
-from yoloserve.registry import Registry
+from yoloserve.modelserver.registry import Registry
 
 
 def _write_registry(path: Path) -> None:

@@ -1,7 +1,7 @@
 """The retrain trigger (every k feedback rows), ``POST /retrain`` and ``GET /retrain/{job_id}``.
 
-Spawning the job process is ``yoloserve.retrain.start_job_process``'s business (tested with it);
-here it is replaced by a recorder, and the gateway's decisions around it are checked.
+Spawning the job process is ``yoloserve.retrain.jobs.start_job_process``'s business (tested with
+it); here it is replaced by a recorder, and the gateway's decisions around it are checked.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from gateway.config import Settings
 from gateway.retrain_trigger import crosses_multiple, next_multiple, retrain_settings_for
 from tests.gateway.fake_torchserve import HANDLER_ANSWER, FakeTorchServe, assert_error
 from tests.gateway.test_gateway_feedback import feedback_form, read_rows, seed_registry
-from yoloserve import retrain
 from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.registry import Registry
-from yoloserve.retrain import RetrainSettings
+from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain import jobs as retrain
+from yoloserve.retrain.settings import RetrainSettings
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``yoloserve.torchserve.TorchServeClient`` on ``httpx.MockTransport``: requests and mapping."""
+"""``yoloserve.modelserver.client.TorchServeClient`` on ``httpx.MockTransport``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from yoloserve import errors as e
-from yoloserve.torchserve import TorchServeClient
+from yoloserve.modelserver.client import TorchServeClient
 
 Responder = Callable[[httpx.Request], httpx.Response]
 

@@ -4,14 +4,14 @@
 Everything lives in an isolated copy of ``models/`` and ``data/`` under a temporary folder, so a
 test run never touches the developer's registry, CSVs or a running ``make demo``. The stack is
 started once per session (TorchServe takes ~10-30 s to load a worker on 2 cores). The start-up
-code is :mod:`yoloserve.local_stack`, shared with the benchmark (``python -m scripts.bench``).
+code is :mod:`devstack.stack`, shared with the benchmark (``python -m scripts.bench``).
 The ``stack`` and ``gateway`` fixtures live in ``tests/conftest.py`` so that the integration and
 browser folders share one stack per session; the names tests import stay here.
 """
 
 from __future__ import annotations
 
-from yoloserve.local_stack import LocalStack, wait_ready
+from devstack.stack import LocalStack, wait_ready
 
 ADMIN_KEY = "test-admin-key"
 USER_KEY = "test-user-key"

@@ -7,9 +7,9 @@ import time
 import httpx
 
 from tests.integration.conftest import Stack
-from yoloserve.deploy import activate_sync
-from yoloserve.packaging import MODEL_NAME
-from yoloserve.registry import Registry
+from yoloserve.modelserver.deploy import activate_sync
+from yoloserve.modelserver.packaging import MODEL_NAME
+from yoloserve.modelserver.registry import Registry
 
 
 def wait_no_active_job(registry: Registry, timeout: float = 900) -> None:

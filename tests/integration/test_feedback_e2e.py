@@ -13,9 +13,9 @@ import pytest
 
 from tests.integration.conftest import USER_KEY, Stack
 from yoloserve import paths
-from yoloserve.csv_store import PROD_EXTRA_COLUMNS, ref_header
-from yoloserve.embeddings import Embedder, decode_image
-from yoloserve.matching import match
+from yoloserve.embeddings.embedder import Embedder, decode_image
+from yoloserve.feedback.matching import match
+from yoloserve.feedback.store import PROD_EXTRA_COLUMNS, ref_header
 
 pytestmark = pytest.mark.integration
 

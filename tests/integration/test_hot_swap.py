@@ -16,8 +16,8 @@ import pytest
 
 from tests.integration.conftest import Stack
 from tests.integration.loop_support import loaded_versions, restore_default, wait_no_active_job
-from yoloserve.deploy import activate_sync, hot_swap_sync
-from yoloserve.packaging import package
+from yoloserve.modelserver.deploy import activate_sync, hot_swap_sync
+from yoloserve.modelserver.packaging import package
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 from tests.integration.conftest import Stack
 from tests.integration.loop_support import loaded_versions, restore_default, wait_no_active_job
 from yoloserve import paths
-from yoloserve.packaging import sha256_file
+from yoloserve.modelserver.packaging import sha256_file
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ import pytest
 
 from tests.integration.conftest import Stack
 from tests.integration.loop_support import loaded_versions, restore_default, wait_no_active_job
-from yoloserve.dataset import generate_dataset, iter_images, yolo_label_lines
-from yoloserve.registry import Registry, RetrainJob
-from yoloserve.retrain import RetrainSettings, job_log, start_job_process
+from yoloserve.modelserver.registry import Registry, RetrainJob
+from yoloserve.retrain.jobs import start_job_process
+from yoloserve.retrain.settings import RetrainSettings, job_log
+from yoloserve.training.dataset import generate_dataset, iter_images, yolo_label_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

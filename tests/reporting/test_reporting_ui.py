@@ -16,9 +16,9 @@ import httpx
 import pytest
 from conftest import TIMESTAMP, make_prod, make_ref, write_csvs
 
+from devstack.torchserve import free_ports
 from reporting.config import Settings
 from reporting.project import dashboard_panels
-from yoloserve.ts_process import free_ports
 
 pytestmark = pytest.mark.integration
 

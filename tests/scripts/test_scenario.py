@@ -27,8 +27,8 @@ from scripts.scenario import (
     split_seed,
     weights_of,
 )
-from yoloserve.dataset import iter_images
-from yoloserve.registry import Registry
+from yoloserve.modelserver.registry import Registry
+from yoloserve.training.dataset import iter_images
 
 
 def test_keys_come_from_options_before_the_demo_file(tmp_path: Path) -> None:

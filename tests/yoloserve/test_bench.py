@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from yoloserve.bench import (
+from benchmarks.support import (
     Run,
     TorchServeCounters,
     bench_image,
@@ -31,7 +31,7 @@ from yoloserve.bench import (
     spread,
     step_durations,
 )
-from yoloserve.dataset import Shape
+from yoloserve.training.dataset import Shape
 
 Turn = tuple[float, dict[str, float], dict[str, float]]
 
@@ -133,8 +133,8 @@ def test_rows_by_column_and_lost_rows(tmp_path: Path) -> None:
 
 def test_log_time_reads_the_first_matching_line() -> None:
     log = ("ultralytics noise without a time\n"
-           "2026-11-23 10:49:37,469 INFO yoloserve.retrain: job r-0002: parent v3, data {}\n"
-           "2026-11-23 10:55:01,001 INFO yoloserve.retrain: job r-0002: v4 serves now\n")
+           "2026-11-23 10:49:37,469 INFO yoloserve.retrain.job: job r-0002: parent v3, data {}\n"
+           "2026-11-23 10:55:01,001 INFO yoloserve.retrain.job: job r-0002: v4 serves now\n")
     start = log_time(log, "job r-0002: parent")
     assert start == datetime(2026, 11, 23, 10, 49, 37, 469000).timestamp()
     assert log_time(log, "serves now") == pytest.approx(start + 323.532)

@@ -1,4 +1,4 @@
-"""Append-only, locked, fixed-header CSV files (yoloserve.csv_store)."""
+"""Append-only, locked, fixed-header CSV files (yoloserve.feedback.store)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from yoloserve import csv_store
-from yoloserve.csv_store import (
+from yoloserve.errors import YoloServeError
+from yoloserve.feedback import store as csv_store
+from yoloserve.feedback.store import (
     CsvSchemaError,
     CsvStore,
     embedding_fields,
     prod_header,
     ref_header,
 )
-from yoloserve.errors import YoloServeError
 
 HEADER = ["emb_0", "emb_1", "target"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from yoloserve.dataset import CLASSES, generate_dataset, iter_images, yolo_label_lines
+from yoloserve.training.dataset import CLASSES, generate_dataset, iter_images, yolo_label_lines
 
 
 def _digest(folder: Path) -> dict[str, str]:

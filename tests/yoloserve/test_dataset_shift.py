@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from yoloserve.dataset import iter_images, render_image, write_data_yaml
+from yoloserve.training.dataset import iter_images, render_image, write_data_yaml
 
 
 def _pixels(images: list) -> list[bytes]:

@@ -1,4 +1,4 @@
-"""``yoloserve.deploy`` against a fake TorchServe management API on ``httpx.MockTransport``.
+"""``yoloserve.modelserver.deploy`` against a fake TorchServe management API (MockTransport).
 
 The fake keeps real state (registered versions, their workers, the default) and refuses what
 TorchServe refuses, so the tests check the order of calls and what each failure leaves behind.
@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from yoloserve import errors as e
-from yoloserve.deploy import activate, hot_swap, hot_swap_sync, swap_lock_path
-from yoloserve.registry import Registry
-from yoloserve.torchserve import TorchServeClient
+from yoloserve.modelserver.client import TorchServeClient
+from yoloserve.modelserver.deploy import activate, hot_swap, hot_swap_sync, swap_lock_path
+from yoloserve.modelserver.registry import Registry
 
 MGMT = "http://ts:8086"
 CLASSES = ["circle", "square", "triangle"]
@@ -238,7 +238,7 @@ async def test_unregister_failures_of_old_versions_do_not_fail_the_swap(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake.fail["unregister"] = 500
-    with caplog.at_level(logging.WARNING, logger="yoloserve.deploy"):
+    with caplog.at_level(logging.WARNING, logger="yoloserve.modelserver.deploy"):
         await hot_swap(client, registry, "2", drain_s=0)
     assert fake.default == "2" and registry.load().default_version == "2"
     assert "unregistering old version 1 failed" in caplog.text

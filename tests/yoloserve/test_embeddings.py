@@ -13,9 +13,7 @@ import pytest
 from PIL import Image
 
 from scripts.build_ref_data import build_ref_data, iter_labelled
-from yoloserve.csv_store import CsvStore, prod_header
-from yoloserve.dataset import iter_images, write_data_yaml, write_split
-from yoloserve.embeddings import (
+from yoloserve.embeddings.embedder import (
     DEFAULT_PATH,
     DescriptorParams,
     Embedder,
@@ -23,7 +21,9 @@ from yoloserve.embeddings import (
     describe,
     fit_embedder,
 )
-from yoloserve.feedback import FeedbackRecorder
+from yoloserve.feedback.recorder import FeedbackRecorder
+from yoloserve.feedback.store import CsvStore, prod_header
+from yoloserve.training.dataset import iter_images, write_data_yaml, write_split
 
 
 @pytest.fixture(scope="module")

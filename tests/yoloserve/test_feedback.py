@@ -1,4 +1,4 @@
-"""Feedback recording (yoloserve.feedback): files for retraining, embedded rows, domain errors."""
+"""Feedback recording (yoloserve.feedback.recorder): files for retraining, rows, domain errors."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from yoloserve.csv_store import CsvSchemaError, CsvStore, prod_header
-from yoloserve.dataset import CLASSES, iter_images
-from yoloserve.embeddings import Embedder, decode_image
+from yoloserve.embeddings.embedder import Embedder, decode_image
 from yoloserve.errors import (
     InvalidImage,
     InvalidLabels,
     UnsupportedImageFormat,
     YoloServeError,
 )
-from yoloserve.feedback import FeedbackRecorder, UnknownClass
-from yoloserve.matching import BACKGROUND, MISSED
+from yoloserve.feedback.matching import BACKGROUND, MISSED
+from yoloserve.feedback.recorder import FeedbackRecorder, UnknownClass
+from yoloserve.feedback.store import CsvSchemaError, CsvStore, prod_header
+from yoloserve.training.dataset import CLASSES, iter_images
 
 NAMES = list(CLASSES)
 

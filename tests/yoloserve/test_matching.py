@@ -1,4 +1,4 @@
-"""Greedy IoU matching of ground truth to predictions (yoloserve.matching)."""
+"""Greedy IoU matching of ground truth to predictions (yoloserve.feedback.matching)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import pytest
 
-from yoloserve.matching import BACKGROUND, MISSED, Match, iou, match
+from yoloserve.feedback.matching import BACKGROUND, MISSED, Match, iou, match
 
 A = (0.0, 0.0, 10.0, 10.0)
 A_SHIFTED = (1.0, 0.0, 11.0, 10.0)  # IoU with A: 90 / 110

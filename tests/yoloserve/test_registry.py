@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
-from yoloserve.registry import Registry
+from yoloserve.modelserver.registry import Registry
 
 CLASSES = ["circle", "square", "triangle"]
 

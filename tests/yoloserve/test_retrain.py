@@ -23,23 +23,17 @@ import filelock
 import psutil
 import pytest
 
-from yoloserve import training
-from yoloserve.dataset import generate_dataset, iter_images, yolo_label_lines
+from devstack.torchserve import free_port
 from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.packaging import package, sha256_file
-from yoloserve.registry import Registry, RetrainJob, utcnow
-from yoloserve.retrain import (
-    RetrainSettings,
-    gate,
-    job_log,
-    lock_path,
-    reap_stale_jobs,
-    run_job,
-    run_job_process,
-    start_job_process,
-)
-from yoloserve.training import EvalMetrics
-from yoloserve.ts_process import free_port
+from yoloserve.modelserver.packaging import package, sha256_file
+from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
+from yoloserve.retrain.gate import gate
+from yoloserve.retrain.job import run_job
+from yoloserve.retrain.jobs import reap_stale_jobs, run_job_process, start_job_process
+from yoloserve.retrain.settings import RetrainSettings, job_log, lock_path
+from yoloserve.training import train as training
+from yoloserve.training.dataset import generate_dataset, iter_images, yolo_label_lines
+from yoloserve.training.train import EvalMetrics
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from yoloserve.dataset import CLASSES, generate_dataset, write_split
-from yoloserve.retrain_data import build_retrain_dataset, is_held_out
+from yoloserve.training.dataset import CLASSES, generate_dataset, write_split
+from yoloserve.training.retrain_data import build_retrain_dataset, is_held_out
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,7 @@ class TorchServeProcess:
         grpc_keys = ("grpc_inference_port", "grpc_management_port")
         for key, port in zip(grpc_keys, free_ports(2, self.host), strict=True):
             props.setdefault(key, str(port))
-        lines = [f"# derived from {self.base_config} by yoloserve.ts_process; do not edit"]
+        lines = [f"# derived from {self.base_config} by devstack.torchserve; do not edit"]
         lines += [f"{key}={value}" for key, value in props.items()]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return self.config_path

@@ -6,16 +6,17 @@ One ``record()`` call is one ``POST /feedback``:
 2. write ``feedback/labels/<id>.txt`` (YOLO format), then ``feedback/images/<id>.<ext>`` (the
    uploaded bytes as they came), each atomically; the retrain job only takes an image whose
    label exists, so it never sees half of a pair;
-3. match ground truth to predictions (``yoloserve.matching``), embed each row's box with the same
-   ``Embedder.embed`` that built ``ref_data.csv``, and append the rows to ``prod_data.csv``.
-   That append is the acknowledgement: if it fails, the image and label are removed again.
+3. match ground truth to predictions (``yoloserve.feedback.matching``), embed each row's box with
+   the same ``Embedder.embed`` that built ``ref_data.csv``, and append the rows to
+   ``prod_data.csv``. That append is the acknowledgement: if it fails, the image and label are
+   removed again.
 
 A recorder holds no mutable state (the CSV store locks its own appends), so one instance may be
 shared by a threadpool.
 
 Example:
     >>> from yoloserve import paths
-    >>> from yoloserve.csv_store import CsvStore, prod_header
+    >>> from yoloserve.feedback.store import CsvStore, prod_header
     >>> embedder = Embedder.load()
     >>> store = CsvStore(paths.DATA_DIR / "prod_data.csv", prod_header(embedder.dim))
     >>> recorder = FeedbackRecorder(paths.DATA_DIR, embedder, store)
@@ -41,8 +42,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from yoloserve.csv_store import CsvStore, embedding_fields, prod_header
-from yoloserve.embeddings import Embedder, decode_image
+from yoloserve.embeddings.embedder import Embedder, decode_image
 from yoloserve.errors import (
     ImageTooLarge,
     InvalidImage,
@@ -50,8 +50,9 @@ from yoloserve.errors import (
     UnknownClass,
     UnsupportedImageFormat,
 )
+from yoloserve.feedback.matching import BACKGROUND, MISSED, XYXY, match
+from yoloserve.feedback.store import CsvStore, embedding_fields, prod_header
 from yoloserve.files import atomic_write
-from yoloserve.matching import BACKGROUND, MISSED, XYXY, match
 
 # Pillow format name -> file extension of the stored copy (the formats the API accepts).
 IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}

@@ -10,8 +10,8 @@ Packaging weights whose sha256 is already in the registry reuses that version (n
 the same bytes): it only rebuilds the ``.mar`` if the store lost it (the store is a build output).
 
 Example:
-    >>> from yoloserve.packaging import package
-    >>> from yoloserve.registry import Registry
+    >>> from yoloserve.modelserver.packaging import package
+    >>> from yoloserve.modelserver.registry import Registry
     >>> record = package(Path("models/default/best.pt"), Registry())  # doctest: +SKIP
     >>> record.version, record.mar  # doctest: +SKIP
     ('1', 'yolo_v1.mar')
@@ -29,9 +29,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from yoloserve.modelserver.registry import ModelVersion, Registry, RegistryError
 from yoloserve.offline import configure_offline
 from yoloserve.paths import SERVING_DIR, STORE_DIR
-from yoloserve.registry import ModelVersion, Registry, RegistryError
 
 MODEL_NAME = "yolo"
 HANDLER = SERVING_DIR / "handler.py"

@@ -1,7 +1,7 @@
 """Background services for the local stack: start detached, remember the pid, stop the group.
 
 ``make demo`` starts the gateway, the web app and the Evidently UI as plain background processes
-(TorchServe has its own launcher, :mod:`yoloserve.ts_process`). Each gets a folder under the run
+(TorchServe has its own launcher, :mod:`devstack.torchserve`). Each gets a folder under the run
 directory with its pid file and log, so ``make stop`` works from another shell.
 """
 

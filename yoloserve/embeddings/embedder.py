@@ -16,7 +16,7 @@ Every reduction runs along a row's own axis (no BLAS matrix product), so a box g
 numbers whether it is embedded alone or in a batch, by the reference builder or the gateway.
 
 Example:
-    >>> from yoloserve.embeddings import Embedder, decode_image
+    >>> from yoloserve.embeddings.embedder import Embedder, decode_image
     >>> embedder = Embedder.load()
     >>> image = decode_image(open("data/shapes/images/train/train_00000.jpg", "rb").read())
     >>> embedder.embed(image, [[10, 20, 90, 120]]).shape

@@ -25,10 +25,10 @@ from types import TracebackType
 
 import httpx
 
+from devstack.torchserve import TorchServeProcess, free_ports
 from yoloserve import paths
-from yoloserve.packaging import MODEL_NAME, build_mar, package
-from yoloserve.registry import ModelVersion, Registry
-from yoloserve.ts_process import TorchServeProcess, free_ports
+from yoloserve.modelserver.packaging import MODEL_NAME, build_mar, package
+from yoloserve.modelserver.registry import ModelVersion, Registry
 
 
 def wait_ready(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 
-from yoloserve.dataset import Shape, iter_images
+from yoloserve.training.dataset import Shape, iter_images
 
 IMAGE_SEED = 2024
 

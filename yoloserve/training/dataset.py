@@ -9,7 +9,7 @@ are the production shift the drift scenario (``scripts/scenario.py``) sends.
 
 Example:
     >>> from pathlib import Path
-    >>> from yoloserve.dataset import generate_dataset
+    >>> from yoloserve.training.dataset import generate_dataset
     >>> yaml_path = generate_dataset(Path("/tmp/shapes"), n_train=8, n_val=2, n_test=2, seed=0)
 """
 

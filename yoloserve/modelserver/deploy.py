@@ -46,11 +46,15 @@ from yoloserve.errors import (
     VersionRejected,
     YoloServeError,
 )
-from yoloserve.packaging import MODEL_NAME
-from yoloserve.registry import ModelVersion, Registry
-from yoloserve.torchserve import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL, TorchServeClient
+from yoloserve.modelserver.client import (
+    DEFAULT_INFERENCE_URL,
+    DEFAULT_MANAGEMENT_URL,
+    TorchServeClient,
+)
+from yoloserve.modelserver.packaging import MODEL_NAME
+from yoloserve.modelserver.registry import ModelVersion, Registry
 
-logger = logging.getLogger("yoloserve.deploy")
+logger = logging.getLogger("yoloserve.modelserver.deploy")
 
 WORKER_POLL_S = 0.5
 LOCK_POLL_S = 0.2

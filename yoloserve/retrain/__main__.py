@@ -1,12 +1,12 @@
 """Retrain jobs: fine-tune the serving model on feedback, gate it, hot-swap it if it holds up.
 
-Settings come from RETRAIN_* environment variables (yoloserve.retrain.RetrainSettings: epochs,
-tolerance, timeout_s, management_url, ...); the options below override a few of them.
+Settings come from RETRAIN_* environment variables (yoloserve.retrain.settings.RetrainSettings:
+epochs, tolerance, timeout_s, management_url, ...); the options below override a few of them.
 
-    python -m scripts.retrain start            # detached job, prints its id (one at a time)
-    python -m scripts.retrain status [r-0001]  # one job as JSON, or every job
-    python -m scripts.retrain run              # run a job here, in the foreground
-    python -m scripts.retrain run --job-id ID  # what `start` (and the gateway) spawn
+    python -m yoloserve.retrain start            # detached job, prints its id (one at a time)
+    python -m yoloserve.retrain status [r-0001]  # one job as JSON, or every job
+    python -m yoloserve.retrain run              # run a job here, in the foreground
+    python -m yoloserve.retrain run --job-id ID  # what `start` (and the gateway) spawn
 """
 
 from __future__ import annotations
@@ -21,15 +21,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from yoloserve.errors import RetrainAlreadyRunning, UnknownJob
-from yoloserve.registry import Registry, RetrainJob
-from yoloserve.retrain import (
-    RetrainSettings,
-    job_log,
+from yoloserve.modelserver.registry import Registry, RetrainJob
+from yoloserve.retrain.jobs import (
     reap_stale_jobs,
     run_foreground,
     run_job_process,
     start_job_process,
 )
+from yoloserve.retrain.settings import RetrainSettings, job_log
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
