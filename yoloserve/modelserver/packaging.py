@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,26 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def extract_weights(mar: Path, sha256: str, dest: Path) -> Path:
+    """Copy the weights whose sha256 the registry recorded out of a version's ``.mar``.
+
+    Raises:
+        PackagingError: the archive is missing or holds no such weights.
+    """
+    if not mar.is_file():
+        raise PackagingError(f"the archive {mar} is missing")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(mar) as archive:
+        for member in archive.infolist():
+            if member.filename.endswith(".pt"):
+                with archive.open(member) as src, dest.open("wb") as out:
+                    shutil.copyfileobj(src, out)
+                if sha256_file(dest) == sha256:
+                    return dest
+    dest.unlink(missing_ok=True)
+    raise PackagingError(f"{mar.name} holds no weights with the registry's sha256 {sha256[:12]}")
 
 
 def class_names(weights: Path) -> list[str]:

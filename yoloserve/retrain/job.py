@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from yoloserve.modelserver.deploy import hot_swap_sync
-from yoloserve.modelserver.packaging import METRIC_KEYS, package, sha256_file
+from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract_weights, package
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain.deadline import JobTimedOut, RetrainFailed, run_with_deadline
 from yoloserve.retrain.gate import GateDecision, gate
@@ -68,26 +66,6 @@ def _train_and_evaluate(
 
 
 # ----------------------------------------------------------------------------------- the job
-
-
-def extract_weights(mar: Path, sha256: str, dest: Path) -> Path:
-    """Copy the weights whose sha256 the registry recorded out of a version's ``.mar``.
-
-    Raises:
-        RetrainFailed: the archive is missing or holds no such weights.
-    """
-    if not mar.is_file():
-        raise RetrainFailed(f"the archive {mar} of the serving version is missing")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(mar) as archive:
-        for member in archive.infolist():
-            if member.filename.endswith(".pt"):
-                with archive.open(member) as src, dest.open("wb") as out:
-                    shutil.copyfileobj(src, out)
-                if sha256_file(dest) == sha256:
-                    return dest
-    dest.unlink(missing_ok=True)
-    raise RetrainFailed(f"{mar.name} holds no weights with the registry's sha256 {sha256[:12]}")
 
 
 def _ensure_reference(ref_dir: Path) -> None:
@@ -159,9 +137,12 @@ def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: f
     registry.update_job(job_id, data=counts)
     logger.info("job %s: parent v%s, data %s", job_id, parent.version, counts)
 
-    parent_weights = extract_weights(
-        settings.store_dir / parent.mar, parent.sha256, folder / "parent.pt"
-    )
+    try:
+        parent_weights = extract_weights(
+            settings.store_dir / parent.mar, parent.sha256, folder / "parent.pt"
+        )
+    except PackagingError as exc:
+        raise RetrainFailed(f"the serving version's weights: {exc}") from exc
     result = run_with_deadline(
         _train_and_evaluate, (dataset.data_yaml, parent_weights, folder / "train", settings),
         deadline - time.monotonic(),
