@@ -1,10 +1,12 @@
 """A throw-away platform on free ports: a real TorchServe serving the weights' ``.mar`` and the
 real gateway (``python -m gateway``) in front, over an isolated copy of ``models/`` and ``data/``.
 
-The integration tests (``tests/integration/conftest.py``) and the benchmark
-(``python -m scripts.bench``) both need exactly this, and neither may touch the developer's
-registry, CSVs or a running ``make demo``: everything lives under ``root`` and the processes are
-pointed at it with ``YOLOSERVE_*`` and ``GATEWAY_*`` variables.
+The integration tests (``tests/integration/conftest.py``) and the benchmark (``python -m
+benchmarks``) both need exactly this, and neither may touch the developer's registry, CSVs or a
+running ``make demo``: everything lives under ``root`` and the processes are pointed at it with
+``YOLOSERVE_*`` and ``GATEWAY_*`` variables. The processes run under the stack's own supervisord
+(:mod:`devstack.supervisor`), the same launch code as ``make demo``: a service that crashes is
+restarted, as in the demo.
 
 Example:
     >>> with LocalStack.create(Path("/tmp/stack")) as stack:  # doctest: +SKIP
@@ -15,43 +17,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-import httpx
-
-from devstack.torchserve import TorchServeProcess, free_ports
+from devstack.ports import free_ports
+from devstack.supervisor import Program, Supervisor
+from devstack.torchserve import TorchServeProcess
+from devstack.waiting import NotReady, http_ok
 from yoloserve import paths
 from yoloserve.modelserver.packaging import MODEL_NAME, build_mar, package
 from yoloserve.modelserver.registry import ModelVersion, Registry
-
-
-def wait_ready(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``url`` until it answers 200.
-
-    Raises:
-        RuntimeError: ``proc`` exited first.
-        TimeoutError: ``timeout`` seconds passed; with the last answer or error.
-    """
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
-        try:
-            response = httpx.get(url, timeout=5)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {timeout} s: {last}")
 
 
 def _copy_models(dst: Path, weights: Path, embedder_dir: Path) -> None:
@@ -85,7 +64,7 @@ class LocalStack:
     # Set last in environment(): e.g. RETRAIN_* for the gateway and the jobs it starts (the
     # benchmark keeps feedback from triggering retrains). Takes effect at the next gateway start.
     extra_env: dict[str, str] = field(default_factory=dict)
-    gateway_proc: subprocess.Popen[bytes] | None = None
+    programs: dict[str, Program] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -143,6 +122,7 @@ class LocalStack:
             metrics,
             model_store=models_dir / "store",
             models_to_load={MODEL_NAME: record.mar},
+            registry_path=models_dir / "registry.json",
             extra_properties=dict(ts_properties or {}),
         )
         return cls(root, models_dir, data_dir, run_dir, ts, record, user_key, admin_key,
@@ -165,19 +145,45 @@ class LocalStack:
 
     # ------------------------------------------------------------------------------ processes
 
+    @cached_property
+    def supervisor(self) -> Supervisor:
+        """The stack's supervisord (config, socket and service logs under ``run/supervisor``)."""
+        return Supervisor(self.run_dir / "supervisor")
+
+    def _apply(self) -> None:
+        self.supervisor.apply(list(self.programs.values()))
+
+    def start_program(self, program: Program, timeout: float) -> float:
+        """Run ``program`` under the stack's supervisord too and wait until it is ready.
+
+        Returns:
+            Seconds it took to become ready.
+
+        Raises:
+            NotReady: it exited or was not ready in time (the message has its log's tail).
+        """
+        self.programs[program.name] = program
+        self._apply()
+        return self.supervisor.wait_ready(program.name, timeout)
+
     def start_torchserve(self, timeout: float = 300.0) -> None:
         """Start TorchServe and wait until the model has a READY worker.
 
         Raises:
-            TorchServeError: it died or was not ready in time (the message has its log's tail).
+            NotReady: it died or was not ready in time (the message has its log's tail).
         """
-        self.torchserve.start()
-        self.torchserve.wait_ready(timeout)
+        try:
+            self.start_program(self.torchserve.program(), timeout)
+        except NotReady as exc:
+            raise NotReady(f"{exc}\n{self.torchserve.log_tail()}") from exc
 
     def environment(self, gateway_port: int) -> dict[str, str]:
         """Environment of a gateway (or retrain job, or CLI) that belongs to this stack."""
-        env = dict(os.environ)
-        env.update(
+        return {**os.environ, **self.gateway_variables(gateway_port)}
+
+    def gateway_variables(self, gateway_port: int) -> dict[str, str]:
+        """The variables that point a gateway (or job, or CLI) at this stack."""
+        env = dict(
             YOLOSERVE_MODELS_DIR=str(self.models_dir),
             YOLOSERVE_DATA_DIR=str(self.data_dir),
             YOLOSERVE_RUN_DIR=str(self.run_dir),
@@ -199,46 +205,34 @@ class LocalStack:
         """Start ``python -m gateway`` on a free port and wait for its ``/ready``.
 
         Raises:
-            RuntimeError: the gateway exited during start.
-            TimeoutError: ``/ready`` did not answer 200 in time.
+            NotReady: the gateway exited during start or ``/ready`` did not answer 200 in time.
         """
         (port,) = free_ports(1)
         self.gateway_env = self.environment(port)
         self.gateway_url = f"http://127.0.0.1:{port}"
-        with open(self.run_dir / "gateway.log", "ab") as log:
-            self.gateway_proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway"],
-                cwd=paths.ROOT,
-                env=self.gateway_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_ready(f"{self.gateway_url}/ready", timeout, self.gateway_proc)
+        ready_url = f"{self.gateway_url}/ready"
+        program = Program(
+            "gateway",
+            [sys.executable, "-m", "gateway"],
+            env=self.gateway_variables(port),
+            cwd=paths.ROOT,
+            ready=lambda: http_ok(ready_url),
+        )
+        self.start_program(program, timeout)
 
     def stop_gateway(self) -> None:
         """Stop the gateway process (SIGTERM, then SIGKILL)."""
-        proc = self.gateway_proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if "gateway" in self.programs and self.supervisor.is_running():
+            self.supervisor.stop("gateway")
 
     def stop(self) -> None:
-        """Stop the gateway, then TorchServe (its whole process group)."""
-        try:
-            self.stop_gateway()
-        finally:
-            self.torchserve.stop()
+        """Stop every program (gateway and TorchServe, each with its process group), then
+        supervisord."""
+        self.supervisor.shutdown()
 
     def gateway_log(self) -> str:
         """The tail of the gateway's output."""
-        log = self.run_dir / "gateway.log"
-        return log.read_text(errors="replace")[-4000:] if log.is_file() else ""
+        return self.supervisor.log_tail("gateway", 60)
 
     def __enter__(self) -> LocalStack:
         try:
