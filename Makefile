@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,dev]"
-	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit"
+	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,dev]"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor"
 	touch $@
 
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
@@ -54,13 +54,13 @@ setup: $(STAMP) $(SYSSTAMP) ## Create the venv and install everything (idempoten
 system-deps: $(SYSSTAMP)
 
 # --- run locally -----------------------------------------------------------------------------
-demo: setup ## Start TorchServe, gateway, web app and Evidently UI locally; print the URLs
+demo: setup ## Start TorchServe, gateway, web app, Evidently UI under supervisord; print the URLs
 	$(PY) -m scripts.stack up
 
 stop: ## Stop everything `make demo` started
 	@test -x $(PY) && $(PY) -m scripts.stack down || true
 
-status: ## Show what is running
+status: ## Show what is running (supervisord's view, served versions)
 	$(PY) -m scripts.stack status
 
 # --- tests -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from types import TracebackType
 from devstack.ports import free_ports
 from devstack.supervisor import Program, Supervisor
 from devstack.torchserve import TorchServeProcess
-from devstack.waiting import NotReady, http_ok
+from devstack.waiting import NotReady, url_ready
 from yoloserve import paths
 from yoloserve.modelserver.packaging import MODEL_NAME, build_mar, package
 from yoloserve.modelserver.registry import ModelVersion, Registry
@@ -210,13 +210,12 @@ class LocalStack:
         (port,) = free_ports(1)
         self.gateway_env = self.environment(port)
         self.gateway_url = f"http://127.0.0.1:{port}"
-        ready_url = f"{self.gateway_url}/ready"
         program = Program(
             "gateway",
             [sys.executable, "-m", "gateway"],
             env=self.gateway_variables(port),
             cwd=paths.ROOT,
-            ready=lambda: http_ok(ready_url),
+            ready=url_ready(f"{self.gateway_url}/ready"),
         )
         self.start_program(program, timeout)
 

@@ -35,8 +35,9 @@ from typing import Any
 import httpx
 import psutil
 
-from devstack.ports import free_ports
+from devstack.ports import free_port, free_ports
 from devstack.supervisor import Program
+from yoloserve import paths
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import Registry
 from yoloserve.paths import REGISTRY_FILE, SERVING_DIR, STORE_DIR
@@ -45,7 +46,8 @@ BASE_CONFIG = SERVING_DIR / "config.properties"
 SPEC_FILE = "torchserve.json"
 PGID_FILE = "torchserve.pgid"
 
-__all__ = ["TorchServeProcess", "free_ports", "read_properties"]
+# free_port(s) stay importable from here for callers written before devstack.ports existed.
+__all__ = ["TorchServeProcess", "free_port", "free_ports", "read_properties"]
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -173,7 +175,7 @@ class TorchServeProcess:
             name,
             [sys.executable, "-m", "devstack.torchserve", "--run-dir", str(self.run_dir)],
             env=self.environment(),
-            cwd=self.run_dir,  # TorchServe drops files in its working folder
+            cwd=paths.ROOT,  # where `-m devstack.torchserve` is found; it then moves to run_dir
             ready=self.is_ready,
             stop_wait_s=30,
             start_secs=3,
@@ -273,6 +275,7 @@ class TorchServeProcess:
         (self.run_dir / PGID_FILE).write_text(f"{os.getpgid(0)}\n")
         self.write_config()
         print(f"starting TorchServe with {self.models_for_start()}", flush=True)
+        os.chdir(self.run_dir)  # TorchServe drops files in its working folder
         os.execve(self.command()[0], self.command(), {**os.environ, **self.environment()})
 
     # ---------------------------------------------------------------------------- readiness

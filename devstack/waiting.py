@@ -24,6 +24,11 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def url_ready(url: str) -> Callable[[], bool]:
+    """A ready check: ``url`` answers 200."""
+    return lambda: http_ok(url)
+
+
 def wait_until(
     ready: Callable[[], bool],
     timeout: float,

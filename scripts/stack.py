@@ -1,10 +1,11 @@
 """The local platform, as `make demo` / `make stop` / `make status` run it: TorchServe, the gateway,
-the web app, the Evidently UI and the reporting watcher, as background processes with pid files
-and logs under .run/.
+the web app, the Evidently UI and the reporting watcher, supervised by supervisord (logs under
+.run/supervisor/logs/), which restarts any of them that crashes.
 
 `up` prepares what is missing first (the shipped weights packaged as a `.mar` version, the
-reference embeddings `data/ref_data.csv`, API keys in `.run/demo.env`), starts whatever is not
-running yet, waits until each service answers, and prints the URLs. Running it twice is safe.
+reference embeddings `data/ref_data.csv`, API keys in `.run/demo.env`), hands the services to
+supervisord (a running one is kept as it is), waits until each answers, and prints the URLs.
+Running it twice is safe.
 
     python -m scripts.stack up
     python -m scripts.stack status
@@ -17,22 +18,24 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from devstack.procs import Service, wait_http
+from devstack.supervisor import Program, Supervisor
 from devstack.torchserve import TorchServeProcess
+from devstack.waiting import NotReady, url_ready
 from yoloserve import paths
-from yoloserve.modelserver.packaging import MODEL_NAME, package
+from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
 DEMO_ENV = paths.RUN_DIR / "demo.env"
 TS_RUN_DIR = paths.RUN_DIR / "torchserve"
+SUPERVISOR_DIR = paths.RUN_DIR / "supervisor"
 
 
 @dataclass(frozen=True)
@@ -100,59 +103,9 @@ def ensure_reference_data() -> None:
     subprocess.run(_python_module("scripts.build_ref_data"), check=True, cwd=paths.ROOT)
 
 
-def services(run_dir: Path = paths.RUN_DIR) -> dict[str, Service]:
-    """The background services besides TorchServe, by name."""
-    return {name: Service(name, run_dir) for name in ("gateway", "webapp", "evidently", "watcher")}
-
-
-def _start(
-    service: Service, argv: list[str], env: dict[str, str], url: str, timeout: float
-) -> None:
-    if service.is_running():
-        _say(f"{service.name} already running (pid {service.pid()})")
-        return
-    service.start(argv, env=env, cwd=paths.ROOT)
-    if url and not wait_http(url, timeout, alive=service):
-        typer.echo(service.log_tail(40), err=True)
-        typer.echo(f"{service.name} did not come up at {url}; log: {service.log_file}", err=True)
-        raise typer.Exit(1)
-    _say(f"{service.name} up (pid {service.pid()})")
-
-
-@app.command()
-def up(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 300.0,
-) -> None:
-    """Start every service that is not running, wait until each answers, print the URLs."""
-    ports = Ports()
-    keys = load_keys()
-    registry = Registry()
-    version = ensure_model(registry)
-    ensure_reference_data()
-
-    ts = TorchServeProcess.attach(TS_RUN_DIR)
-    if ts is not None and ts.is_running():
-        _say(f"TorchServe already running (pid {ts.pid})")
-    else:
-        ts = TorchServeProcess(
-            TS_RUN_DIR,
-            ports.inference,
-            ports.management,
-            ports.metrics,
-            paths.STORE_DIR,
-            {MODEL_NAME: registry.get(version).mar},
-        )
-        _say(f"starting TorchServe with {MODEL_NAME} v{version} ...")
-        ts.start()
-        try:
-            ts.wait_ready(timeout)
-        except Exception as exc:
-            typer.echo(ts.log_tail(60), err=True)
-            ts.stop()
-            typer.echo(f"TorchServe did not become ready: {exc}", err=True)
-            raise typer.Exit(1) from exc
-        _say(f"TorchServe up (pid {ts.pid})")
-
+def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
+    """The demo's services, in start order (each waits for the one before it)."""
+    ts = TorchServeProcess(TS_RUN_DIR, ports.inference, ports.management, ports.metrics)
     gateway_url = f"http://127.0.0.1:{ports.gateway}"
     evidently_url = f"http://127.0.0.1:{ports.evidently}"
     base_env = {"YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -165,16 +118,6 @@ def up(
         "RETRAIN_INFERENCE_URL": ts.inference_url,
         "RETRAIN_MANAGEMENT_URL": ts.management_url,
     }
-    svc = services()
-    _start(svc["gateway"], _python_module("gateway"), gateway_env, f"{gateway_url}/ready", timeout)
-    _start(
-        svc["evidently"],
-        _python_module("reporting", "ui"),
-        {**base_env, "REPORTING_UI_PORT": str(ports.evidently)},
-        f"{evidently_url}/api/projects",
-        timeout,
-    )
-    _start(svc["watcher"], _python_module("reporting", "watch"), base_env, "", timeout)
     webapp_env = {
         **base_env,
         "WEBAPP_PORT": str(ports.webapp),
@@ -183,13 +126,42 @@ def up(
         "WEBAPP_API_KEY": keys["GATEWAY_ADMIN_API_KEYS"].split(",")[0],
         "WEBAPP_EVIDENTLY_URL": evidently_url,
     }
-    _start(
-        svc["webapp"],
-        _python_module("webapp"),
-        webapp_env,
-        f"http://127.0.0.1:{ports.webapp}/_stcore/health",
-        timeout,
-    )
+    return [
+        ts.program(),
+        Program("gateway", _python_module("gateway"), gateway_env,
+                ready=url_ready(f"{gateway_url}/ready")),
+        Program("evidently", _python_module("reporting", "ui"),
+                {**base_env, "REPORTING_UI_PORT": str(ports.evidently)},
+                ready=url_ready(f"{evidently_url}/api/projects")),
+        Program("watcher", _python_module("reporting", "watch"), base_env),
+        Program("webapp", _python_module("webapp"), webapp_env,
+                ready=url_ready(f"http://127.0.0.1:{ports.webapp}/_stcore/health")),
+    ]
+
+
+@app.command()
+def up(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 300.0,
+) -> None:
+    """Start every service under supervisord, wait until each answers, print the URLs."""
+    ports = Ports()
+    keys = load_keys()
+    version = ensure_model(Registry())
+    ensure_reference_data()
+    supervisor = Supervisor(SUPERVISOR_DIR)
+    services = programs(ports, keys)
+    _say("starting services under supervisord ...")
+    supervisor.apply(services)
+    for program in services:
+        try:
+            seconds = supervisor.wait_ready(program.name, timeout)
+        except NotReady as exc:
+            typer.echo(str(exc), err=True)
+            typer.echo(f"{program.name} did not come up; `make stop` stops the rest", err=True)
+            raise typer.Exit(1) from exc
+        _say(f"{program.name} up (pid {supervisor.pid(program.name)}, {seconds:.0f} s)")
+    gateway_url = f"http://127.0.0.1:{ports.gateway}"
+    ts = TorchServeProcess(TS_RUN_DIR, ports.inference, ports.management, ports.metrics)
     user_key = keys["GATEWAY_API_KEYS"].split(",")[0]
     typer.echo(
         "\n".join(
@@ -198,13 +170,15 @@ def up(
                 "yoloserve is up:",
                 f"  gateway      {gateway_url}/docs   (API; model v{version})",
                 f"  web app      http://127.0.0.1:{ports.webapp}",
-                f"  Evidently UI {evidently_url}",
+                f"  Evidently UI http://127.0.0.1:{ports.evidently}",
                 f"  TorchServe   {ts.inference_url} / {ts.management_url} / {ts.metrics_url}"
                 "  (internal)",
                 "",
                 f"  API keys (X-API-Key) in {DEMO_ENV.relative_to(paths.ROOT)}: user {user_key}",
                 f"  try: curl -F file=@data/samples/shapes_1.jpg {gateway_url}/predict",
-                f"  logs: {paths.RUN_DIR.relative_to(paths.ROOT)}/<service>/   stop: make stop",
+                f"  logs: {supervisor.log_dir.relative_to(paths.ROOT)}/<service>.log   "
+                "status: make status   stop: make stop",
+                "  a service that crashes is restarted by supervisord",
             ]
         )
     )
@@ -212,26 +186,28 @@ def up(
 
 @app.command()
 def down() -> None:
-    """Stop everything `up` started (web app, watcher, Evidently UI, gateway, then TorchServe)."""
-    for name in ("webapp", "watcher", "evidently", "gateway"):
-        if services()[name].stop():
-            _say(f"{name} stopped")
-    ts = TorchServeProcess.attach(TS_RUN_DIR)
-    if ts is not None and ts.is_running():
-        ts.stop()
-        _say("TorchServe stopped")
+    """Stop every service (each with its process group), then supervisord."""
+    if Supervisor(SUPERVISOR_DIR).shutdown():
+        _say("all services stopped")
+    else:
+        _say("nothing was running")
 
 
 @app.command()
 def status() -> None:
-    """One line per service: running or not, pid, log."""
-    ts = TorchServeProcess.attach(TS_RUN_DIR)
-    running = ts is not None and ts.is_running()
-    pid = ts.pid if ts is not None else None
-    typer.echo(f"{'torchserve':<11} {'running' if running else 'stopped':<8} pid {pid}")
-    for name, service in services().items():
-        state = "running" if service.is_running() else "stopped"
-        typer.echo(f"{name:<11} {state:<8} pid {service.pid()}  log {service.log_file}")
+    """One line per service: state, pid, uptime, log; exit 3 when nothing runs."""
+    supervisor = Supervisor(SUPERVISOR_DIR)
+    infos = supervisor.all_info()
+    if not infos:
+        typer.echo("supervisord is not running (make demo starts it)")
+        raise typer.Exit(3)  # like `systemctl status`: scripts can test for "not running"
+    now = time.time()
+    for info in infos:
+        up_s = now - info["start"] if info["statename"] == "RUNNING" else 0
+        typer.echo(f"{info['name']:<11} {info['statename']:<8} pid {info['pid']:<7} "
+                   f"up {up_s:>6.0f} s  log {info['stdout_logfile']}")
+    ts = TorchServeProcess.from_run_dir(TS_RUN_DIR)
+    typer.echo(f"served versions: {ts.served_versions()}")
     if not os.environ.get("CI"):
         typer.echo(f"keys: {DEMO_ENV}")
 

@@ -7,54 +7,43 @@ configured only through its ``WEBAPP_*`` variables, as ``make demo`` starts it.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devstack.torchserve import free_ports
-from tests.integration.conftest import USER_KEY, Stack, wait_ready
+from devstack.ports import free_ports
+from devstack.supervisor import Program
+from devstack.waiting import url_ready
+from tests.integration.conftest import USER_KEY, Stack
 from yoloserve import paths
 
 ARTIFACTS = paths.ROOT / "tests" / "artifacts"
 
 
 @pytest.fixture(scope="session")
-def webapp_url(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a running web app that talks to the stack's gateway with the user key."""
+def webapp_url(stack: Stack) -> Iterator[str]:
+    """Base URL of a running web app that talks to the stack's gateway with the user key.
+
+    It runs under the stack's supervisord, like every other service of the stack.
+    """
     (port,) = free_ports(1)
     env = {
-        **os.environ,
         "WEBAPP_PORT": str(port),
         "WEBAPP_ADDRESS": "127.0.0.1",
         "WEBAPP_GATEWAY_URL": stack.gateway_url,
         "WEBAPP_API_KEY": USER_KEY,
         "WEBAPP_SAMPLES_DIR": str(stack.data_dir / "samples"),
     }
-    log_path = tmp_path_factory.mktemp("webapp") / "webapp.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webapp"], cwd=paths.ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
+    program = Program("webapp", [sys.executable, "-m", "webapp"], env, cwd=paths.ROOT,
+                      ready=url_ready(f"{url}/_stcore/health"))
+    stack.start_program(program, 90)
     try:
-        try:
-            wait_ready(f"{url}/_stcore/health", 90, process)
-        except Exception:
-            print(log_path.read_text(errors="replace")[-3000:])
-            raise
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stack.supervisor.stop("webapp")
 
 
 @pytest.fixture(scope="session")
