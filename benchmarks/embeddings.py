@@ -1,11 +1,13 @@
-"""Measure how long Embedder.embed takes per box on this machine's CPU.
+"""The embeddings benchmark: how long ``Embedder.embed`` takes per box on this machine's CPU.
 
-Prints milliseconds per box for three call patterns: one box per call (the worst case), one
-call per image (what the gateway does) and large batches (building the reference data), plus
-the image decode that precedes them. Best of --repeat runs, so other load on a shared machine
-inflates the figures less.
+It needs no stack (no TorchServe, no gateway), so it is its own command rather than a section
+of ``python -m benchmarks``. It prints milliseconds per box for three call patterns: one box per
+call (the worst case), one call per image (what the gateway does) and large batches (building
+the reference data), plus the image decode that precedes them. Best of --repeat runs, so other
+load on a shared machine inflates the figures less.
 
-    python -m scripts.bench_embeddings --help
+    python -m benchmarks.embeddings --help
+    python -m benchmarks.embeddings --images 40 --repeat 3
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from yoloserve.training.dataset import iter_images
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def _best_of(repeat: int, fn: Callable[[], object]) -> float:
+def best_of(repeat: int, fn: Callable[[], object]) -> float:
+    """The fastest of ``repeat`` calls of ``fn``, in seconds."""
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -78,7 +81,7 @@ def main(
                           ("one batch", batched, n_boxes),
                           ("decode_image (per image)", decode, len(scenes))):
         unit = "image" if per == len(scenes) and fn is decode else "box"
-        typer.echo(f"{name:26s} {_best_of(repeat, fn) / per * 1000:8.3f} ms/{unit}")
+        typer.echo(f"{name:26s} {best_of(repeat, fn) / per * 1000:8.3f} ms/{unit}")
 
 
 if __name__ == "__main__":

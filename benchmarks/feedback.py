@@ -1,0 +1,299 @@
+"""The feedback section: rows/s and calls/s of N concurrent feedback writers, none lost.
+
+Four write paths, each on the same generated images (true labels, ``shapes``; and, unless
+``--feedback-dense-boxes 0``, a dense grid of boxes per image, ``dense<N>``):
+
+  gateway   POST /feedback from N closed-loop tasks (prediction, match, embed, append)
+  predict   POST /predict alone, same images and clients: the prediction part of a feedback
+  recorder  FeedbackRecorder.record in this process, N threads, into a scratch folder
+  append    CsvStore.append in this process, N threads, as many rows per call as the gateway's
+
+Every acknowledged row (``feedback_id`` -> ``rows_written``) is counted back in the CSV, so a
+figure also says how many rows were lost. The bench's gateway runs with a huge
+``RETRAIN_EVERY_K``, so none of these rows starts a retrain.
+
+    python -m benchmarks --sections feedback --feedback-calls 400 --feedback-writers 32
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.table import Table
+
+from benchmarks.context import BenchContext
+from benchmarks.http_load import closed_loop
+from benchmarks.images import feedback_boxes, grid_boxes
+from benchmarks.rows import lost_rows, rows_by_column
+from yoloserve.embeddings.embedder import Embedder
+from yoloserve.feedback.recorder import FeedbackRecorder
+from yoloserve.feedback.store import CsvStore, embedding_fields, prod_header
+from yoloserve.training.dataset import CLASSES, iter_images
+
+# Goal of the feedback section (issue 3): 32 concurrent writers store >= 300 rows/s, none lost.
+GOAL_FEEDBACK_ROWS_PER_S = 300.0
+FEEDBACK_SEED = 4242  # feedback images: not the reference dataset's seeds (0, 1, 2)
+FEEDBACK_POOL = 16
+
+Boxes = list[tuple[list[float], str, float]]  # predicted boxes: xyxy, class name, confidence
+
+WRITE_PATHS = {
+    "gateway": "gateway `POST /feedback` (prediction + record)",
+    "predict": "gateway `POST /predict` only (same images)",
+    "recorder": "`FeedbackRecorder.record` in process",
+    "append": "`CsvStore.append` in process",
+}
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """One feedback upload: the image and its ground-truth boxes (the ``labels`` JSON)."""
+
+    image: bytes
+    boxes: list[dict[str, Any]]
+
+
+def feedback_pool(n: int, dense_boxes: int = 0, seed: int = FEEDBACK_SEED) -> list[FeedbackItem]:
+    """``n`` generated shapes images (JPEG) with their true boxes, or ``dense_boxes`` grid boxes."""
+    pool = []
+    for image, shapes in iter_images(n, seed):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        boxes = (grid_boxes(*image.size, dense_boxes, CLASSES) if dense_boxes
+                 else feedback_boxes(shapes))
+        pool.append(FeedbackItem(buffer.getvalue(), boxes))
+    return pool
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    """One ``POST /feedback`` (or one ``record()``/``append()`` call) as the writer saw it."""
+
+    ms: float
+    feedback_id: str | None
+    rows: int
+    error: str | None = None
+
+
+def _rates(outcomes: list[FeedbackOutcome], wall: float) -> dict[str, Any]:
+    done = [o for o in outcomes if o.error is None]
+    rows = sum(o.rows for o in done)
+    latencies = [o.ms for o in done]
+    return {
+        "calls": len(outcomes),
+        "failed": len(outcomes) - len(done),
+        "first_error": next((o.error for o in outcomes if o.error is not None), None),
+        "rows_acknowledged": rows,
+        "wall_s": round(wall, 3),
+        "calls_per_s": round(len(done) / wall, 2) if wall > 0 else None,
+        "rows_per_s": round(rows / wall, 2) if wall > 0 else None,
+        "rows_per_call": round(rows / len(done), 2) if done else None,
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
+    }
+
+
+def _check_rows(
+    csv_path: Path, before: Counter[str], outcomes: list[FeedbackOutcome]
+) -> dict[str, Any]:
+    """Count the CSV's rows against what the writers were told was stored."""
+    after = rows_by_column(csv_path, "feedback_id")
+    acknowledged = {o.feedback_id: o.rows for o in outcomes if o.error is None and o.feedback_id}
+    lost = lost_rows(acknowledged, after)
+    return {
+        "rows_in_file_added": sum(after.values()) - sum(before.values()),
+        "rows_lost": sum(lost.values()),
+        "feedback_ids_with_lost_rows": len(lost),
+    }
+
+
+def _gateway_feedback(ctx: BenchContext, pool: list[FeedbackItem], calls: int,
+                      clients: int) -> dict[str, Any]:
+    url, headers = f"{ctx.stack.gateway_url}/feedback", ctx.auth
+
+    async def send(http: httpx.AsyncClient, i: int) -> FeedbackOutcome:
+        item = pool[i % len(pool)]
+        t0 = time.perf_counter()
+        try:
+            response = await http.post(
+                url, headers=headers, files={"file": ("feedback.jpg", item.image, "image/jpeg")},
+                data={"labels": json.dumps({"boxes": item.boxes})},
+            )
+        except httpx.HTTPError as exc:
+            return FeedbackOutcome((time.perf_counter() - t0) * 1e3, None, 0, repr(exc))
+        ms = (time.perf_counter() - t0) * 1e3
+        if response.status_code != 201:
+            return FeedbackOutcome(ms, None, 0, f"{response.status_code} {response.text[:200]}")
+        body = response.json()
+        return FeedbackOutcome(ms, body["feedback_id"], int(body["rows_written"]))
+
+    closed_loop(send, max(ctx.warmup, 1), 1)  # untimed: first embedder use, first file
+    prod = ctx.stack.data_dir / "prod_data.csv"
+    before = rows_by_column(prod, "feedback_id")
+    outcomes, wall = closed_loop(send, calls, clients)
+    return {**_rates(outcomes, wall), **_check_rows(prod, before, outcomes)}
+
+
+def _gateway_predict(ctx: BenchContext, pool: list[FeedbackItem], calls: int,
+                     clients: int) -> dict[str, Any]:
+    """``POST /predict`` on the same images and clients: the prediction part of a feedback."""
+    url = f"{ctx.stack.gateway_url}/predict"
+
+    async def send(http: httpx.AsyncClient, i: int) -> FeedbackOutcome:
+        t0 = time.perf_counter()
+        response = await http.post(
+            url, files={"file": ("p.jpg", pool[i % len(pool)].image, "image/jpeg")}
+        )
+        ms = (time.perf_counter() - t0) * 1e3
+        error = None if response.status_code == 200 else response.text[:200]
+        return FeedbackOutcome(ms, None, 0, error)
+
+    outcomes, wall = closed_loop(send, calls, clients)
+    return {**_rates(outcomes, wall), "rows_in_file_added": None, "rows_lost": None}
+
+
+def _threaded(fn: Callable[[int], FeedbackOutcome], calls: int,
+              threads: int) -> tuple[list[FeedbackOutcome], float]:
+    def timed(i: int) -> FeedbackOutcome:
+        t0 = time.perf_counter()
+        try:
+            outcome = fn(i)
+        except Exception as exc:  # a failed write is a figure here, not the end of the bench
+            return FeedbackOutcome((time.perf_counter() - t0) * 1e3, None, 0, repr(exc))
+        return FeedbackOutcome((time.perf_counter() - t0) * 1e3, outcome.feedback_id, outcome.rows)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        outcomes = list(pool.map(timed, range(calls)))
+    return outcomes, time.perf_counter() - start
+
+
+def store_append(folder: Path, dim: int, rows_per_append: int, calls: int,
+                 threads: int) -> dict[str, Any]:
+    """``CsvStore.append`` alone: lock, write, fsync, count (what every feedback ends with)."""
+    store = CsvStore(folder / "prod_data.csv", prod_header(dim))
+    vectors = np.random.default_rng(0).normal(size=(rows_per_append, dim)).astype(np.float32)
+
+    def append(i: int) -> FeedbackOutcome:
+        rows: list[dict[str, object]] = [
+            {**embedding_fields(vector), "target": "circle", "prediction": "circle",
+             "timestamp": "2026-01-01T00:00:00.000+00:00", "feedback_id": f"append-{i}",
+             "request_id": "", "model_version": "1", "image": ""}
+            for vector in vectors
+        ]
+        store.append(rows)
+        return FeedbackOutcome(0.0, f"append-{i}", len(rows))
+
+    outcomes, wall = _threaded(append, calls, threads)
+    return {**_rates(outcomes, wall), **_check_rows(store.path, Counter(), outcomes)}
+
+
+def record_feedback(folder: Path, embedder: Embedder, pool: list[FeedbackItem],
+                    predicted: list[Boxes], calls: int, threads: int) -> dict[str, Any]:
+    """``FeedbackRecorder.record``: image and label files, match, embed, append."""
+    store = CsvStore(folder / "prod_data.csv", prod_header(embedder.dim))
+    recorder = FeedbackRecorder(folder, embedder, store)
+
+    def record(i: int) -> FeedbackOutcome:
+        item = pool[i % len(pool)]
+        gt = [(box["xyxy"], box["name"]) for box in item.boxes]
+        result = recorder.record(item.image, gt, predicted[i % len(pool)], "1", None,
+                                 list(CLASSES))
+        return FeedbackOutcome(0.0, result.feedback_id, result.rows_written)
+
+    record(0)  # untimed warm-up, as for the gateway (its rows are not in the check below)
+    before = rows_by_column(store.path, "feedback_id")
+    outcomes, wall = _threaded(record, calls, threads)
+    return {**_rates(outcomes, wall), **_check_rows(store.path, before, outcomes)}
+
+
+def _predictions(ctx: BenchContext, pool: list[FeedbackItem]) -> list[Boxes]:
+    """What the served model answers for each pool image (the recorder pairs rows with it)."""
+    out = []
+    with httpx.Client(timeout=120.0) as http:
+        for item in pool:
+            response = http.post(f"{ctx.stack.gateway_url}/predict",
+                                 files={"file": ("p.jpg", item.image, "image/jpeg")})
+            response.raise_for_status()
+            out.append([(b["xyxy"], b["name"], b["conf"]) for b in response.json()["boxes"]])
+    return out
+
+
+def feedback_section(ctx: BenchContext) -> dict[str, Any]:
+    """Feedback rows/s with N concurrent writers: through the gateway, then the store alone."""
+    opts = ctx.options
+    calls, writers, dense = opts.feedback_calls, opts.feedback_writers, opts.feedback_dense_boxes
+    ctx.console.print(f"[bold]feedback[/bold]: {calls} calls per workload, {writers} writers")
+    pools = {"shapes": feedback_pool(FEEDBACK_POOL)}
+    if dense:
+        pools[f"dense{dense}"] = feedback_pool(FEEDBACK_POOL, dense)
+    out: dict[str, Any] = {"writers": writers, "calls": calls, "gateway": {}, "predict": {},
+                           "recorder": {}, "append": {}}
+    for name, pool in pools.items():
+        out["gateway"][name] = _gateway_feedback(ctx, pool, calls, writers)
+    # The same images through /predict alone: what the feedback route's own prediction costs.
+    out["predict"]["shapes"] = _gateway_predict(ctx, pools["shapes"], calls, writers)
+    embedder = Embedder.load(ctx.stack.models_dir / "embedder" / "embedder.npz")
+    root = Path(tempfile.mkdtemp(prefix="bench-store-", dir=ctx.workdir))
+    for name, pool in pools.items():
+        folder = root / f"recorder-{name}"
+        out["recorder"][name] = record_feedback(folder, embedder, pool, _predictions(ctx, pool),
+                                                calls, writers)
+        rows = max(1, round(out["gateway"][name]["rows_per_call"] or 1))
+        out["append"][name] = store_append(root / f"append-{name}", embedder.dim, rows,
+                                           calls, writers)
+        out["append"][name]["rows_per_append"] = rows
+    _print_feedback(ctx, out)
+    return out
+
+
+def _print_feedback(ctx: BenchContext, out: dict[str, Any]) -> None:
+    table = Table(title=f"feedback, {out['writers']} concurrent writers, {out['calls']} calls each")
+    for column in ("path", "workload", "calls/s", "rows/call", "rows/s", "p50 ms", "p95 ms",
+                   "failed", "rows lost"):
+        table.add_column(column, justify="left" if column in ("path", "workload") else "right")
+    for path in WRITE_PATHS:
+        for workload, f in out[path].items():
+            table.add_row(path, workload, f"{f['calls_per_s']}", f"{f['rows_per_call']}",
+                          f"{f['rows_per_s']}", f"{f['p50_ms']}", f"{f['p95_ms']}",
+                          f"{f['failed']}", f"{f['rows_lost']}")
+    ctx.console.print(table)
+    shapes = out["gateway"]["shapes"]
+    ctx.console.print(f"  goal: gateway >= {GOAL_FEEDBACK_ROWS_PER_S:.0f} rows/s with 0 lost: "
+                      f"{shapes['rows_per_s']} rows/s, {shapes['rows_lost']} lost (shapes)")
+
+
+def feedback_markdown(report: dict[str, Any], feedback: dict[str, Any]) -> list[str]:
+    """The feedback figures of a report as one Markdown table (write path x workload)."""
+    lines = [
+        "",
+        f"Feedback: {feedback['writers']} concurrent writers, {feedback['calls']} calls per "
+        "table row.",
+        "",
+        "| write path | labels | calls/s | rows/call | rows/s | p50 ms | p95 ms | failed | "
+        "rows acknowledged | rows added to the CSV | rows lost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path, label in WRITE_PATHS.items():
+        for workload, f in feedback[path].items():
+            if path == "predict":  # no rows: only the calls and their latency
+                lines.append(f"| {label} | {workload} | {f['calls_per_s']} | - | - | "
+                             f"{f['p50_ms']} | {f['p95_ms']} | {f['failed']} | - | - | - |")
+                continue
+            lines.append(
+                f"| {label} | {workload} | {f['calls_per_s']} | {f['rows_per_call']} | "
+                f"{f['rows_per_s']} | {f['p50_ms']} | {f['p95_ms']} | {f['failed']} | "
+                f"{f['rows_acknowledged']} | {f['rows_in_file_added']} | {f['rows_lost']} |"
+            )
+    return lines
