@@ -72,7 +72,7 @@ lint: setup ## ruff + mypy
 	$(PY) -m mypy yoloserve gateway reporting scripts
 
 bench: setup ## Serving latency/throughput, feedback rows/s, hot swaps under load, retrain loop (~15 min)
-	$(PY) -m scripts.bench
+	$(PY) -m benchmarks
 
 # --- models ----------------------------------------------------------------------------------
 train: setup ## Regenerate the synthetic dataset and retrain the default model (CPU: ~1 h)
