@@ -70,12 +70,17 @@ class Program:
     start_secs: int = 1
 
 
-def _value(text: str, what: str) -> str:
-    # supervisord reads its config with ConfigParser interpolation (%% is a literal %) and splits
-    # `environment=` with a non-POSIX shlex, where a quoted value cannot hold a quote.
-    if any(c in text for c in '"\n\r'):
-        raise ValueError(f"{what} may not contain quotes or newlines: {text!r}")
+def _value(text: str, what: str, forbidden: str = "\n\r") -> str:
+    # supervisord reads its config with ConfigParser interpolation (%% is a literal %), one line
+    # per key.
+    if any(c in text for c in forbidden):
+        raise ValueError(f"{what} may not contain {forbidden!r}: {text!r}")
     return text.replace("%", "%%")
+
+
+def _env_value(text: str, what: str) -> str:
+    # `environment=` is split with a non-POSIX shlex, where a quoted value cannot hold a quote.
+    return _value(text, what, '"\n\r')
 
 
 def program_section(program: Program, log_dir: Path) -> str:
@@ -88,7 +93,7 @@ def program_section(program: Program, log_dir: Path) -> str:
         command=/bin/true
         ...
     """
-    env = ",".join(f'{k}="{_value(v, k)}"' for k, v in program.env.items())
+    env = ",".join(f'{k}="{_env_value(v, k)}"' for k, v in program.env.items())
     lines = [
         f"[program:{program.name}]",
         f"command={_value(shlex.join(program.command), 'command')}",

@@ -1,0 +1,149 @@
+"""Crash recovery: TorchServe and the gateway killed with SIGKILL under traffic come back by
+themselves (supervisord), and TorchServe comes back with the registry's default version.
+
+Four client threads loop on ``POST /predict`` through the real gateway of the session stack.
+First a new version is hot-swapped in, so that "the registry's default" differs from the version
+TorchServe was first started with. Then the Java frontend is SIGKILLed (what the kernel's OOM
+killer does), and later the gateway. Each must serve a 200 again within 30 s. While TorchServe is
+down the gateway must answer every request, with 200 or a clean 503 (JSON error body and
+``Retry-After``), never anything else; while the gateway itself is down a client gets no answer
+at all (connection refused), which is the only failure allowed then.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+import psutil
+import pytest
+
+from tests.integration.conftest import USER_KEY, Stack
+from tests.integration.loop_support import restore_default, wait_no_active_job
+from yoloserve.modelserver.deploy import hot_swap_sync
+from yoloserve.modelserver.packaging import package
+
+pytestmark = pytest.mark.integration
+
+THREADS = 4
+BACK_WITHIN_S = 30.0
+
+
+@dataclass
+class Answer:
+    """One request: when it ended, its status (0: no answer), headers and body that matter."""
+
+    ended: float
+    status: int
+    version: str | None = None
+    retry_after: str | None = None
+    body: str = ""
+    error: str | None = None
+
+
+class Traffic:
+    """``THREADS`` clients posting one image in a loop until stopped."""
+
+    def __init__(self, url: str, image: bytes) -> None:
+        self.url, self.image = url, image
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(THREADS)]
+
+    def _loop(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30,
+                          headers={"X-API-Key": USER_KEY}) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.post("/predict", files={"file": ("s.jpg", self.image)})
+                    answer = Answer(time.monotonic(), r.status_code,
+                                    r.headers.get("X-Model-Version"),
+                                    r.headers.get("Retry-After"),
+                                    "" if r.status_code == 200 else r.text[:300])
+                except httpx.TransportError as exc:
+                    answer = Answer(time.monotonic(), 0, error=repr(exc))
+                    time.sleep(0.05)  # refused at once: do not spin
+                with self._lock:
+                    self.answers.append(answer)
+
+    def first_ok_after(self, t0: float, version: str, timeout: float) -> float:
+        """Seconds from ``t0`` to the first 200 from ``version`` that ended after it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                ok = [a.ended for a in self.answers
+                      if a.ended > t0 and a.status == 200 and a.version == version]
+            if ok:
+                return min(ok) - t0
+            time.sleep(0.1)
+        raise AssertionError(f"no 200 from v{version} within {timeout} s of the kill")
+
+    def __enter__(self) -> Traffic:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+
+def _java_frontend(launcher_pid: int) -> psutil.Process:
+    frontends = [p for p in psutil.Process(launcher_pid).children(recursive=True)
+                 if "org.pytorch.serve.ModelServer" in " ".join(p.cmdline())]
+    assert len(frontends) == 1, frontends
+    return frontends[0]
+
+
+def test_sigkilled_torchserve_and_gateway_come_back_under_traffic(stack: Stack) -> None:
+    registry = stack.registry
+    wait_no_active_job(registry)
+    first = registry.load().default_version
+    assert first is not None
+    newer = package(stack.weights, registry, store_dir=stack.store_dir, reuse=False)
+    urls = (stack.torchserve.management_url, stack.torchserve.inference_url)
+    hot_swap_sync(*urls, registry, newer.version, drain_s=0.5)
+    supervisor = stack.supervisor
+    image = (stack.data_dir / "samples" / "shapes_1.jpg").read_bytes()
+    try:
+        with Traffic(stack.gateway_url, image) as traffic:
+            traffic.first_ok_after(time.monotonic() - 60, newer.version, 60)
+
+            launcher = supervisor.pid("torchserve")
+            assert launcher is not None
+            _java_frontend(launcher).kill()
+            ts_killed = time.monotonic()
+            ts_back = traffic.first_ok_after(ts_killed, newer.version, BACK_WITHIN_S)
+            assert supervisor.pid("torchserve") != launcher
+
+            gateway = supervisor.pid("gateway")
+            assert gateway is not None
+            gw_killed = time.monotonic()
+            os.kill(gateway, signal.SIGKILL)
+            gw_back = traffic.first_ok_after(gw_killed, newer.version, BACK_WITHIN_S)
+            assert supervisor.pid("gateway") != gateway
+            time.sleep(1.0)  # a few more answers from the restarted pair
+    finally:
+        restore_default(stack, first)
+
+    answers = sorted(traffic.answers, key=lambda a: a.ended)
+    unexpected = [a for a in answers if a.status not in (0, 200, 503)]
+    assert unexpected == [], unexpected[:3]
+    unclean = [a for a in answers if a.status == 503
+               and (a.retry_after is None or '"error"' not in a.body)]
+    assert unclean == [], unclean[:3]
+    # Until the gateway was killed, every request got an answer, TorchServe down or not.
+    unanswered = [a for a in answers if a.status == 0 and a.ended < gw_killed]
+    assert unanswered == [], unanswered[:3]
+    served_503 = sum(a.status == 503 for a in answers)
+    refused = sum(a.status == 0 for a in answers)
+    print(f"\nTorchServe SIGKILL -> 200 from v{newer.version} after {ts_back:.1f} s; gateway "
+          f"SIGKILL -> 200 after {gw_back:.1f} s; {len(answers)} requests: "
+          f"{sum(a.status == 200 for a in answers)} x 200, {served_503} x clean 503, "
+          f"{refused} without answer while the gateway was down")
