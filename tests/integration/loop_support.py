@@ -1,8 +1,11 @@
-"""Helpers of the closed-loop integration tests (hot swap, retrain job) on the shared stack."""
+"""Helpers of the closed-loop integration tests (hot swap, retrain job, crash recovery) on the
+shared stack."""
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 
@@ -32,3 +35,79 @@ def restore_default(stack: Stack, version: str) -> None:
     if stack.registry.load().default_version != version or loaded_versions(stack) != [version]:
         activate_sync(stack.registry, version, management_url=stack.torchserve.management_url,
                       inference_url=stack.torchserve.inference_url, drain_s=0.5)
+
+
+@dataclass
+class Answer:
+    """One request: when it ended, its status (0: no answer), the version that answered, and what
+    else matters when it failed."""
+
+    ended: float
+    status: int
+    version: str | None = None
+    retry_after: str | None = None
+    body: str = ""
+    error: str | None = None
+
+
+class Traffic:
+    """``threads`` clients posting one image to ``/predict`` in a loop until stopped."""
+
+    def __init__(self, url: str, image: bytes, *, threads: int, api_key: str | None = None,
+                 timeout_s: float = 60) -> None:
+        self.url, self.image, self.timeout_s = url, image, timeout_s
+        self.headers = {"X-API-Key": api_key} if api_key else {}
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
+
+    def _loop(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=self.timeout_s,
+                          headers=self.headers) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.post("/predict", files={"file": ("s.jpg", self.image)})
+                    answer = Answer(time.monotonic(), r.status_code,
+                                    r.headers.get("X-Model-Version"),
+                                    r.headers.get("Retry-After"),
+                                    "" if r.status_code == 200 else r.text[:300])
+                except httpx.HTTPError as exc:
+                    answer = Answer(time.monotonic(), 0, error=repr(exc))
+                    time.sleep(0.05)  # refused at once: do not spin
+                with self._lock:
+                    self.answers.append(answer)
+
+    def count(self) -> int:
+        """Requests answered (or refused) so far."""
+        with self._lock:
+            return len(self.answers)
+
+    def wait_for(self, n: int, timeout: float = 300) -> None:
+        """Wait until ``n`` requests have ended."""
+        deadline = time.monotonic() + timeout
+        while self.count() < n:
+            assert time.monotonic() < deadline, f"only {self.count()} requests in {timeout} s"
+            time.sleep(0.1)
+
+    def first_ok_after(self, t0: float, version: str, timeout: float) -> float:
+        """Seconds from ``t0`` to the first 200 from ``version`` that ended after it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                ok = [a.ended for a in self.answers
+                      if a.ended > t0 and a.status == 200 and a.version == version]
+            if ok:
+                return min(ok) - t0
+            time.sleep(0.1)
+        raise AssertionError(f"no 200 from v{version} within {timeout} s of the kill")
+
+    def __enter__(self) -> Traffic:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)

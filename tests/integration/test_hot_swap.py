@@ -7,15 +7,17 @@ again) is hot-registered and made the default, and then while version 1 is activ
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass
 
-import httpx
 import pytest
 
 from tests.integration.conftest import Stack
-from tests.integration.loop_support import loaded_versions, restore_default, wait_no_active_job
+from tests.integration.loop_support import (
+    Traffic,
+    loaded_versions,
+    restore_default,
+    wait_no_active_job,
+)
 from yoloserve.modelserver.deploy import activate_sync, hot_swap_sync
 from yoloserve.modelserver.packaging import package
 
@@ -23,60 +25,6 @@ pytestmark = pytest.mark.integration
 
 THREADS = 8
 MIN_REQUESTS = 200
-
-
-@dataclass
-class Outcome:
-    """One request of the load: when it ended, its status, the version that answered."""
-
-    ended: float
-    status: int
-    version: str | None
-    error: str | None = None
-
-
-class Load:
-    """``THREADS`` clients posting one image in a loop until stopped."""
-
-    def __init__(self, url: str, image: bytes) -> None:
-        self.url, self.image = url, image
-        self.outcomes: list[Outcome] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(THREADS)]
-
-    def _loop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            while not self._stop.is_set():
-                try:
-                    r = client.post("/predict", files={"file": ("s.jpg", self.image)})
-                    outcome = Outcome(time.monotonic(), r.status_code,
-                                      r.headers.get("X-Model-Version"),
-                                      None if r.status_code == 200 else r.text[:300])
-                except httpx.HTTPError as exc:
-                    outcome = Outcome(time.monotonic(), 0, None, repr(exc))
-                with self._lock:
-                    self.outcomes.append(outcome)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.outcomes)
-
-    def wait_for(self, n: int, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count() < n:
-            assert time.monotonic() < deadline, f"only {self.count()} requests in {timeout} s"
-            time.sleep(0.1)
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(90)
 
 
 def test_hot_swap_and_rollback_under_load_drop_no_request(stack: Stack) -> None:
@@ -90,7 +38,7 @@ def test_hot_swap_and_rollback_under_load_drop_no_request(stack: Stack) -> None:
     image = (stack.data_dir / "samples" / "shapes_1.jpg").read_bytes()
 
     try:
-        with Load(stack.gateway_url, image) as load:
+        with Traffic(stack.gateway_url, image, threads=THREADS) as load:
             load.wait_for(20)
             t0 = time.monotonic()
             hot_swap_sync(*urls, registry, second.version, drain_s=2.0)
@@ -107,7 +55,7 @@ def test_hot_swap_and_rollback_under_load_drop_no_request(stack: Stack) -> None:
     finally:
         restore_default(stack, first)
 
-    outcomes = sorted(load.outcomes, key=lambda o: o.ended)
+    outcomes = sorted(load.answers, key=lambda o: o.ended)
     failed = [o for o in outcomes if o.status != 200]
     assert len(outcomes) >= MIN_REQUESTS
     assert failed == [], f"{len(failed)} of {len(outcomes)} failed, first: {failed[:3]}"

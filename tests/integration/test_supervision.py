@@ -14,84 +14,19 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
-from dataclasses import dataclass
 
-import httpx
 import psutil
 import pytest
 
 from tests.integration.conftest import USER_KEY, Stack
-from tests.integration.loop_support import restore_default, wait_no_active_job
+from tests.integration.loop_support import Traffic, restore_default, wait_no_active_job
 from yoloserve.modelserver.deploy import hot_swap_sync
 from yoloserve.modelserver.packaging import package
 
 pytestmark = pytest.mark.integration
 
-THREADS = 4
 BACK_WITHIN_S = 30.0
-
-
-@dataclass
-class Answer:
-    """One request: when it ended, its status (0: no answer), headers and body that matter."""
-
-    ended: float
-    status: int
-    version: str | None = None
-    retry_after: str | None = None
-    body: str = ""
-    error: str | None = None
-
-
-class Traffic:
-    """``THREADS`` clients posting one image in a loop until stopped."""
-
-    def __init__(self, url: str, image: bytes) -> None:
-        self.url, self.image = url, image
-        self.answers: list[Answer] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(THREADS)]
-
-    def _loop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30,
-                          headers={"X-API-Key": USER_KEY}) as client:
-            while not self._stop.is_set():
-                try:
-                    r = client.post("/predict", files={"file": ("s.jpg", self.image)})
-                    answer = Answer(time.monotonic(), r.status_code,
-                                    r.headers.get("X-Model-Version"),
-                                    r.headers.get("Retry-After"),
-                                    "" if r.status_code == 200 else r.text[:300])
-                except httpx.TransportError as exc:
-                    answer = Answer(time.monotonic(), 0, error=repr(exc))
-                    time.sleep(0.05)  # refused at once: do not spin
-                with self._lock:
-                    self.answers.append(answer)
-
-    def first_ok_after(self, t0: float, version: str, timeout: float) -> float:
-        """Seconds from ``t0`` to the first 200 from ``version`` that ended after it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                ok = [a.ended for a in self.answers
-                      if a.ended > t0 and a.status == 200 and a.version == version]
-            if ok:
-                return min(ok) - t0
-            time.sleep(0.1)
-        raise AssertionError(f"no 200 from v{version} within {timeout} s of the kill")
-
-    def __enter__(self) -> Traffic:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(60)
 
 
 def _java_frontend(launcher_pid: int) -> psutil.Process:
@@ -112,7 +47,7 @@ def test_sigkilled_torchserve_and_gateway_come_back_under_traffic(stack: Stack) 
     supervisor = stack.supervisor
     image = (stack.data_dir / "samples" / "shapes_1.jpg").read_bytes()
     try:
-        with Traffic(stack.gateway_url, image) as traffic:
+        with Traffic(stack.gateway_url, image, threads=4, api_key=USER_KEY) as traffic:
             traffic.first_ok_after(time.monotonic() - 60, newer.version, 60)
 
             launcher = supervisor.pid("torchserve")
