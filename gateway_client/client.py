@@ -1,0 +1,243 @@
+"""The transport: :class:`GatewayClient`, a small synchronous client of ``docs/api-contract.md``.
+
+One method per route; each returns the dataclasses of :mod:`gateway_client.entities` and raises
+only :class:`~gateway_client.errors.GatewayError` (see :mod:`gateway_client.errors` for the
+tree), so a caller has a single place to turn a failure into a message.
+
+Timeouts are short by default: an interactive caller blocks while a call runs, and a gateway
+that does not accept a connection in two seconds is down, not slow. Batch callers pass longer
+ones.
+
+Tests fake the network, not this code: pass an ``httpx.MockTransport`` as ``transport``.
+
+Example:
+    >>> with GatewayClient("http://127.0.0.1:8080") as gw:  # doctest: +SKIP
+    ...     prediction = gw.predict(open("cat.jpg", "rb").read(), "cat.jpg", "image/jpeg")
+    ...     [box.name for box in prediction.boxes]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from gateway_client.entities import FeedbackResult, LabelBox, ModelsInfo, Prediction, RetrainJob
+from gateway_client.errors import GatewayError, GatewayUnreachable, error_from_response
+
+T = TypeVar("T")
+
+
+def _as_dict(data: Any) -> dict[str, Any]:
+    """Accept a JSON object whatever its keys (answers the contract leaves open)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+class GatewayClient:
+    """Calls the gateway; raises :class:`GatewayError` for anything but a usable answer.
+
+    Args:
+        base_url: Gateway base URL, e.g. ``http://127.0.0.1:8080``.
+        api_key: Sent as ``X-API-Key`` on write routes (feedback, and admin routes unless
+            ``admin_key`` is given).
+        admin_key: Sent as ``X-API-Key`` on admin routes (retrain, activate); ``None`` sends
+            ``api_key`` there too.
+        timeout_s: Overall limit of one call, in seconds.
+        connect_timeout_s: Limit to open a connection, in seconds.
+        transport: An httpx transport to use instead of the network (tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        admin_key: str | None = None,
+        timeout_s: float = 15.0,
+        connect_timeout_s: float = 2.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._admin_key = admin_key
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            transport=transport,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def _write_headers(self) -> dict[str, str]:
+        return {"X-API-Key": self._api_key} if self._api_key else {}
+
+    def _admin_headers(self) -> dict[str, str]:
+        key = self._admin_key or self._api_key
+        return {"X-API-Key": key} if key else {}
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; map transport failures and non-2xx answers to GatewayError."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectTimeout:
+            raise GatewayUnreachable(
+                None,
+                "gateway_unreachable",
+                f"The gateway at {self.base_url} did not accept a connection within "
+                f"{self._connect_timeout_s:g} s. Is it running?",
+            ) from None
+        except httpx.TimeoutException:
+            raise GatewayUnreachable(
+                None,
+                "gateway_timeout",
+                f"The gateway at {self.base_url} did not answer {method} {path} within "
+                f"{self._timeout_s:g} s.",
+            ) from None
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise GatewayUnreachable(
+                None,
+                "gateway_unreachable",
+                f"Cannot reach the gateway at {self.base_url} ({reason}). Is it running?",
+            ) from None
+        if not response.is_success:
+            raise error_from_response(response)
+        return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise GatewayError(
+                response.status_code,
+                "invalid_response",
+                f"The gateway answered {response.request.url.path} with a body that is not JSON.",
+            ) from None
+
+    def _parse(self, response: httpx.Response, parse: Callable[[Any], T]) -> T:
+        """Apply ``parse`` to the JSON body; a body of the wrong shape becomes a GatewayError."""
+        data = self._json(response)
+        try:
+            return parse(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise GatewayError(
+                response.status_code,
+                "invalid_response",
+                f"The gateway answered {response.request.url.path} with an unexpected body "
+                f"({type(exc).__name__}: {exc}).",
+            ) from None
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``: succeeds while the gateway process is alive."""
+        response = self._send("GET", "/health")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None  # the contract only promises a 200, not a body
+        return body if isinstance(body, dict) else {}
+
+    def models(self) -> ModelsInfo:
+        """``GET /models``: versions, the serving one, and the class names."""
+        return self._parse(self._send("GET", "/models"), ModelsInfo.from_json)
+
+    def predict(
+        self,
+        image: bytes,
+        filename: str,
+        content_type: str,
+        *,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        version: str | None = None,
+    ) -> Prediction:
+        """``POST /predict`` with one image; options left at ``None`` use the gateway's default.
+
+        Returns:
+            The parsed answer, with ``round_trip_ms`` measured here (upload + server + download).
+        """
+        params: dict[str, str | int | float] = {}
+        if conf is not None:
+            params["conf"] = conf
+        if iou is not None:
+            params["iou"] = iou
+        if max_det is not None:
+            params["max_det"] = max_det
+        if version:
+            params["version"] = version
+        started = time.perf_counter()
+        response = self._send(
+            "POST", "/predict", params=params, files={"file": (filename, image, content_type)}
+        )
+        round_trip_ms = (time.perf_counter() - started) * 1000.0
+        header = response.headers.get("X-Model-Version")
+        return self._parse(
+            response,
+            lambda data: Prediction.from_json(
+                data, round_trip_ms=round_trip_ms, version_header=header
+            ),
+        )
+
+    def feedback(
+        self,
+        image: bytes,
+        filename: str,
+        content_type: str,
+        boxes: Sequence[LabelBox],
+        *,
+        request_id: str | None = None,
+    ) -> FeedbackResult:
+        """``POST /feedback``: the same image and its ground truth as the user corrected it.
+
+        An empty ``boxes`` is meaningful ("nothing to detect here") and is sent as such.
+        """
+        labels: dict[str, Any] = {"boxes": [b.to_json() for b in boxes]}
+        if request_id:
+            labels["request_id"] = request_id
+        response = self._send(
+            "POST",
+            "/feedback",
+            files={"file": (filename, image, content_type)},
+            data={"labels": json.dumps(labels)},
+            headers=self._write_headers(),
+        )
+        return self._parse(response, FeedbackResult.from_json)
+
+    def activate(self, version: str) -> dict[str, Any]:
+        """``POST /models/{version}/activate``: make ``version`` the default (rollback)."""
+        response = self._send(
+            "POST", f"/models/{quote(version, safe='')}/activate", headers=self._admin_headers()
+        )
+        return self._parse(response, _as_dict)
+
+    def retrain(self) -> RetrainJob:
+        """``POST /retrain``: start a retrain now (409 when one is already running)."""
+        response = self._send("POST", "/retrain", headers=self._admin_headers())
+        return self._parse(response, RetrainJob.from_json)
+
+    def retrain_status(self, job_id: str) -> RetrainJob:
+        """``GET /retrain/{job_id}``: where a retrain job stands."""
+        response = self._send("GET", f"/retrain/{quote(job_id, safe='')}")
+        return self._parse(response, RetrainJob.from_json)

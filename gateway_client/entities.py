@@ -1,0 +1,188 @@
+"""The data the gateway's answers carry, as frozen dataclasses parsed from the contract's JSON.
+
+Each class reads its part of ``docs/api-contract.md`` with ``from_json`` (a ``KeyError``,
+``TypeError`` or ``ValueError`` there means the body is not the contract's shape; the client
+turns that into a ``GatewayError`` with code ``invalid_response``). :class:`LabelBox` goes the
+other way: it is the ground truth a feedback sends.
+
+Example:
+    >>> box = Box.from_json({"xyxy": [1, 2, 30, 40], "conf": 0.9, "cls": 2, "name": "triangle"})
+    >>> box.xyxy, box.cls
+    ((1.0, 2.0, 30.0, 40.0), 2)
+    >>> LabelBox((1.0, 2.0, 3.333, 4.0), "square").to_json()
+    {'xyxy': [1.0, 2.0, 3.33, 4.0], 'name': 'square'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: States after which a retrain job changes no more (``GET /retrain/{job_id}``'s ``state``).
+FINAL_STATES = ("succeeded", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class Box:
+    """One detection, in the original image's pixel coordinates."""
+
+    xyxy: tuple[float, float, float, float]
+    conf: float
+    cls: int
+    name: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Box:
+        """Parse a box of the ``/predict`` answer."""
+        x1, y1, x2, y2 = (float(v) for v in data["xyxy"])
+        return cls((x1, y1, x2, y2), float(data["conf"]), int(data["cls"]), str(data["name"]))
+
+
+@dataclass(frozen=True)
+class LabelBox:
+    """One ground-truth box sent as feedback: where the object is and what it is."""
+
+    xyxy: tuple[float, float, float, float]
+    name: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's ``{"xyxy": [...], "name": ...}`` form."""
+        return {"xyxy": [round(v, 2) for v in self.xyxy], "name": self.name}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The ``/predict`` answer plus the round trip the client measured."""
+
+    request_id: str | None
+    model_name: str
+    model_version: str
+    width: int
+    height: int
+    boxes: list[Box]
+    timing_ms: dict[str, float]
+    round_trip_ms: float
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, Any], *, round_trip_ms: float, version_header: str | None = None
+    ) -> Prediction:
+        """Parse the ``/predict`` body; the ``X-Model-Version`` header backs up the body."""
+        model = data.get("model") or {}
+        return cls(
+            request_id=data.get("request_id"),
+            model_name=str(model.get("name", "")),
+            model_version=str(model.get("version") or version_header or "?"),
+            width=int(data["image"]["width"]),
+            height=int(data["image"]["height"]),
+            boxes=[Box.from_json(b) for b in data["boxes"]],
+            timing_ms={str(k): float(v) for k, v in (data.get("timing_ms") or {}).items()},
+            round_trip_ms=round_trip_ms,
+        )
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """The ``/feedback`` answer."""
+
+    feedback_id: str | None
+    rows_written: int
+    prod_rows_total: int
+    retrain_triggered: bool
+    job_id: str | None
+    next_at_rows: int | None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeedbackResult:
+        """Parse the ``201`` body of ``POST /feedback``."""
+        retrain = data.get("retrain") or {}
+        next_at = retrain.get("next_at_rows")
+        return cls(
+            feedback_id=data.get("feedback_id"),
+            rows_written=int(data["rows_written"]),
+            prod_rows_total=int(data["prod_rows_total"]),
+            retrain_triggered=bool(retrain.get("triggered", False)),
+            job_id=retrain.get("job_id"),
+            next_at_rows=int(next_at) if next_at is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One entry of ``GET /models``'s ``versions``."""
+
+    version: str
+    status: str | None
+    created_at: str | None
+    parent: str | None
+    metrics: dict[str, float]
+    trained_on: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelVersion:
+        """Parse one version entry; everything but ``version`` may be missing."""
+        parent = data.get("parent")
+        return cls(
+            version=str(data["version"]),
+            status=data.get("status"),
+            created_at=data.get("created_at"),
+            parent=str(parent) if parent is not None else None,
+            metrics={
+                str(k): float(v) for k, v in (data.get("metrics") or {}).items() if v is not None
+            },
+            trained_on=dict(data.get("trained_on") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class ModelsInfo:
+    """The ``GET /models`` answer."""
+
+    name: str
+    default_version: str | None
+    classes: list[str]
+    versions: list[ModelVersion]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelsInfo:
+        """Parse the ``GET /models`` body."""
+        default = data.get("default_version")
+        return cls(
+            name=str(data.get("name", "")),
+            default_version=str(default) if default is not None else None,
+            classes=[str(c) for c in data["classes"]],
+            versions=[ModelVersion.from_json(v) for v in data["versions"]],
+        )
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """A retrain job, as ``POST /retrain`` and ``GET /retrain/{job_id}`` describe it."""
+
+    job_id: str
+    state: str | None
+    started_at: str | None = None
+    finished_at: str | None = None
+    candidate_version: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RetrainJob:
+        """Parse a job; only ``job_id`` is required (``POST /retrain`` may say little more)."""
+        candidate = data.get("candidate_version")
+        return cls(
+            job_id=str(data["job_id"]),
+            state=data.get("state"),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+            candidate_version=str(candidate) if candidate is not None else None,
+            metrics=dict(data.get("metrics") or {}),
+            reason=data.get("reason"),
+        )
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job is over (succeeded, rejected or failed): polling can stop."""
+        return self.state in FINAL_STATES

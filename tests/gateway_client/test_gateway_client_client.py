@@ -1,0 +1,126 @@
+"""``gateway_client.client``: the requests each method sends and the answers it parses."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from gateway_client import GatewayError, LabelBox
+from tests.gateway_client.fake_gateway import (
+    FEEDBACK_BODY,
+    MODELS_BODY,
+    PREDICT_BODY,
+    FakeGateway,
+    answer,
+    client_for,
+    parse_multipart,
+)
+
+
+def test_predict_sends_image_and_options_and_parses() -> None:
+    fake = FakeGateway()
+    with client_for(fake.handle) as gw:
+        pred = gw.predict(b"\x89PNG...", "a.png", "image/png", conf=0.3, iou=0.5, max_det=10)
+    request = fake.last("POST", "/predict")
+    assert dict(request.url.params) == {"conf": "0.3", "iou": "0.5", "max_det": "10"}
+    assert parse_multipart(request)["file"] == ("a.png", "image/png", b"\x89PNG...")
+    assert "X-API-Key" not in request.headers  # a read route
+    assert pred.request_id == "req-0001"
+    assert (pred.model_version, pred.width, pred.height) == ("2", 64, 48)
+    assert [b.name for b in pred.boxes] == ["triangle", "circle"]
+    assert pred.boxes[0].xyxy == (10.0, 8.0, 30.0, 28.0)
+    assert pred.timing_ms == {"total": 41.2, "model": 35.0}
+    assert pred.round_trip_ms >= 0
+
+
+def test_predict_pins_a_version() -> None:
+    fake = FakeGateway()
+    with client_for(fake.handle) as gw:
+        gw.predict(b"x", "a.png", "image/png", version="1")
+    assert dict(fake.last("POST", "/predict").url.params) == {"version": "1"}
+
+
+def test_predict_falls_back_to_version_header() -> None:
+    body = {k: v for k, v in PREDICT_BODY.items() if k != "model"}
+    response = httpx.Response(200, json=body, headers={"X-Model-Version": "7"})
+    with client_for(answer(response)) as gw:
+        assert gw.predict(b"x", "a.png", "image/png").model_version == "7"
+
+
+def test_feedback_payload_and_answer() -> None:
+    fake = FakeGateway()
+    boxes = [LabelBox((1.0, 2.0, 3.333333, 4.0), "square")]
+    with client_for(fake.handle, api_key="secret") as gw:
+        result = gw.feedback(b"jpeg", "a.jpg", "image/jpeg", boxes, request_id="req-9")
+    request = fake.last("POST", "/feedback")
+    assert request.headers["X-API-Key"] == "secret"
+    parts = parse_multipart(request)
+    assert parts["file"] == ("a.jpg", "image/jpeg", b"jpeg")
+    assert json.loads(parts["labels"][2]) == {
+        "request_id": "req-9",
+        "boxes": [{"xyxy": [1.0, 2.0, 3.33, 4.0], "name": "square"}],
+    }
+    assert result.rows_written == FEEDBACK_BODY["rows_written"]
+    assert result.prod_rows_total == 148
+    assert (result.retrain_triggered, result.job_id, result.next_at_rows) == (True, "r-0007", 200)
+
+
+def test_feedback_with_no_boxes_and_no_key() -> None:
+    fake = FakeGateway()
+    with client_for(fake.handle, api_key=None) as gw:
+        gw.feedback(b"png", "a.png", "image/png", [])
+    request = fake.last("POST", "/feedback")
+    assert "X-API-Key" not in request.headers
+    assert json.loads(parse_multipart(request)["labels"][2]) == {"boxes": []}
+
+
+def test_models_activate_retrain_and_job() -> None:
+    fake = FakeGateway()
+    with client_for(fake.handle) as gw:
+        info = gw.models()
+        assert info.default_version == "2"
+        assert info.classes == MODELS_BODY["classes"]
+        assert info.versions[0].parent is None and info.versions[1].parent == "1"
+        assert info.versions[1].metrics == {"map50": 0.94, "map50_95": 0.77}
+        assert gw.activate("1") == {"default_version": "1"}
+        assert gw.retrain().job_id == "r-0008"
+        job = gw.retrain_status("r-0007")
+    assert fake.last("POST", "/models/1/activate").headers["X-API-Key"] == "k"
+    assert fake.last("POST", "/retrain").headers["X-API-Key"] == "k"
+    assert (job.state, job.candidate_version) == ("succeeded", "3")
+    assert job.metrics["candidate"] == {"map50": 0.95}
+
+
+def test_admin_key_goes_to_admin_routes_only() -> None:
+    fake = FakeGateway()
+    with client_for(fake.handle, api_key="user", admin_key="boss") as gw:
+        gw.feedback(b"png", "a.png", "image/png", [])
+        gw.retrain()
+        gw.activate("1")
+        gw.retrain_status("r-0007")
+    assert fake.last("POST", "/feedback").headers["X-API-Key"] == "user"
+    assert fake.last("POST", "/retrain").headers["X-API-Key"] == "boss"
+    assert fake.last("POST", "/models/1/activate").headers["X-API-Key"] == "boss"
+    assert "X-API-Key" not in fake.last("GET", "/retrain/r-0007").headers  # a read route
+
+
+def test_activate_answer_must_be_an_object() -> None:
+    with client_for(answer(httpx.Response(200, json=["v1"]))) as gw:
+        with pytest.raises(GatewayError) as info:
+            gw.activate("1")
+    assert info.value.code == "invalid_response"
+
+
+def test_path_segments_are_quoted() -> None:
+    fake = FakeGateway()
+    with client_for(fake.handle) as gw, pytest.raises(GatewayError) as info:
+        gw.retrain_status("../models")
+    assert fake.requests[-1].url.raw_path == b"/retrain/..%2Fmodels"
+    assert info.value.code == "not_found"
+
+
+def test_health_accepts_an_empty_body() -> None:
+    with client_for(answer(httpx.Response(200, text="ok"))) as gw:
+        assert gw.health() == {}
