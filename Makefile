@@ -69,7 +69,7 @@ test: setup ## Run the whole test suite (real TorchServe and Chromium included)
 
 lint: setup ## ruff + mypy
 	$(PY) -m ruff check .
-	$(PY) -m mypy yoloserve gateway reporting scripts
+	$(PY) -m mypy yoloserve gateway gateway_client webapp reporting scripts devstack benchmarks
 
 bench: setup ## Serving latency/throughput, feedback rows/s, hot swaps under load, retrain loop (~15 min)
 	$(PY) -m benchmarks
