@@ -4,10 +4,15 @@ Drawing here rather than calling ``/predict/image`` keeps one round trip per det
 JSON already carries everything (boxes, request id for feedback), and the same code draws the
 user's corrected labels as a preview before they are sent.
 
+Colours follow the contract's palette (``docs/api-contract.md``, "Box colours"): by class index,
+as ``POST /predict/image`` draws them, so a class looks the same in the app and in the API's
+images. The web app imports nothing of the gateway, so the list is copied here; a test checks
+that both copies and the contract's table are the same.
+
 Example:
     >>> from PIL import UnidentifiedImageError, Image
     >>> image = Image.new("RGB", (64, 48))
-    >>> out = draw_boxes(image, [Annotation((4, 4, 40, 30), "circle 0.91", "circle")])
+    >>> out = draw_boxes(image, [Annotation((4, 4, 40, 30), "circle 0.91", 0)])
     >>> out.size
     (64, 48)
 """
@@ -15,14 +20,13 @@ Example:
 from __future__ import annotations
 
 import io
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-#: Distinct, saturated colours that stay readable on photos (Ultralytics-like palette).
+#: The contract's palette: distinct, saturated colours that stay readable on photos.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 56, 56),
     (50, 205, 50),
@@ -46,17 +50,17 @@ class Annotation:
     Attributes:
         xyxy: Corners in the pixel coordinates the gateway uses.
         label: Text written above the box (e.g. ``"triangle 0.97"``).
-        color_key: What decides the colour (the class name), so a class keeps its colour.
+        cls: Class index, which decides the colour (the index in ``GET /models``'s classes).
     """
 
     xyxy: tuple[float, float, float, float]
     label: str
-    color_key: str
+    cls: int
 
 
-def color_for(key: str) -> tuple[int, int, int]:
-    """A stable colour per key: crc32, unlike ``hash()``, does not change between processes."""
-    return PALETTE[zlib.crc32(key.encode("utf-8")) % len(PALETTE)]
+def color_for(cls: int) -> tuple[int, int, int]:
+    """The colour of class index ``cls``: ``PALETTE[cls % len(PALETTE)]``, as the contract says."""
+    return PALETTE[cls % len(PALETTE)]
 
 
 def text_color_on(background: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -133,7 +137,7 @@ def draw_boxes(
     for ann in annotations:
         x1, y1, x2, y2 = ann.xyxy
         box = (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
-        color = color_for(ann.color_key)
+        color = color_for(ann.cls)
         draw.rectangle(box, outline=color, width=line)
         if not ann.label:
             continue

@@ -9,7 +9,8 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.webapp.fake_gateway import API_KEY, APP_PATH, FakeGateway
+from tests.gateway_client.fake_gateway import FakeGateway
+from tests.webapp.app_under_test import API_KEY, APP_PATH
 from webapp import client
 
 

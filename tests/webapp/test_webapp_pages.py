@@ -9,15 +9,16 @@ from pathlib import Path
 import httpx
 from streamlit.testing.v1 import AppTest
 
-from tests.webapp.fake_gateway import (
-    API_KEY,
+from tests.gateway_client.fake_gateway import (
     FakeGateway,
     error_response,
     parse_multipart,
     png_bytes,
 )
-from webapp.views.detect import DETECTION_KEY, SOURCE_SAMPLE
+from tests.webapp.app_under_test import API_KEY
+from webapp.views.detect import SOURCE_SAMPLE
 from webapp.views.feedback import NOT_AN_OBJECT
+from webapp.views.session import DETECTION_KEY
 
 MODELS_PAGE = "app_pages/models.py"
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from webapp.__main__ import APP_PATH, streamlit_argv
-from webapp.config import DEFAULT_SAMPLES_DIR, SettingsError, get_settings
+from webapp.config import DEFAULT_SAMPLES_DIR, Settings, SettingsError, get_settings
 from webapp.drawing import Annotation, color_for, draw_boxes, load_image, text_color_on
 from webapp.samples import content_type, list_samples
 
@@ -53,6 +53,21 @@ def test_settings_from_env(tmp_path: Path) -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         get_settings(env)
+
+
+def test_settings_class_reads_the_process_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WEBAPP_TIMEOUT_S", "7")
+    monkeypatch.setenv("WEBAPP_SAMPLES_DIR", str(tmp_path))
+    monkeypatch.setenv("WEBAPP_API_KEY", "")
+    monkeypatch.setenv("WEBAPP_PORT", "9000")  # the launcher's, not a setting: ignored
+    settings = get_settings()
+    assert settings == Settings(timeout_s=7.0, samples_dir=tmp_path)
+    assert (settings.timeout_s, settings.samples_dir, settings.api_key) == (7.0, tmp_path, None)
+    monkeypatch.setenv("WEBAPP_TIMEOUT_S", "601")
+    with pytest.raises(SettingsError, match="WEBAPP_TIMEOUT_S must be between 0 and 600"):
+        get_settings()
 
 
 def test_misconfigured_app_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,9 +116,9 @@ def test_content_type(name: str, mime: str) -> None:
 
 def test_draw_boxes_outlines_in_class_colour_and_leaves_input_alone() -> None:
     image = Image.new("RGB", (200, 100), (0, 0, 0))
-    out = draw_boxes(image, [Annotation((50, 40, 150, 90), "square 0.90", "square")])
+    out = draw_boxes(image, [Annotation((50, 40, 150, 90), "square 0.90", 1)])
     assert out is not image and out.size == (200, 100)
-    assert out.getpixel((100, 89)) == color_for("square")  # bottom edge of the box
+    assert out.getpixel((100, 89)) == color_for(1)  # bottom edge of the box
     assert out.getpixel((100, 65)) == (0, 0, 0)  # inside stays untouched
     assert image.getpixel((100, 89)) == (0, 0, 0)
 
@@ -111,8 +126,8 @@ def test_draw_boxes_outlines_in_class_colour_and_leaves_input_alone() -> None:
 def test_draw_boxes_scales_to_source_size_and_handles_top_edge() -> None:
     image = Image.new("RGB", (100, 50))
     # Coordinates of a 200x100 original: the box lands at half scale.
-    out = draw_boxes(image, [Annotation((0, 0, 100, 60), "top", "c")], source_size=(200, 100))
-    assert out.getpixel((49, 29)) == color_for("c")
+    out = draw_boxes(image, [Annotation((0, 0, 100, 60), "top", 2)], source_size=(200, 100))
+    assert out.getpixel((49, 29)) == color_for(2)
     assert out.getpixel((70, 40)) == (0, 0, 0)
 
 
@@ -121,9 +136,10 @@ def test_label_text_is_readable_on_its_colour() -> None:
     assert text_color_on((0, 0, 128)) == (255, 255, 255)
 
 
-def test_color_is_stable_per_key() -> None:
-    assert color_for("circle") == color_for("circle")
-    assert len({color_for(n) for n in ("circle", "square", "triangle")}) > 1
+def test_color_is_stable_per_class() -> None:
+    assert color_for(0) == color_for(0)
+    assert len({color_for(k) for k in (0, 1, 2)}) > 1
+    assert color_for(12) == color_for(0)  # the palette wraps around
 
 
 def _jpeg_rotated_exif(size: tuple[int, int]) -> bytes:

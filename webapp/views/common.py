@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webapp.client import GatewayError, make_client
+from gateway_client import GatewayError
+from webapp.client import make_client
 from webapp.config import Settings, SettingsError, get_settings
 
 #: Seconds the sidebar's health probe may take.

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from dataclasses import dataclass, field
-from functools import cached_property
-
 import streamlit as st
 from PIL import UnidentifiedImageError
 
-from webapp.client import GatewayError, Prediction, make_client
+from gateway_client import GatewayError
+from webapp.client import make_client
 from webapp.config import Settings
 from webapp.drawing import Annotation, draw_boxes, load_image
 from webapp.samples import UPLOAD_EXTENSIONS, content_type, list_samples
 from webapp.views import feedback
 from webapp.views.common import settings_or_stop, show_error
-
-#: Session-state key of the last successful detection (it must survive the reruns that every
-#: feedback widget triggers).
-DETECTION_KEY = "detection"
+from webapp.views.session import DETECTION_KEY, Detection, ImageInput
 
 SOURCE_UPLOAD = "Upload an image"
 SOURCE_SAMPLE = "Use a sample"
@@ -28,40 +21,6 @@ DEFAULT_CONF = 0.25
 # The same defaults as the handler (serving/model-config.yaml) and Ultralytics predict, so the
 # web app shows what an API client without parameters gets.
 DEFAULT_IOU = 0.7
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """The image the user chose, exactly as it will be sent (and re-sent with feedback)."""
-
-    name: str
-    data: bytes
-    content_type: str
-
-    @cached_property
-    def digest(self) -> str:
-        """Identifies the content, so a result is shown only next to the image it belongs to."""
-        return hashlib.sha256(self.data).hexdigest()
-
-
-@dataclass(frozen=True)
-class Detection:
-    """A successful ``/predict`` call and what it was made with.
-
-    Attributes:
-        image: The image sent.
-        prediction: The gateway's answer.
-        conf: Confidence threshold used.
-        iou: IoU threshold used.
-        key: Unique per detection; prefixes the feedback widgets' keys, so a new detection
-            starts with fresh feedback choices instead of inheriting the previous ones.
-    """
-
-    image: ImageInput
-    prediction: Prediction
-    conf: float
-    iou: float
-    key: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
 def _choose_image(settings: Settings) -> ImageInput | None:
@@ -140,7 +99,7 @@ def _show_result(detection: Detection) -> None:
     )
 
     annotations = [
-        Annotation(box.xyxy, f"{box.name} {box.conf:.2f}", box.name) for box in pred.boxes
+        Annotation(box.xyxy, f"{box.name} {box.conf:.2f}", box.cls) for box in pred.boxes
     ]
     try:
         picture = load_image(detection.image.data, (pred.width, pred.height))

@@ -7,22 +7,15 @@ matches ground truth to predictions and records the drop as ``__background__`` i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import streamlit as st
 
-from webapp.client import FeedbackResult, GatewayError, LabelBox, make_client
+from gateway_client import FeedbackResult, GatewayError, LabelBox
+from webapp.client import make_client
 from webapp.config import Settings
 from webapp.drawing import Annotation, draw_boxes, load_image
 from webapp.views.common import show_error
+from webapp.views.session import CLASSES_KEY, PENDING_JOB_KEY, Detection
 
-if TYPE_CHECKING:  # only for annotations: detect imports this module at runtime
-    from webapp.views.detect import Detection
-
-#: Session-state key of the class names from ``GET /models`` (fetched once per session).
-CLASSES_KEY = "classes"
-#: Session-state key the Models page reads to prefill its job lookup after a triggered retrain.
-PENDING_JOB_KEY = "pending_job_id"
 #: Selectbox value meaning "this box is not an object": the box is left out of the labels.
 NOT_AN_OBJECT = "__not_an_object__"
 #: Most missed objects one feedback can add (keeps the form a form, not a spreadsheet).
@@ -174,6 +167,10 @@ def render(settings: Settings, detection: Detection) -> None:
     for problem in problems:
         st.error(problem)
 
+    # A class's colour comes from its index: /models' order, which is the model's; a name only
+    # the prediction knows (classes changed since) keeps the index the model gave it.
+    index = {box.name: box.cls for box in detection.prediction.boxes}
+    index.update((name, i) for i, name in enumerate(classes))
     with st.expander(f"Preview of the {len(labels)} label(s) to send"):
         try:
             picture = load_image(
@@ -185,7 +182,7 @@ def render(settings: Settings, detection: Detection) -> None:
             st.image(
                 draw_boxes(
                     picture,
-                    [Annotation(b.xyxy, b.name, b.name) for b in labels],
+                    [Annotation(b.xyxy, b.name, index[b.name]) for b in labels],
                     source_size=(detection.prediction.width, detection.prediction.height),
                 )
             )

@@ -10,10 +10,11 @@ from typing import Any
 
 import streamlit as st
 
-from webapp.client import GatewayError, ModelsInfo, RetrainJob, make_client
+from gateway_client import GatewayError, ModelsInfo, RetrainJob
+from webapp.client import make_client
 from webapp.config import Settings
 from webapp.views.common import error_text, settings_or_stop, show_error
-from webapp.views.feedback import CLASSES_KEY, PENDING_JOB_KEY
+from webapp.views.session import CLASSES_KEY, PENDING_JOB_KEY
 
 #: Session-state key of messages left by action callbacks, shown once next to their section.
 FLASH_KEY = "models_flash"
