@@ -5,7 +5,8 @@ The gateway sniffs uploads itself (cheap: Pillow reads the header only) so that 
 
 Images are decoded upright (EXIF orientation applied), as the handler and
 ``yoloserve.embeddings.embedder.decode_image`` decode them: boxes refer to that pixel grid,
-the one a browser shows, so drawing uses it too.
+the one a browser shows, so drawing uses it too. Box colours follow the contract's palette, by
+class index.
 
 Example:
     >>> import io
@@ -33,16 +34,21 @@ from yoloserve.schemas import Box
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
 OutputFormat = Literal["png", "jpeg"]
 
-# Distinct, readable on light and dark backgrounds; class index picks one.
-_PALETTE = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
+# The contract's palette (docs/api-contract.md, "Box colours"): class index picks one. The web
+# app keeps its own copy (webapp/drawing.py), so a test checks both against the contract's table.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (255, 56, 56),
+    (50, 205, 50),
+    (0, 147, 255),
+    (255, 157, 151),
+    (255, 178, 29),
+    (207, 210, 49),
+    (72, 249, 10),
+    (26, 147, 52),
+    (0, 212, 187),
+    (44, 153, 168),
+    (132, 56, 255),
+    (255, 55, 199),
 )
 
 
@@ -124,6 +130,17 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def color_for(cls: int) -> tuple[int, int, int]:
+    """The colour of class index ``cls``: ``PALETTE[cls % len(PALETTE)]``, as the contract says."""
+    return PALETTE[cls % len(PALETTE)]
+
+
+def text_color_on(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white label text, whichever reads better on ``background`` (ITU-R BT.601 luma)."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+
+
 def draw_boxes(image: Image.Image, boxes: Sequence[Box], fmt: OutputFormat = "png") -> bytes:
     """Draw boxes with ``name conf`` labels and encode the result.
 
@@ -139,7 +156,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], fmt: OutputFormat = "pn
     line = max(2, round(min(image.size) / 200))
     font = _font(max(12, round(min(image.size) / 30)))
     for box in boxes:
-        color = _PALETTE[box.cls % len(_PALETTE)]
+        color = color_for(box.cls)
         x1, y1, x2, y2 = box.xyxy
         draw.rectangle((x1, y1, x2, y2), outline=color, width=line)
         label = f"{box.name} {box.conf:.2f}"
@@ -148,7 +165,9 @@ def draw_boxes(image: Image.Image, boxes: Sequence[Box], fmt: OutputFormat = "pn
         # Above the box when it fits, inside its top edge otherwise.
         y_text = y1 - text_h - 2 * line if y1 - text_h - 2 * line >= 0 else y1
         draw.rectangle((x1, y_text, x1 + text_w + 2 * line, y_text + text_h + 2 * line), fill=color)
-        draw.text((x1 + line - left, y_text + line - top), label, fill=(255, 255, 255), font=font)
+        draw.text(
+            (x1 + line - left, y_text + line - top), label, fill=text_color_on(color), font=font
+        )
     buffer = io.BytesIO()
     if fmt == "jpeg":
         image.save(buffer, format="JPEG", quality=90)
