@@ -21,7 +21,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-XYXY = tuple[float, float, float, float]
+from yoloserve.boxes import XYXY, iou
+
 MISSED = "__missed__"
 BACKGROUND = "__background__"
 
@@ -53,20 +54,6 @@ def _box(xyxy: Sequence[float]) -> XYXY:
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise ValueError(f"box has non-finite coordinates: {xyxy}")
     return (x1, y1, x2, y2)
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two xyxy boxes; 0 when the union has no area.
-
-    A box with x2 < x1 or y2 < y1 has no area.
-    """
-    ax1, ay1, ax2, ay2 = a
-    bx1, by1, bx2, by2 = b
-    inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
-    area_a = max(0.0, ax2 - ax1) * max(0.0, ay2 - ay1)
-    area_b = max(0.0, bx2 - bx1) * max(0.0, by2 - by1)
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match(

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from yoloserve.boxes import XYXY, yolo_label_line
 from yoloserve.embeddings.embedder import Embedder, decode_image
 from yoloserve.errors import (
     ImageTooLarge,
@@ -50,7 +51,7 @@ from yoloserve.errors import (
     UnknownClass,
     UnsupportedImageFormat,
 )
-from yoloserve.feedback.matching import BACKGROUND, MISSED, XYXY, match
+from yoloserve.feedback.matching import BACKGROUND, MISSED, match
 from yoloserve.feedback.store import CsvStore, embedding_fields, prod_header
 from yoloserve.files import atomic_write
 
@@ -249,9 +250,6 @@ def _image_extension(data: bytes) -> str:
 
 
 def _yolo_label(gt: list[tuple[XYXY, str]], classes: list[str], width: int, height: int) -> str:
-    lines = [
-        f"{classes.index(name)} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-        f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
-        for (x1, y1, x2, y2), name in gt
-    ]
-    return "".join(line + "\n" for line in lines)
+    return "".join(
+        yolo_label_line(classes.index(name), box, width, height) + "\n" for box, name in gt
+    )

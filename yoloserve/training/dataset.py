@@ -25,6 +25,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from yoloserve.boxes import iou, yolo_label_line
+
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 Background = Literal["synthetic", "photo"]
 
@@ -119,14 +121,6 @@ def _polygon(cls: int, cx: float, cy: float, r: float, angle: float) -> list[tup
     ]
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def render_image(
     rng: random.Random,
     background: Background = "synthetic",
@@ -168,7 +162,7 @@ def render_image(
             pts = _polygon(cls, cx, cy, r, rng.uniform(0, 2 * math.pi))
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
             box = (min(xs), min(ys), max(xs), max(ys))
-        if any(_iou(box, s.xyxy) > 0.05 for s in shapes):
+        if any(iou(box, s.xyxy) > 0.05 for s in shapes):
             continue  # keep objects apart so every label is unambiguous
         x1, y1, x2, y2 = (int(v) for v in box)
         region = np.asarray(img.crop((x1, y1, x2, y2)), dtype=np.float64)
@@ -184,15 +178,8 @@ def render_image(
 
 
 def yolo_label_lines(shapes: list[Shape], width: int, height: int) -> list[str]:
-    """YOLO txt format: ``cls cx cy w h`` normalised to the image size."""
-    lines = []
-    for s in shapes:
-        x1, y1, x2, y2 = s.xyxy
-        lines.append(
-            f"{s.cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-            f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
-        )
-    return lines
+    """YOLO txt format: ``cls cx cy w h`` normalised to the image size, one line per shape."""
+    return [yolo_label_line(s.cls, s.xyxy, width, height) for s in shapes]
 
 
 def iter_images(

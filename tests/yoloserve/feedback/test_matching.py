@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import pytest
 
-from yoloserve.feedback.matching import BACKGROUND, MISSED, Match, iou, match
+from yoloserve.feedback.matching import BACKGROUND, MISSED, Match, match
 
 A = (0.0, 0.0, 10.0, 10.0)
 A_SHIFTED = (1.0, 0.0, 11.0, 10.0)  # IoU with A: 90 / 110
@@ -94,20 +94,3 @@ def test_match_validation(
 ) -> None:
     with exception:
         match(gt, pred, iou_thr)
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "expected"),
-    [
-        (A, A, 1.0),
-        (A, FAR, 0.0),
-        (WIDE, HALF, 0.5),
-        (A, A_SHIFTED, 90 / 110),
-        ((0, 0, 10, 10), (10, 0, 20, 10), 0.0),  # touching edges
-        ((3, 3, 3, 3), (3, 3, 3, 3), 0.0),  # no area at all
-        ((10, 10, 0, 0), A, 0.0),  # reversed corners have no area
-    ],
-)
-def test_iou(a: tuple, b: tuple, expected: float) -> None:
-    assert iou(a, b) == pytest.approx(expected)
-    assert iou(b, a) == pytest.approx(expected)
