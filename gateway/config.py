@@ -19,11 +19,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from yoloserve import paths
-from yoloserve.modelserver.client import (
-    DEFAULT_INFERENCE_URL,
-    DEFAULT_MANAGEMENT_URL,
-    DEFAULT_MODEL_NAME,
-)
+from yoloserve.modelserver import MODEL_NAME
+from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
 
 # Comma-separated in the environment ("a,b"), a list in code.
 StrList = Annotated[list[str], NoDecode]
@@ -40,7 +37,7 @@ class Settings(BaseSettings):
 
     torchserve_inference_url: str = DEFAULT_INFERENCE_URL
     torchserve_management_url: str = DEFAULT_MANAGEMENT_URL
-    model_name: str = DEFAULT_MODEL_NAME
+    model_name: str = MODEL_NAME
 
     connect_timeout_s: float = Field(default=2.0, gt=0, description="Connecting to TorchServe")
     predict_timeout_s: float = Field(default=30.0, gt=0, description="Whole TorchServe call")

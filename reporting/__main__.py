@@ -110,8 +110,9 @@ def watch_cmd(
         workspace=workspace, ref_csv=ref, prod_csv=prod, window_rows=window_rows,
         every_rows=every_rows, interval_s=interval, poll_s=poll,
     )
-    from reporting.service import count_rows, run_once
+    from reporting.service import run_once
     from reporting.watch import watch_loop
+    from yoloserve.feedback.store import count_rows
 
     def run(reason: str) -> None:
         try:

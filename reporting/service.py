@@ -23,14 +23,8 @@ from filelock import FileLock
 
 from reporting.config import Settings
 from reporting.project import find_project, get_or_create_project, open_workspace
-from reporting.runs import (
-    DriftOptions,
-    RunResult,
-    add_run,
-    build_run,
-    embedding_columns,
-    read_latest_values,
-)
+from reporting.runs import RunResult, add_run, build_run, read_latest_values
+from reporting.snapshots import DriftOptions, embedding_columns
 
 # Read as text: class names and ids must not become floats ("1" vs 1.0) or NaN ("None").
 _TEXT_COLUMNS = ("target", "prediction", "feedback_id", "request_id", "model_version", "image")
@@ -52,25 +46,6 @@ class RunOutcome:
     run: RunResult | None = None
     html: list[Path] = field(default_factory=list)
     project_id: str | None = None
-
-
-def count_rows(path: Path) -> int:
-    """Data rows in a CSV (lines after the header), counted without parsing; 0 if absent.
-
-    Our CSV fields never hold a newline (numbers, class names, ids, file names), so counting
-    line ends is exact and cheap enough to poll every few seconds.
-    """
-    if not path.exists():
-        return 0
-    lines = 0
-    last = b"\n"
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    if last != b"\n":  # a last line without its newline (being written) is a line too
-        lines += 1
-    return max(lines - 1, 0)
 
 
 def read_csv(path: Path) -> pd.DataFrame:

@@ -30,6 +30,7 @@ import numpy as np
 from filelock import FileLock
 
 from yoloserve.errors import CsvSchemaError  # callers may import it from here too
+from yoloserve.files import fsync_dir
 
 PROD_EXTRA_COLUMNS: tuple[str, ...] = (
     "prediction", "timestamp", "feedback_id", "request_id", "model_version", "image",
@@ -72,6 +73,56 @@ def _format(value: object) -> str:
     if isinstance(value, float | int | str):
         return str(value)
     raise TypeError(f"unsupported CSV value type {type(value).__name__}")
+
+
+def count_rows(path: Path) -> int:
+    """Data rows of a CSV: complete lines after the header, counted without parsing.
+
+    The count ``CsvStore.count`` gives, for readers that hold no store (``reporting watch``
+    polls it every few seconds): 0 if the file is missing, and a last line still being written
+    (no newline yet, not acknowledged) is not counted.
+    """
+    counted = _count_lines(Path(path))
+    return 0 if counted is None else max(counted[2] - 1, 0)
+
+
+def _count_lines(
+    path: Path, resume: tuple[int, int, int] | None = None
+) -> tuple[int, int, int] | None:
+    """Count newlines, resuming from an earlier count of the same file where one is given.
+
+    Args:
+        path: the file.
+        resume: ``(inode, offset just after a newline, newlines before it)`` from an earlier
+            call; used only while the file is the same (inode) and has not shrunk below it.
+
+    Returns:
+        ``(inode, offset just after the last newline, newlines)``, or None if the file is
+        missing.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    start, lines = 0, 0
+    if resume is not None and resume[0] == st.st_ino and resume[1] <= st.st_size:
+        start, lines = resume[1], resume[2]
+    boundary = start
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos = start
+        while pos < st.st_size:
+            chunk = f.read(min(_READ_CHUNK, st.st_size - pos))
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            last = chunk.rfind(b"\n")
+            if last >= 0:
+                boundary = pos + last + 1
+            pos += len(chunk)
+    # Resume only from a line boundary: bytes after it may be a torn row that a writer will cut
+    # away and overwrite.
+    return (st.st_ino, boundary, lines)
 
 
 # FileLock guards against other processes; threads of this process that hold separate CsvStore
@@ -131,7 +182,8 @@ class CsvStore:
                 f.flush()
                 os.fsync(f.fileno())
             if created:
-                _fsync_dir(self.path.parent)
+                # A new file's directory entry must be durable too, or a crash loses the file.
+                fsync_dir(self.path.parent)
             return self.count()
 
     def count(self) -> int:
@@ -139,32 +191,12 @@ class CsvStore:
 
         A row being written by another process right now, not yet acknowledged, is not counted.
         """
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return 0
         with self._cache_guard:
-            start, lines = 0, 0
-            cache = self._cache
-            if cache is not None and cache[0] == st.st_ino and cache[1] <= st.st_size:
-                start, lines = cache[1], cache[2]
-            boundary = start
-            with open(self.path, "rb") as f:
-                f.seek(start)
-                pos = start
-                while pos < st.st_size:
-                    chunk = f.read(min(_READ_CHUNK, st.st_size - pos))
-                    if not chunk:
-                        break
-                    lines += chunk.count(b"\n")
-                    last = chunk.rfind(b"\n")
-                    if last >= 0:
-                        boundary = pos + last + 1
-                    pos += len(chunk)
-            # Resume only from a line boundary: bytes after it may be a torn row that a writer
-            # will cut away and overwrite.
-            self._cache = (st.st_ino, boundary, lines)
-        return max(lines - 1, 0)
+            counted = _count_lines(self.path, resume=self._cache)
+            if counted is None:
+                return 0
+            self._cache = counted
+        return max(counted[2] - 1, 0)
 
     def _values(self, row: dict[str, object]) -> list[str]:
         if row.keys() != set(self.header):
@@ -227,11 +259,3 @@ class CsvStore:
                 return
             pos -= step
 
-
-def _fsync_dir(folder: Path) -> None:
-    # A new file's directory entry must be durable too, or a crash can lose the whole file.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

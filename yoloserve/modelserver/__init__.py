@@ -1,0 +1,14 @@
+"""The model server side: versions, archives, the TorchServe client, hot swaps.
+
+Owns the model registry (``registry``: ``models/registry.json``, the source of truth for
+versions and the default), packaging weights into a TorchServe ``.mar`` (``packaging``), the
+async inference and management client (``client``), and registering, activating and hot-swapping
+a version with rollback (``deploy``).
+
+May import: the foundation modules of ``yoloserve`` (``errors``, ``files``, ``paths``,
+``schemas``, ``offline``, ``boxes``), no other sub-package. The gateway imports the client and the
+registry without pulling in training, embeddings or the retrain job through them.
+"""
+
+MODEL_NAME = "yolo"
+"""The name TorchServe serves the model under: in every ``.mar``, URL and registry file."""

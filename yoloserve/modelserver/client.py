@@ -45,10 +45,10 @@ from yoloserve.errors import (
     UnknownVersion,
     VersionAlreadyRegistered,
 )
+from yoloserve.modelserver import MODEL_NAME
 
 DEFAULT_INFERENCE_URL = "http://127.0.0.1:8085"
 DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:8086"
-DEFAULT_MODEL_NAME = "yolo"
 
 # TorchServe describes a worker that finished loading its model as READY.
 _LIVE_WORKER_STATUS = "READY"
@@ -99,7 +99,7 @@ class TorchServeClient:
         http: httpx.AsyncClient,
         inference_url: str = DEFAULT_INFERENCE_URL,
         management_url: str = DEFAULT_MANAGEMENT_URL,
-        model_name: str = DEFAULT_MODEL_NAME,
+        model_name: str = MODEL_NAME,
     ) -> None:
         self._http = http
         self._inference = inference_url.rstrip("/")

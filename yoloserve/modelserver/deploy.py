@@ -46,12 +46,12 @@ from yoloserve.errors import (
     VersionRejected,
     YoloServeError,
 )
+from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.client import (
     DEFAULT_INFERENCE_URL,
     DEFAULT_MANAGEMENT_URL,
     TorchServeClient,
 )
-from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import ModelVersion, Registry
 
 logger = logging.getLogger("yoloserve.modelserver.deploy")

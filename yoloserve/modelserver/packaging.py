@@ -30,11 +30,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.registry import ModelVersion, Registry, RegistryError
 from yoloserve.offline import configure_offline
 from yoloserve.paths import SERVING_DIR, STORE_DIR
 
-MODEL_NAME = "yolo"
 HANDLER = SERVING_DIR / "handler.py"
 MODEL_CONFIG = SERVING_DIR / "model-config.yaml"
 METRIC_KEYS = ("map50", "map50_95", "precision", "recall")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
 from yoloserve.files import atomic_write
+from yoloserve.modelserver import MODEL_NAME
 from yoloserve.paths import REGISTRY_FILE
 
 VersionStatus = Literal["ready", "serving", "rejected", "retired"]
@@ -87,7 +88,7 @@ class RegistryData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "yolo"
+    name: str = MODEL_NAME
     classes: list[str] = Field(default_factory=list)
     default_version: str | None = None
     versions: list[ModelVersion] = Field(default_factory=list)

@@ -9,8 +9,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from yoloserve import paths
+from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
-from yoloserve.modelserver.packaging import MODEL_NAME
 
 LOCK_NAME = "retrain.lock"
 JOBS_DIR = "retrain"

@@ -15,6 +15,7 @@ from yoloserve.feedback import store as csv_store
 from yoloserve.feedback.store import (
     CsvSchemaError,
     CsvStore,
+    count_rows,
     embedding_fields,
     prod_header,
     ref_header,
@@ -148,6 +149,19 @@ def test_count_follows_other_writers_and_replaced_files(tmp_path: Path) -> None:
     assert reader.count() == 0
     writer.append([_row("d")])
     assert reader.count() == 1
+
+
+def test_count_rows_without_a_store_counts_what_the_store_counts(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    assert count_rows(path) == 0, "missing file"
+    store = CsvStore(path, HEADER)
+    store.append([_row("a"), _row("b")])
+    assert count_rows(path) == store.count() == 2
+    with open(path, "ab") as f:
+        f.write(b"0.25,0.75,half")  # being written: not acknowledged yet
+    assert count_rows(path) == store.count() == 2
+    path.write_bytes(b"emb_0,em")  # only a torn header
+    assert count_rows(path) == 0
 
 
 def test_append_fsyncs_before_returning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
