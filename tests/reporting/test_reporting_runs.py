@@ -15,15 +15,10 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, 
 
 from reporting.config import Settings
 from reporting.project import build_dashboard, dashboard_panels, get_or_create_project
-from reporting.runs import (
-    BACKGROUND,
-    DriftOptions,
-    build_run,
-    embedding_columns,
-    embedding_projection,
-    read_latest_values,
-)
+from reporting.runs import build_run, read_latest_values
 from reporting.service import prune_html, read_csv, run_once
+from reporting.snapshots import DriftOptions, embedding_columns
+from yoloserve.feedback.matching import BACKGROUND
 
 
 def _sk(metric, prod: pd.DataFrame, **kwargs):
@@ -155,20 +150,6 @@ def test_too_few_rows_skip_drift_but_not_quality() -> None:
 def test_prod_from_another_embedder_is_refused() -> None:
     with pytest.raises(ValueError, match="different embedders"):
         build_run(make_ref(dim=8), make_prod(dim=4), TIMESTAMP)
-
-
-def test_projection_swap_is_undone() -> None:
-    from evidently.legacy.metrics.data_drift import embeddings_drift
-    from sklearn.manifold import TSNE
-
-    with embedding_projection("pca"):
-        assert embeddings_drift.TSNE is not TSNE
-    assert embeddings_drift.TSNE is TSNE
-
-
-def test_embedding_columns_are_in_index_order() -> None:
-    frame = pd.DataFrame(columns=["emb_10", "target", "emb_2", "emb_0", "embx"])
-    assert embedding_columns(frame) == ["emb_0", "emb_2", "emb_10"]
 
 
 def test_read_csv_keeps_labels_as_text(tmp_path: Path) -> None:
