@@ -20,7 +20,8 @@ import yaml
 from rich.progress import Progress
 
 from yoloserve import paths
-from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image, fit_embedder
+from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image
+from yoloserve.embeddings.fit import fit_embedder
 from yoloserve.feedback.store import CsvStore, embedding_fields, ref_header
 from yoloserve.training.dataset import CLASSES
 

@@ -1,4 +1,5 @@
-"""Per-box embeddings (yoloserve.embeddings): contract, determinism, one path, shift sensitivity."""
+"""The embedder artifact (yoloserve.embeddings.embedder): contract, determinism, one code path for
+ref and prod rows, sensitivity to a shift of the image domain."""
 
 from __future__ import annotations
 
@@ -13,14 +14,7 @@ import pytest
 from PIL import Image
 
 from scripts.build_ref_data import build_ref_data, iter_labelled
-from yoloserve.embeddings.embedder import (
-    DEFAULT_PATH,
-    DescriptorParams,
-    Embedder,
-    decode_image,
-    describe,
-    fit_embedder,
-)
+from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image
 from yoloserve.feedback.recorder import FeedbackRecorder
 from yoloserve.feedback.store import CsvStore, prod_header
 from yoloserve.training.dataset import iter_images, write_data_yaml, write_split
@@ -30,12 +24,6 @@ from yoloserve.training.dataset import iter_images, write_data_yaml, write_split
 def embedder() -> Embedder:
     """The committed artifact: the space production rows are compared in."""
     return Embedder.load()
-
-
-@pytest.fixture(scope="module")
-def scene() -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
-    img, shapes = next(iter_images(1, seed=5))
-    return np.asarray(img), [s.xyxy for s in shapes]
 
 
 def test_committed_artifact(embedder: Embedder) -> None:
@@ -116,22 +104,6 @@ def test_decode_image_applies_exif_orientation() -> None:
         decode_image(b"not an image")
 
 
-def test_fit_save_load_round_trip(tmp_path: Path) -> None:
-    samples = [(np.asarray(img), [s.xyxy for s in shapes])
-               for img, shapes in iter_images(12, seed=3)]
-    fitted = fit_embedder(samples, dim=8, fitted_on="12 test images")
-    path = fitted.save(tmp_path / "e.npz")
-    loaded = Embedder.load(path)
-    assert (loaded.dim, loaded.version) == (8, fitted.version)
-    assert loaded.meta["fitted_on"] == "12 test images"
-    image, boxes = samples[0]
-    assert loaded.embed(image, boxes).tobytes() == fitted.embed(image, boxes).tobytes()
-    # Fitting is deterministic: the same data gives the same version.
-    assert fit_embedder(samples, dim=8, fitted_on="again").version == fitted.version
-    with pytest.raises(ValueError):
-        fit_embedder(samples[:1], dim=DescriptorParams().n_features + 1, fitted_on="x")
-
-
 def test_load_refuses_mismatched_or_foreign_artifacts(tmp_path: Path, embedder: Embedder) -> None:
     path = embedder.save(tmp_path / "e.npz")
     meta_path = path.with_suffix(".json")
@@ -144,13 +116,6 @@ def test_load_refuses_mismatched_or_foreign_artifacts(tmp_path: Path, embedder: 
         Embedder.load(path)
     with pytest.raises(FileNotFoundError):
         Embedder.load(tmp_path / "missing.npz")
-
-
-def test_descriptor_is_detector_independent_and_stable(scene: tuple) -> None:
-    image, boxes = scene
-    raw = describe(image, boxes)
-    assert raw.shape == (len(boxes), DescriptorParams().n_features)
-    assert raw.tobytes() == describe(image, boxes).tobytes()
 
 
 def _emb_columns(path: Path) -> tuple[list[list[str]], list[str]]:
