@@ -1,0 +1,30 @@
+"""The shared package of the detection platform: everything more than one service uses.
+
+The services (``gateway/``, ``scripts/``, ``reporting/``) are thin shells around it. Where things
+go, with the module that does each step:
+
+    an image         [gateway] -> modelserver.client -> TorchServe: boxes in image pixels
+                     -> embeddings.embedder (decode_image, Embedder.embed): a vector per box
+                     -> schemas (the response)
+    a feedback row   [gateway] -> feedback.recorder: feedback.matching pairs ground truth with
+                     predictions (boxes.iou), embeddings.embedder embeds each pair's box
+                     -> data/feedback/{images,labels}/ (files, boxes.yolo_label_line)
+                     -> data/prod_data.csv (feedback.store) -> [reporting] drift and quality
+    a new version    [gateway starts ``python -m yoloserve.retrain``] -> retrain.jobs (one job
+                     at a time) -> retrain.job: training.retrain_data (reference + feedback
+                     images), training.train (fine-tune, evaluate), retrain.gate
+                     -> modelserver.packaging (.mar + registry) -> modelserver.deploy (hot swap
+                     through TorchServe's management API)
+
+Layers, and what each may import of this package (tests/yoloserve/test_layering.py checks it):
+
+    foundation    paths, offline, files, errors, schemas, boxes: one another, no sub-package
+    modelserver   the foundation
+    embeddings    the foundation
+    training      the foundation (nothing of modelserver)
+    feedback      the foundation and embeddings
+    retrain       all of the above
+
+Nothing in ``yoloserve`` imports a service or a tool of the repository: ``gateway/``,
+``reporting/``, ``webapp/``, ``scripts/``, ``devstack/``, ``benchmarks/``, ``serving/``, ``tests/``.
+"""

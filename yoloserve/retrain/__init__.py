@@ -1,0 +1,12 @@
+"""The retrain job: feedback in, a gated, packaged and hot-swapped new version out.
+
+Owns the job's settings (``settings``, ``RETRAIN_*``), the promotion gate (``gate``), training
+under a deadline in a killable child (``deadline``), the job's steps (``job``), the one-job lock
+and process handling the gateway uses (``jobs``), and the job's own entry point
+(``python -m yoloserve.retrain``, ``__main__``): the gateway starts a job as a process, and
+imports ``jobs`` and ``settings`` without torch or Ultralytics (imported inside the training
+functions only).
+
+May import: every other part of ``yoloserve`` (the foundation, modelserver, embeddings, feedback,
+training); nothing imports it but services.
+"""
