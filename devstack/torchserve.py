@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import psutil
 
-from devstack.ports import free_port, free_ports
+from devstack.ports import free_ports
 from devstack.supervisor import Program
 from yoloserve import paths
 from yoloserve.modelserver.packaging import MODEL_NAME
@@ -46,8 +46,6 @@ BASE_CONFIG = SERVING_DIR / "config.properties"
 SPEC_FILE = "torchserve.json"
 PGID_FILE = "torchserve.pgid"
 
-# free_port(s) stay importable from here for callers written before devstack.ports existed.
-__all__ = ["TorchServeProcess", "free_port", "free_ports", "read_properties"]
 
 
 def read_properties(path: Path) -> dict[str, str]:

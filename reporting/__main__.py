@@ -11,8 +11,6 @@ Every option defaults to a REPORTING_* environment variable (see reporting/confi
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -167,24 +165,12 @@ def ui_cmd(
     host: Annotated[str | None, typer.Option(help="Bind host (env REPORTING_UI_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env REPORTING_UI_PORT, 8082).")] = None,
 ) -> None:
-    """Start `evidently ui` on the workspace (DO_NOT_TRACK=1); Ctrl-C stops it."""
-    from reporting.ui import start_ui
+    """Run `evidently ui` on the workspace (DO_NOT_TRACK=1) in this process; Ctrl-C stops it."""
+    from reporting.ui import exec_ui
 
     settings = _settings(workspace=workspace, ui_host=host, ui_port=port)
     _log(f"Evidently UI on {settings.ui_url} (workspace {settings.workspace})")
-    process = start_ui(settings)
-    # A service manager stops us with SIGTERM: pass it on, or the UI would outlive us.
-    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            code = process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
-    raise typer.Exit(code)
+    exec_ui(settings)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 from reporting.config import Settings
@@ -39,15 +38,11 @@ def ui_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_ui(settings: Settings, **popen_kwargs: object) -> subprocess.Popen[bytes]:
-    """Start the UI as a child process (the workspace folder is created if missing).
+def exec_ui(settings: Settings) -> None:
+    """Become ``evidently ui`` (same pid: a supervisor's signals reach the UI itself).
 
-    Args:
-        settings: Workspace, host and port.
-        **popen_kwargs: Passed to :class:`subprocess.Popen` (e.g. ``stdout``).
-
-    Returns:
-        The running process; the caller stops it.
+    The workspace folder is created if missing. Does not return.
     """
     settings.workspace.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(ui_command(settings), env=ui_env(), **popen_kwargs)  # type: ignore[call-overload]
+    command = ui_command(settings)
+    os.execve(command[0], command, ui_env())

@@ -1,10 +1,10 @@
 """Each install extra is enough for the services it is meant for.
 
 ``pip install .[gateway]`` must start the gateway, ``.[reporting]`` the reporting service, and
-``.[ml]`` the retrain job. Every check runs the entry points in a fresh interpreter (the venv's)
-with a ``sys.meta_path`` finder that refuses any top-level module whose distribution lies outside
-the dependency closure of ``yoloserve[<extra>]``, so a service that started to import torch or
-scikit-learn fails here instead of in its Docker image.
+``.[webapp]`` the web app, ``.[ml]`` the retrain job. Every check runs the entry points in a fresh
+interpreter (the venv's) with a ``sys.meta_path`` finder that refuses any top-level module whose
+distribution lies outside the dependency closure of ``yoloserve[<extra>]``, so a service that
+started to import torch or scikit-learn fails here instead of in its Docker image.
 
 The closure starts from ``pyproject.toml``, not from ``importlib.metadata.requires("yoloserve")``:
 an editable install's metadata is a copy taken when it was installed, and goes stale the moment
@@ -47,6 +47,16 @@ ENTRY_POINTS: dict[str, str] = {
         import reporting.__main__
         import reporting.service
         import reporting.watch
+    """,
+    "webapp": """
+        import webapp.__main__
+        import webapp.client
+        import webapp.config
+        import webapp.drawing
+        import webapp.views.detect
+        import webapp.views.feedback
+        import webapp.views.models
+        import gateway_client
     """,
     "ml": """
         import yoloserve.retrain.__main__

@@ -1,22 +1,25 @@
 """The real ``evidently ui``, started by reporting's own launcher, serves our project and runs.
 
 A temporary workspace gets one project and one run (``run_once`` over the fixture CSVs); the UI
-is started on a free port with :func:`reporting.ui.start_ui`, and its HTTP API must list the
-project, the run's two snapshots, and the dashboard's panels. The process is stopped at the end.
+is started on a free port as ``make demo`` starts it (``python -m reporting ui`` under
+supervisord), and its HTTP API must list the project, the run's two snapshots, and the
+dashboard's panels. The process is stopped at the end.
 """
 
 from __future__ import annotations
 
-import subprocess
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from conftest import TIMESTAMP, make_prod, make_ref, write_csvs
 
-from devstack.torchserve import free_ports
+from devstack.ports import free_ports
+from devstack.supervisor import Program, Supervisor
+from devstack.waiting import url_ready
 from reporting.config import Settings
 from reporting.project import dashboard_panels
 
@@ -27,7 +30,6 @@ pytestmark = pytest.mark.integration
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str, str]]:
     """(settings, base URL, project id) of a running UI over a workspace with one run."""
     from reporting.service import run_once
-    from reporting.ui import start_ui
 
     root = tmp_path_factory.mktemp("ui")
     ref_path, prod_path = write_csvs(root / "data", make_ref(), make_prod(n=60))
@@ -37,33 +39,24 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str
     )
     outcome = run_once(settings, timestamp=TIMESTAMP)
     assert outcome.project_id is not None, outcome.message
-    log = (root / "ui.log").open("wb")
-    process = start_ui(settings, stdout=log, stderr=subprocess.STDOUT)
+    # Started as `make demo` starts it: `python -m reporting ui` under supervisord.
+    program = Program(
+        "evidently", [sys.executable, "-m", "reporting", "ui"],
+        {"REPORTING_WORKSPACE": str(settings.workspace), "REPORTING_UI_PORT": str(port)},
+        ready=url_ready(f"{settings.ui_url}/api/projects"),
+    )
+    supervisor = Supervisor(root / "sup")
+    supervisor.apply([program])
     try:
-        _wait_up(f"{settings.ui_url}/api/projects", process, timeout=90)
+        supervisor.wait_ready("evidently", 90)
+        pid = supervisor.pid("evidently")
+        assert pid is not None
+        # `reporting ui` became the UI itself: no launcher between supervisord and it.
+        assert "evidently.cli" in " ".join(psutil.Process(pid).cmdline())
+        assert psutil.Process(pid).environ()["DO_NOT_TRACK"] == "1"
         yield settings, settings.ui_url, outcome.project_id
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
-    assert process.returncode is not None
-
-
-def _wait_up(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"evidently ui exited with {process.returncode}"
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
+        assert supervisor.shutdown()
 
 
 def test_api_lists_the_project(ui: tuple[Settings, str, str]) -> None:
