@@ -5,7 +5,7 @@ on images we draw ourselves: filled circles, squares and triangles in random col
 rotations, on varied backgrounds (flat, gradient, noise, stripes). ``background="photo"`` puts the
 same shapes on real photographs (scikit-image's bundled samples), and ``opacity`` below 1 draws
 them translucent, so the photo shows through (prints and stickers seen by a camera): together they
-are the production shift the drift scenario (``scripts/scenario.py``) sends.
+are the production shift the drift scenario (``scripts/scenario/``) sends.
 
 Example:
     >>> from pathlib import Path
