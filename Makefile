@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-deps demo stop status test lint bench train package redeploy rollback \
-        ref-data scenario up down compose-config clean
+        ref-data scenario up down compose-config k8s-manifests clean
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,13 +36,15 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
-# test, docker-compose (v1, parser only: no engine runs here) to validate docker-compose.yml.
+# test, docker-compose (v1, parser only: no engine runs here) to validate docker-compose.yml,
+# kubectl (Debian's kubernetes-client: 1.20, kustomize v2.0.3) to render deploy/kubernetes.
 $(SYSSTAMP):
 	@mkdir -p .run
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -104,6 +106,21 @@ down: ## docker compose down
 
 compose-config: $(SYSSTAMP) ## Validate docker-compose.yml without an engine
 	docker-compose -f docker-compose.yml config -q
+
+# --- kubernetes (no cluster here: rendered and validated offline, see docs/kubernetes.md) ------
+K8S := deploy/kubernetes
+
+k8s-manifests: $(SYSSTAMP) ## Render the dev and prod overlays into deploy/kubernetes/rendered/
+	@mkdir -p $(K8S)/rendered
+	@for overlay in dev prod; do \
+		env=$(K8S)/overlays/$$overlay/secrets.env; \
+		if [ ! -f $$env ]; then \
+			python3 -c 'import secrets; w, a = secrets.token_urlsafe(24), secrets.token_urlsafe(24); print(f"GATEWAY_API_KEYS={w}\nGATEWAY_ADMIN_API_KEYS={a}\nWEBAPP_API_KEY={w}")' > $$env; \
+			echo "wrote $$env with fresh random keys (git-ignored)"; \
+		fi; \
+		kubectl kustomize $(K8S)/overlays/$$overlay > $(K8S)/rendered/$$overlay.yaml || exit 1; \
+		echo "$(K8S)/rendered/$$overlay.yaml"; \
+	done
 
 clean: stop ## Remove run state (keeps the venv and the shipped model)
 	rm -rf .run models/store models/registry.json data/feedback data/prod_data.csv

@@ -14,6 +14,7 @@ Conflict (RetrainAlreadyRunning, ...)   409
 PayloadTooLarge, ImageTooLarge          413
 InvalidImage, UnsupportedImageFormat    415
 ModelServerError                        502     model server answered off-contract
+KubernetesError                         502     the Kubernetes API failed (KServe, Jobs)
 ModelServerUnavailable, ModelNotReady   503     with Retry-After
 EmbeddingsUnavailable                   503     with Retry-After (artifact may appear)
 ModelServerTimeout                      504
@@ -48,6 +49,7 @@ from yoloserve.errors import (
     InvalidImage,
     InvalidLabels,
     InvalidParameter,
+    KubernetesError,
     ModelServerError,
     ModelServerTimeout,
     ModelServerUnavailable,
@@ -75,6 +77,7 @@ _STATUS_BY_ERROR: dict[type[YoloServeError], int] = {
     ModelServerUnavailable: 503,
     ModelServerTimeout: 504,
     ModelServerError: 502,
+    KubernetesError: 502,
     EmbeddingsUnavailable: 503,
     RegistryError: 500,
     YoloServeError: 500,

@@ -25,6 +25,7 @@ from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestId
 from gateway.retrain_trigger import RetrainTrigger, count_job_states, retrain_settings_for
 from gateway.routes import api_router
 from yoloserve.modelserver.client import TorchServeClient
+from yoloserve.modelserver.deployers import DeploySettings, SwapOptions, deployer_from_settings
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.settings import RetrainSettings
 
@@ -40,6 +41,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     embedder_loader: Callable[[], EmbeddingBackend] | None = None,
     retrain_settings: RetrainSettings | None = None,
+    deploy_settings: DeploySettings | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
@@ -51,11 +53,14 @@ def create_app(
         retrain_settings: What retrain jobs are started with (``every_k`` included);
             ``RETRAIN_*`` from the environment when None. Fields it leaves unset default to
             this gateway's TorchServe URLs, model name, registry and feedback folder.
+        deploy_settings: How ``POST /models/{v}/activate`` serves a version (``DEPLOY_*``:
+            TorchServe hot swap or KServe); the environment when None.
 
     Returns:
         The app, with its lifespan, routes, middleware and error handlers.
     """
     settings = settings or get_settings()
+    deploy_settings = deploy_settings or DeploySettings()
     loader = embedder_loader or default_loader(settings.embedder_path)
 
     @asynccontextmanager
@@ -72,6 +77,18 @@ def create_app(
                 settings.torchserve_inference_url,
                 settings.torchserve_management_url,
                 settings.model_name,
+            )
+            swap = SwapOptions(
+                management_url=settings.torchserve_management_url,
+                inference_url=settings.torchserve_inference_url,
+                model_name=settings.model_name,
+                drain_s=settings.swap_drain_s,
+                worker_timeout_s=settings.swap_worker_timeout_s,
+                lock_timeout_s=settings.swap_wait_s,
+            )
+            # The same transport: in tests one fake network answers TorchServe and Kubernetes.
+            app.state.deployer = deployer_from_settings(
+                deploy_settings, registry, swap, client=app.state.torchserve, transport=transport
             )
             # Created here, not at build time: its lock belongs to the serving event loop.
             app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)

@@ -31,6 +31,7 @@ from gateway.metrics import GatewayMetrics
 from yoloserve.errors import RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain import jobs
+from yoloserve.retrain.launchers import JobLauncher, launcher_from_settings
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.schemas import RetrainInfo
 
@@ -101,6 +102,8 @@ class RetrainTrigger:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics
+        # Where jobs run (RETRAIN_LAUNCHER); it reads no cluster config until it is used.
+        self.launcher: JobLauncher = launcher_from_settings(settings)
 
     @property
     def every_k(self) -> int:
@@ -119,7 +122,8 @@ class RetrainTrigger:
         try:
             # Looked up at call time, not imported by name: one place to replace it in tests.
             job_id = await run_in_threadpool(
-                jobs.start_job_process, self.settings, trigger=trigger, registry=self.registry
+                jobs.start_job_process, self.settings, trigger=trigger, registry=self.registry,
+                launcher=self.launcher,
             )
         except RetrainAlreadyRunning:
             self.metrics.retrains.labels(trigger=trigger, outcome="already_running").inc()

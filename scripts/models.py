@@ -5,7 +5,9 @@ redeploy (make redeploy WEIGHTS=...): python -m scripts.models redeploy --weight
 activate (make rollback VERSION=n): python -m scripts.models activate 1
 
 TorchServe is reached at --management-url / --inference-url (or TORCHSERVE_MANAGEMENT_URL /
-TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack."""
+TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack.
+With DEPLOY_BACKEND=kserve, redeploy rolls the version out as a KServe canary and activate
+serves it at once (yoloserve.modelserver.kserve)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,12 @@ from yoloserve.modelserver.client import (
     DEFAULT_MANAGEMENT_URL,
     TorchServeClient,
 )
-from yoloserve.modelserver.deploy import hot_swap_sync
+from yoloserve.modelserver.deployers import (
+    DeploySettings,
+    SwapOptions,
+    deployer_from_settings,
+    run_sync,
+)
 from yoloserve.modelserver.packaging import MODEL_NAME, package
 from yoloserve.modelserver.registry import Registry
 
@@ -44,15 +51,23 @@ WorkerTimeout = Annotated[float, typer.Option(help="Seconds the new worker may t
 
 
 def _swap(registry: Registry, version: str, management_url: str, inference_url: str,
-          drain_s: float, worker_timeout_s: float) -> None:
+          drain_s: float, worker_timeout_s: float, *, activate: bool = False) -> None:
+    swap = SwapOptions(management_url=management_url, inference_url=inference_url,
+                       drain_s=drain_s, worker_timeout_s=worker_timeout_s)
+    deployer = deployer_from_settings(DeploySettings(), registry, swap)
     try:
-        hot_swap_sync(management_url, inference_url, registry, version, drain_s=drain_s,
-                      worker_timeout_s=worker_timeout_s)
+        if activate:
+            run_sync(deployer.activate(version))
+            return
+        result = run_sync(deployer.deploy(version))
     except YoloServeError as exc:
         typer.echo(f"swap to version {version} failed ({exc.code}): {exc}", err=True)
         default = registry.load().default_version
         typer.echo(f"version {default} keeps serving", err=True)
         raise typer.Exit(1) from exc
+    if not result.promoted:
+        typer.echo(f"version {version} was not promoted: {result.reason}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -94,7 +109,7 @@ def activate(
 ) -> None:
     """Make VERSION the serving default again (rollback); rejected versions are refused."""
     _swap(Registry(registry_path), version, management_url, inference_url, drain_s,
-          worker_timeout_s)
+          worker_timeout_s, activate=True)
     typer.echo(f"version {version} serves now")
 
 

@@ -10,15 +10,18 @@ go, with the module that does each step:
                      predictions (boxes.iou), embeddings.embedder embeds each pair's box
                      -> data/feedback/{images,labels}/ (files, boxes.yolo_label_line)
                      -> data/prod_data.csv (feedback.store) -> [reporting] drift and quality
-    a new version    [gateway starts ``python -m yoloserve.retrain``] -> retrain.jobs (one job
-                     at a time) -> retrain.job: training.retrain_data (reference + feedback
-                     images), training.train (fine-tune, evaluate), retrain.gate
-                     -> modelserver.packaging (.mar + registry) -> modelserver.deploy (hot swap
-                     through TorchServe's management API)
+    a new version    [gateway starts ``python -m yoloserve.retrain``: retrain.launchers, a local
+                     process or a Kubernetes Job] -> retrain.jobs (one job at a time)
+                     -> retrain.job: training.retrain_data (reference + feedback images),
+                     training.train (fine-tune, evaluate), retrain.gate
+                     -> modelserver.packaging (.mar + registry) -> modelserver.deployers:
+                     modelserver.deploy (hot swap through TorchServe's management API) or
+                     modelserver.kserve (InferenceService canary, check, promote or roll back)
 
 Layers, and what each may import of this package (tests/yoloserve/test_layering.py checks it):
 
-    foundation    paths, offline, files, errors, schemas, boxes: one another, no sub-package
+    foundation    paths, offline, files, errors, schemas, boxes, kube (the Kubernetes API
+                  client): one another, no sub-package
     modelserver   the foundation
     embeddings    the foundation
     training      the foundation (nothing of modelserver)

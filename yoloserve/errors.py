@@ -32,6 +32,7 @@ Hierarchy::
     │   │   └── ModelNotReady            model_not_ready
     │   ├── ModelServerTimeout           model_server_timeout
     │   └── ModelServerBadResponse       model_server_bad_response
+    ├── KubernetesError                  kubernetes_error
     ├── EmbeddingsUnavailable            embeddings_unavailable
     └── RegistryError                    registry_error
 
@@ -271,6 +272,24 @@ class ModelServerBadResponse(ModelServerError):
 
     code = "model_server_bad_response"
     default_message = "the model server answered in an unexpected format"
+
+
+# --- the cluster (KServe rollouts, retrain Jobs) ----------------------------------------------
+
+
+class KubernetesError(YoloServeError):
+    """The Kubernetes API refused a call or could not be reached (``yoloserve.kube``).
+
+    Attributes:
+        status: The API server's status code, when it answered at all.
+    """
+
+    code = "kubernetes_error"
+    default_message = "the Kubernetes API call failed"
+
+    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # --- local artifacts ------------------------------------------------------------------------

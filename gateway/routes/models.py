@@ -18,11 +18,11 @@ from fastapi import Path as PathParam
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import RegistryDep, SettingsDep, TorchServeDep, require_admin_key
+from gateway.deps import DeployerDep, SettingsDep, require_admin_key
 from gateway.errors import error_responses
 from gateway.prediction import VERSION_PATTERN
 from yoloserve.errors import RegistryError
-from yoloserve.modelserver import deploy, registry
+from yoloserve.modelserver import registry
 from yoloserve.schemas import ModelsResponse, ModelVersionInfo
 
 router = APIRouter(tags=["models"])
@@ -70,23 +70,14 @@ async def list_models(settings: SettingsDep) -> ModelsResponse:
 )
 async def activate_version(
     version: Annotated[str, PathParam(pattern=VERSION_PATTERN, description="e.g. 2")],
-    settings: SettingsDep,
-    torchserve: TorchServeDep,
-    model_registry: RegistryDep,
+    deployer: DeployerDep,
 ) -> ModelVersionInfo:
     """Answers the version's record, now ``serving``.
 
     404 ``unknown_version``; 409 ``version_rejected`` (it failed the retrain gate) or
     ``swap_in_progress`` (another swap held the lock for ``GATEWAY_SWAP_WAIT_S``); 503 when its
-    worker does not come up (the previous version keeps serving).
+    worker does not come up (the previous version keeps serving); 502 ``kubernetes_error`` when
+    the Kubernetes API fails (``DEPLOY_BACKEND=kserve``).
     """
-    record = await deploy.activate(
-        torchserve,
-        model_registry,
-        version,
-        model_name=settings.model_name,
-        drain_s=settings.swap_drain_s,
-        worker_timeout_s=settings.swap_worker_timeout_s,
-        lock_timeout_s=settings.swap_wait_s,
-    )
+    record = await deployer.activate(version)
     return ModelVersionInfo.model_validate(record.model_dump())

@@ -17,6 +17,7 @@ from gateway.errors import error_responses
 from yoloserve.errors import RegistryError
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.jobs import reap_stale_jobs
+from yoloserve.retrain.launchers import JobLauncher
 from yoloserve.schemas import RetrainJobStatus
 
 router = APIRouter(tags=["retrain"])
@@ -24,8 +25,10 @@ router = APIRouter(tags=["retrain"])
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
-def read_job(registry: Registry, job_id: str) -> RetrainJobStatus:
-    """The contract's view of one job record.
+def read_job(
+    registry: Registry, job_id: str, launcher: JobLauncher | None = None
+) -> RetrainJobStatus:
+    """The contract's view of one job record (``launcher`` judges whether its process lives).
 
     Raises:
         UnknownJob: No such job.
@@ -33,7 +36,7 @@ def read_job(registry: Registry, job_id: str) -> RetrainJobStatus:
     """
     try:
         # A job whose process died (killed, machine restarted) reads as failed, not as running.
-        reap_stale_jobs(registry)
+        reap_stale_jobs(registry, launcher=launcher)
         data = registry.load()
     except (OSError, ValueError, ValidationError) as exc:
         raise RegistryError(f"the registry cannot be read: {exc}") from exc
@@ -44,14 +47,15 @@ def read_job(registry: Registry, job_id: str) -> RetrainJobStatus:
     "/retrain",
     status_code=202,
     response_model=RetrainJobStatus,
-    responses=error_responses(401, 403, 409, 500),
+    responses=error_responses(401, 403, 409, 500, 502),
     dependencies=[Depends(require_admin_key)],
     summary="Start a retrain job now",
 )
 async def start_retrain(retrain: RetrainDep) -> RetrainJobStatus:
     """202 with the new job's id; follow it with ``GET /retrain/{job_id}``.
 
-    409 ``retrain_already_running`` while another job is queued or running.
+    409 ``retrain_already_running`` while another job is queued or running (or a trainer Job is
+    active); 502 ``kubernetes_error`` when the trainer Job cannot be created.
     """
     job_id = await retrain.start("api")
     return RetrainJobStatus(job_id=job_id, state="queued")
@@ -66,7 +70,8 @@ async def start_retrain(retrain: RetrainDep) -> RetrainJobStatus:
 async def get_retrain(
     job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN, description="e.g. r-0007")],
     registry: RegistryDep,
+    retrain: RetrainDep,
 ) -> RetrainJobStatus:
     """``queued``, ``running``, then ``succeeded`` (the candidate serves), ``rejected`` (it did
     not beat the current model; ``reason`` says by how much) or ``failed`` (``reason``)."""
-    return await run_in_threadpool(read_job, registry, job_id)
+    return await run_in_threadpool(read_job, registry, job_id, retrain.launcher)

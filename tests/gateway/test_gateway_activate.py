@@ -1,4 +1,5 @@
-"""``POST /models/{version}/activate``: a hot swap through a scripted TorchServe management API."""
+"""``POST /models/{version}/activate``: a hot swap through a scripted TorchServe management API,
+or, with ``DEPLOY_BACKEND=kserve``, a patch of a fake cluster's InferenceService."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.config import Settings
+from gateway.embeddings import EmbeddingBackend
+from gateway.main import create_app
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error
+from tests.yoloserve.modelserver.test_kserve import ROOT as KSERVE_ROOT
+from tests.yoloserve.modelserver.test_kserve import FakeCluster
+from yoloserve.modelserver.deployers import DeploySettings
 from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain.settings import RetrainSettings
 
 CLASSES = ["circle", "square", "triangle"]
 ADMIN = {"X-API-Key": "admin-key"}
@@ -166,3 +173,46 @@ def test_activate_needs_the_admin_key(
 def test_activate_malformed_version_is_400(admin_client: TestClient) -> None:
     response = admin_client.post("/models/..%20x/activate", headers=ADMIN)
     assert_error(response, 400, "invalid_parameter")
+
+
+def _kserve_app(
+    settings: Settings, cluster: FakeCluster, loader: Callable[[], EmbeddingBackend],
+    **changes: Any,
+) -> FastAPI:
+    deploy = DeploySettings(
+        backend="kserve", kserve_namespace="ml", kserve_storage_root=KSERVE_ROOT,
+        kserve_layout_dir=None, ready_timeout_s=2.0, poll_s=0.01,
+    ).model_copy(update=changes)
+    # One fake network: the lifespan's transport reaches the Kubernetes API too.
+    return create_app(settings, transport=httpx.MockTransport(cluster),
+                      embedder_loader=loader,
+                      retrain_settings=RetrainSettings(), deploy_settings=deploy)
+
+
+def test_with_kserve_activate_moves_the_inference_service(
+    settings: Settings, registry: Registry, monkeypatch: pytest.MonkeyPatch,
+    fake_embedder_loader: Callable[[], EmbeddingBackend],
+) -> None:
+    monkeypatch.setenv("KUBE_API_URL", "http://kube.test")
+    cluster = FakeCluster(f"{KSERVE_ROOT}/v1")
+    with TestClient(_kserve_app(settings, cluster, fake_embedder_loader)) as client:
+        response = client.post("/models/2/activate")
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "serving"
+        again = client.post("/models/2/activate")  # already serving: no patch
+        assert again.status_code == 200
+    assert cluster.serving_uri() == f"{KSERVE_ROOT}/v2"
+    assert len(cluster.patches) == 1
+    assert registry.load().default_version == "2"
+
+
+def test_with_kserve_an_api_failure_is_502(
+    settings: Settings, registry: Registry, monkeypatch: pytest.MonkeyPatch,
+    fake_embedder_loader: Callable[[], EmbeddingBackend],
+) -> None:
+    monkeypatch.setenv("KUBE_API_URL", "http://kube.test")
+    cluster = FakeCluster(f"{KSERVE_ROOT}/v1")
+    with TestClient(_kserve_app(settings, cluster, fake_embedder_loader,
+                                       kserve_name="absent")) as client:
+        assert_error(client.post("/models/2/activate"), 502, "kubernetes_error")
+    assert registry.load().default_version == "1"

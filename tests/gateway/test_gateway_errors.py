@@ -41,6 +41,7 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (e.UnsupportedImageFormat(), 415, "unsupported_image_format"),
         (e.ModelServerBadResponse(), 502, "model_server_bad_response"),
         (e.ModelServerError(), 502, "model_server_error"),
+        (e.KubernetesError("PATCH ...: 422 invalid", status=422), 502, "kubernetes_error"),
         (e.ModelServerUnavailable(), 503, "model_server_unavailable"),
         (e.ModelNotReady(), 503, "model_not_ready"),
         (e.EmbeddingsUnavailable(), 503, "embeddings_unavailable"),
@@ -98,6 +99,7 @@ def test_every_domain_error_class_is_covered() -> None:
         "VersionRejected",
         "SwapInProgress",
         "PackagingError",
+        "KubernetesError",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
     assert {c.__name__ for c in subclasses(e.YoloServeError)} - abstract == tested

@@ -40,7 +40,8 @@ class FakeStarter:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
-        self, settings: RetrainSettings, *, trigger: str, registry: Registry | None = None
+        self, settings: RetrainSettings, *, trigger: str, registry: Registry | None = None,
+        launcher: object = None,
     ) -> str:
         with self.lock:
             self.calls.append({"settings": settings, "trigger": trigger, "registry": registry})

@@ -126,6 +126,10 @@ def test_every_subpackage_has_rules_and_says_them() -> None:
         ("modelserver/x.py", "import gateway.config\n", True),
         ("modelserver/x.py", "from scripts import train\n", True),
         ("modelserver/x.py", "import numpy, httpx\n", False),
+        # The Kubernetes client is foundation: the deployer and the Job launcher share it.
+        ("modelserver/x.py", "from yoloserve.kube import AsyncKubeClient\n", False),
+        ("retrain/x.py", "from yoloserve.kube import KubeClient\n", False),
+        ("x.py", "from yoloserve.modelserver.kserve import KServeDeployer\n", True),
     ],
 )
 def test_the_checker_sees_a_broken_rule(where: str, source: str, broken: bool) -> None:

@@ -75,7 +75,12 @@ def swap_lock_path(registry: Registry) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def _swap_lock(registry: Registry, timeout: float) -> AsyncIterator[None]:
+async def swap_lock(registry: Registry, timeout: float) -> AsyncIterator[None]:
+    """Hold ``.swap.lock`` (every deployer's swaps of this registry's model), or raise.
+
+    Raises:
+        SwapInProgress: another swap held it for ``timeout`` seconds.
+    """
     registry.path.parent.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(str(swap_lock_path(registry)), thread_local=False)
     # Non-blocking attempts from the event loop, not a blocking acquire in a thread: a cancelled
@@ -180,7 +185,7 @@ async def hot_swap(
     if record.status == "rejected":
         raise VersionRejected(f"version {version} was rejected by the retrain gate")
     lock_timeout = 2 * worker_timeout_s + drain_s if lock_timeout_s is None else lock_timeout_s
-    async with _swap_lock(registry, lock_timeout):
+    async with swap_lock(registry, lock_timeout):
         await _swap_locked(client, registry, record, model_name, drain_s, worker_timeout_s)
 
 
@@ -316,6 +321,11 @@ def activate_sync(
     return registry.get(version)
 
 
+def swap_timeout(worker_timeout_s: float) -> httpx.Timeout:
+    """HTTP timeouts of a client that swaps: register answers only once the worker loaded."""
+    return httpx.Timeout(worker_timeout_s + 30.0, connect=5.0)
+
+
 async def _hot_swap_with_client(
     management_url: str,
     inference_url: str,
@@ -324,8 +334,7 @@ async def _hot_swap_with_client(
     transport: httpx.AsyncBaseTransport | None,
     **kw: Any,
 ) -> None:
-    # Registering with synchronous=true answers only once the worker loaded: a long read timeout.
-    timeout = httpx.Timeout(float(kw.get("worker_timeout_s", 180.0)) + 30.0, connect=5.0)
+    timeout = swap_timeout(float(kw.get("worker_timeout_s", 180.0)))
     model_name = str(kw.get("model_name", MODEL_NAME))
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
         client = TorchServeClient(http, inference_url, management_url, model_name)

@@ -2,7 +2,8 @@
 
 Owns the job's settings (``settings``, ``RETRAIN_*``), the promotion gate (``gate``), training
 under a deadline in a killable child (``deadline``), the job's steps (``job``), the one-job lock
-and process handling the gateway uses (``jobs``), and the job's own entry point
+and stale jobs the gateway uses (``jobs``), where a job runs (``launchers``, ``RETRAIN_LAUNCHER``:
+a detached local process or a Kubernetes Job), and the job's own entry point
 (``python -m yoloserve.retrain``, ``__main__``): the gateway starts a job as a process, and
 imports ``jobs`` and ``settings`` without torch or Ultralytics (imported inside the training
 functions only).

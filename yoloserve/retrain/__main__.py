@@ -20,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from yoloserve.errors import RetrainAlreadyRunning, UnknownJob
+from yoloserve.errors import KubernetesError, RetrainAlreadyRunning, UnknownJob
 from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.jobs import (
     reap_stale_jobs,
@@ -28,6 +28,7 @@ from yoloserve.retrain.jobs import (
     run_job_process,
     start_job_process,
 )
+from yoloserve.retrain.launchers import job_name, launcher_from_settings
 from yoloserve.retrain.settings import RetrainSettings, job_log
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
@@ -97,8 +98,14 @@ def start(epochs: Epochs = None, deploy: Deploy = None) -> None:
     except RetrainAlreadyRunning as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    except KubernetesError as exc:
+        typer.echo(f"the trainer Job could not be started: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(job_id)
-    typer.echo(f"log: {job_log(settings, job_id)}", err=True)
+    if settings.launcher == "kubernetes":
+        typer.echo(f"log: kubectl logs job/{job_name(job_id)}", err=True)
+    else:
+        typer.echo(f"log: {job_log(settings, job_id)}", err=True)
 
 
 @app.command()
@@ -106,8 +113,9 @@ def status(
     job_id: Annotated[str | None, typer.Argument(help="A job id; none: every job.")] = None,
 ) -> None:
     """Show a job (JSON) or every job (one line each); stale jobs are marked failed first."""
-    registry = Registry(RetrainSettings().registry_path)
-    reap_stale_jobs(registry)
+    settings = RetrainSettings()
+    registry = Registry(settings.registry_path)
+    reap_stale_jobs(registry, launcher=launcher_from_settings(settings))
     if job_id is not None:
         try:
             _show(registry.get_job(job_id))

@@ -6,12 +6,14 @@ One job, start to end (``run_job``)::
                        --> fine-tune from the default version's weights     } one forked child,
                        --> evaluate candidate and current on the same eval  } killed at timeout_s
                        --> gate: candidate.map50 >= current.map50 - tolerance
-                             yes: package as version N (parent = current) --> hot swap --> succeeded
+                             yes: package as version N (parent = current) --> deploy --> succeeded
                              no:  package as version N, status rejected            --> rejected
     any exception (or the deadline) -------------------------------------------------> failed
 
 Failure rules: nothing is promoted unless every step before the swap worked; the serving version
-keeps serving whatever happens (the swap itself rolls back, see ``yoloserve.modelserver.deploy``);
+keeps serving whatever happens (the swap itself rolls back, see ``yoloserve.modelserver.deploy``;
+on KServe a canary that fails its checks is rolled back and the job ends failed, see
+``yoloserve.modelserver.kserve``);
 the job record always ends in a final state with a reason, and the registry is only ever changed by
 its own atomic writes.
 
@@ -32,7 +34,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from yoloserve.modelserver.deploy import hot_swap_sync
+from yoloserve.modelserver.deployers import (
+    DeployResult,
+    DeploySettings,
+    SwapOptions,
+    deployer_from_settings,
+    run_sync,
+)
 from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract_weights, package
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain.deadline import JobTimedOut, RetrainFailed, run_with_deadline
@@ -175,17 +183,26 @@ def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: f
                        f"{decision.reason}; packaged as v{record.version}, not deployed "
                        "(RETRAIN_DEPLOY=false)")
     try:
-        hot_swap_sync(
-            settings.management_url, settings.inference_url, registry, record.version,
-            model_name=settings.model_name, drain_s=settings.drain_s,
-            worker_timeout_s=settings.worker_timeout_s,
-        )
+        result = _deploy(settings, registry, record.version)
     except Exception as exc:
         raise RetrainFailed(
             f"{decision.reason}; packaged as v{record.version}, but the hot swap failed "
             f"({type(exc).__name__}: {exc}); v{parent.version} keeps serving"
         ) from exc
-    logger.info("job %s: v%s serves now", job_id, record.version)
+    if not result.promoted:
+        raise RetrainFailed(
+            f"{decision.reason}; packaged as v{record.version}, not promoted: {result.reason}"
+        )
+    logger.info("job %s: v%s serves now (%s)", job_id, record.version, result.reason)
     return finish(registry, job_id, "succeeded", f"{decision.reason}; v{record.version} serves")
 
 
+def _deploy(settings: RetrainSettings, registry: Registry, version: str) -> DeployResult:
+    """Roll the promoted candidate out with the deployer ``DEPLOY_BACKEND`` names."""
+    swap = SwapOptions(
+        management_url=settings.management_url, inference_url=settings.inference_url,
+        model_name=settings.model_name, drain_s=settings.drain_s,
+        worker_timeout_s=settings.worker_timeout_s,
+    )
+    deployer = deployer_from_settings(DeploySettings(), registry, swap)
+    return run_sync(deployer.deploy(version))

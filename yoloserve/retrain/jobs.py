@@ -1,11 +1,15 @@
-"""One retrain job at a time, across processes: the lock, the detached job process, stale jobs.
+"""One retrain job at a time, across processes: the lock, starting the job, stale jobs.
 
 ``start_job_process`` takes ``<run_dir>/retrain.lock`` (non-blocking; held means
-``RetrainAlreadyRunning``), records the job as ``queued`` and spawns
-``python -m yoloserve.retrain run --job-id ID`` detached, with the child's pid in the record. The
-child takes the same lock for its whole life (``run_job_process``), so the lock is held exactly
-while a job process lives, whoever started it and even if the gateway restarts. A job whose
-process died without finishing is marked failed by ``reap_stale_jobs`` on the next check.
+``RetrainAlreadyRunning``), records the job as ``queued`` and has the launcher
+(``yoloserve.retrain.launchers``, ``RETRAIN_LAUNCHER``) start ``python -m yoloserve.retrain run
+--job-id ID``: a detached local process (its pid recorded) or a Kubernetes Job. The child takes
+the same lock for its whole life (``run_job_process``), so with local processes the lock is held
+exactly while a job process lives, whoever started it and even if the gateway restarts. A
+Kubernetes Job runs in its own pod, so there the launcher also reports any unfinished trainer Job,
+and that refuses a start as well. A job whose process or Job died without finishing is marked
+failed by ``reap_stale_jobs`` on the next check. The rules live here; launchers only start jobs
+and say whether they live.
 """
 
 from __future__ import annotations
@@ -13,69 +17,65 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 
 import filelock
-import psutil
 
-from yoloserve import paths
-from yoloserve.errors import RetrainAlreadyRunning
+from yoloserve.errors import KubernetesError, RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain.job import finish, run_job
-from yoloserve.retrain.settings import RetrainSettings, job_log, lock_path
+from yoloserve.retrain.launchers import (
+    JobLauncher,
+    Liveness,
+    ProcessLauncher,
+    launcher_from_settings,
+)
+from yoloserve.retrain.settings import RetrainSettings, lock_path
 
 logger = logging.getLogger("yoloserve.retrain")
 
 ACTIVE_STATES = ("queued", "running")
 
 
-def job_process_alive(pid: int | None, job_id: str) -> bool:
-    """Whether ``pid`` is still the process running ``job_id`` (not a zombie, not a reused pid)."""
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        cmdline = " ".join(proc.cmdline())
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True  # someone else's process we cannot inspect: assume it is the job
-    return job_id in cmdline or "yoloserve.retrain" in cmdline
-
-
-def reap_stale_jobs(registry: Registry, *, queued_grace_s: float = 60.0) -> list[str]:
+def reap_stale_jobs(
+    registry: Registry, *, queued_grace_s: float = 60.0, launcher: JobLauncher | None = None
+) -> list[str]:
     """Mark ``queued``/``running`` jobs whose process is gone as ``failed``; returns their ids.
 
-    A queued job without a pid is being started by someone holding the lock; it is only reaped
-    after ``queued_grace_s`` (pass 0 while holding the retrain lock yourself).
+    A queued job whose process is not started yet is being started by someone holding the lock;
+    it is only reaped after ``queued_grace_s`` (pass 0 while holding the retrain lock yourself).
+    ``launcher`` says whether each job's process lives (a local process when None).
     """
-    def stale(job: RetrainJob, now: datetime) -> bool:
-        if job.state not in ACTIVE_STATES:
-            return False
-        if job.pid is None:
-            since = job.created_at or job.started_at
-            return since is None or (now - since).total_seconds() >= queued_grace_s
-        return not job_process_alive(job.pid, job.job_id)
+    launcher = launcher or ProcessLauncher()
+    active = [j for j in registry.load().jobs if j.state in ACTIVE_STATES]
+    if not active:
+        return []  # the common case: no call, no write
+    seen = launcher.liveness(active)
 
-    if not any(stale(j, utcnow()) for j in registry.load().jobs):
-        return []  # the common case: no write at all
+    def stale(job: RetrainJob, now: datetime) -> str | None:
+        verdict = seen.get(job.job_id, Liveness("alive"))
+        if verdict.state == "alive":
+            return None
+        if verdict.state == "unstarted":
+            since = job.created_at or job.started_at
+            if since is not None and (now - since).total_seconds() < queued_grace_s:
+                return None
+        return verdict.reason
+
+    judged = {j.job_id: (j.state, j.pid) for j in active if stale(j, utcnow())}
+    if not judged:
+        return []
     reaped: list[str] = []
-    with registry.update() as data:  # re-checked under the lock: a job may have just finished
+    with registry.update() as data:
         now = utcnow()
         for job in data.jobs:
-            if stale(job, now):
+            # Re-checked under the lock: a job that finished or moved on meanwhile is not stale.
+            reason = stale(job, now) if judged.get(job.job_id) == (job.state, job.pid) else None
+            if reason:
                 job.state = "failed"
                 job.finished_at = now
-                job.reason = (f"the job process (pid {job.pid}) ended without finishing"
-                              if job.pid else "the job process was never started")
+                job.reason = reason
                 reaped.append(job.job_id)
     for job_id in reaped:
         logger.warning("retrain job %s was stale: marked failed", job_id)
@@ -86,9 +86,9 @@ def _first_active(registry: Registry) -> RetrainJob | None:
     return next((j for j in registry.load().jobs if j.state in ACTIVE_STATES), None)
 
 
-def active_job(registry: Registry) -> RetrainJob | None:
+def active_job(registry: Registry, launcher: JobLauncher | None = None) -> RetrainJob | None:
     """The queued or running job, after reaping stale ones; ``None`` when idle."""
-    reap_stale_jobs(registry)
+    reap_stale_jobs(registry, launcher=launcher)
     return _first_active(registry)
 
 
@@ -99,11 +99,15 @@ def _lock(settings: RetrainSettings) -> filelock.FileLock:
 
 
 @contextlib.contextmanager
-def _exclusive(settings: RetrainSettings, registry: Registry) -> Iterator[None]:
+def _exclusive(
+    settings: RetrainSettings, registry: Registry, launcher: JobLauncher
+) -> Iterator[None]:
     """Hold the retrain lock (without waiting) with no other job active, or raise.
 
     Raises:
-        RetrainAlreadyRunning: a job process holds the lock, or a queued job has not taken it yet.
+        RetrainAlreadyRunning: a job process holds the lock, a queued job has not taken it yet,
+            or the launcher sees a job running (an unfinished trainer Job).
+        KubernetesError: the launcher could not tell (the Kubernetes API failed).
     """
     lock = _lock(settings)
     try:
@@ -114,49 +118,46 @@ def _exclusive(settings: RetrainSettings, registry: Registry) -> Iterator[None]:
         raise RetrainAlreadyRunning(what) from exc
     try:
         # Holding the lock, nobody is between recording a job and starting its process.
-        reap_stale_jobs(registry, queued_grace_s=0)
+        reap_stale_jobs(registry, queued_grace_s=0, launcher=launcher)
         active = _first_active(registry)
         if active is not None:  # started, its process has not taken the lock yet
             raise RetrainAlreadyRunning(f"retrain job {active.job_id} is {active.state}")
+        elsewhere = launcher.running_elsewhere()
+        if elsewhere is not None:  # one at a time, even if the registry says otherwise
+            raise RetrainAlreadyRunning(elsewhere)
         yield
     finally:
         lock.release()
 
 
 def start_job_process(
-    settings: RetrainSettings, *, trigger: str, registry: Registry | None = None
+    settings: RetrainSettings,
+    *,
+    trigger: str,
+    registry: Registry | None = None,
+    launcher: JobLauncher | None = None,
 ) -> str:
     """Record a queued job and start ``python -m yoloserve.retrain run`` for it, detached.
 
-    Returns the job id at once; the job runs in its own session and survives this process.
+    Returns the job id at once; the job runs in its own session (or pod) and survives this
+    process. ``launcher``: where it runs; ``RETRAIN_LAUNCHER`` (``settings.launcher``) when None.
 
     Raises:
-        RetrainAlreadyRunning: a job process holds the lock, or a queued job's process is alive.
-        OSError: the process could not be started (the job is then recorded as failed).
+        RetrainAlreadyRunning: a job process holds the lock, a queued job's process is alive, or
+            a trainer Job is active.
+        OSError, KubernetesError: the job could not be started (it is then recorded as failed).
     """
     registry = registry or Registry(settings.registry_path)
-    with _exclusive(settings, registry):
+    launcher = launcher or launcher_from_settings(settings)
+    with _exclusive(settings, registry, launcher):
         job = registry.record_job(state="queued", created_at=utcnow(), trigger=trigger)
-        log = job_log(settings, job.job_id)
-        log.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with log.open("ab") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "yoloserve.retrain", "run", "--job-id", job.job_id],
-                    cwd=paths.ROOT,
-                    env=settings.child_environment(registry.path),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # outlives a gateway restart; killable as a group
-                )
-        except OSError as exc:
+            fields = launcher.start(job.job_id, settings, registry)
+        except (OSError, KubernetesError) as exc:
             finish(registry, job.job_id, "failed", f"could not start the job process: {exc}")
             raise
-        registry.update_job(job.job_id, pid=proc.pid)
-        # Reap it when it ends, so a long-lived starter (the gateway) collects no zombies.
-        threading.Thread(target=proc.wait, name=f"reap-{job.job_id}", daemon=True).start()
-        logger.info("retrain job %s started (pid %s, log %s)", job.job_id, proc.pid, log)
+        if fields:
+            registry.update_job(job.job_id, **fields)
         return job.job_id
 
 
@@ -169,7 +170,7 @@ def run_foreground(
         RetrainAlreadyRunning: another job holds the lock or is starting.
     """
     registry = registry or Registry(settings.registry_path)
-    with _exclusive(settings, registry):
+    with _exclusive(settings, registry, launcher_from_settings(settings)):
         job = registry.record_job(state="queued", created_at=utcnow(), trigger=trigger,
                                   pid=os.getpid())
         return run_job(job.job_id, settings, registry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,14 @@ class RetrainSettings(BaseSettings):
     registry_path: Path = paths.REGISTRY_FILE
     store_dir: Path = paths.STORE_DIR
     run_dir: Path = Field(default=paths.RUN_DIR, description="Lock, job folders and logs")
+    launcher: Literal["process", "kubernetes"] = Field(
+        default="process", description="process: a detached local process; kubernetes: a Job"
+    )
+    k8s_namespace: str | None = Field(default=None, description="None: the pod's namespace")
+    k8s_job_template: str = Field(
+        default="yoloserve-trainer-job", description="ConfigMap whose job.yaml is the Job"
+    )
+    k8s_image: str | None = Field(default=None, description="Trainer image; None: the template's")
 
     def child_environment(self, registry_path: Path | None = None) -> dict[str, str]:
         """This process's environment plus every setting as ``RETRAIN_*``, for the job process."""

@@ -1,0 +1,292 @@
+"""The rendered overlays: every object valid against the Kubernetes schemas (strict, a fixed
+version), the InferenceService against KServe's models, and the rules we hold ourselves to."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.kustomize import KUSTOMIZE_DIR, OVERLAYS, SECRET_VALUES
+
+# The oldest Kubernetes the manifests target (KServe 0.15+ needs 1.30+; bundled by
+# kubernetes-validate 1.37, whose strict schemas reject unknown fields).
+KUBERNETES_VERSION = "1.32.0"
+ISVC_SCHEMA = KUSTOMIZE_DIR / "schema" / "inferenceservice-v1beta1.schema.json"
+ISVC_API = "serving.kserve.io/v1beta1"
+JOB_TEMPLATE = "yoloserve-trainer-job"
+CONTROLLER_LABELS = {"gateway", "yoloserve-trainer"}  # the launcher labels its Jobs so
+IMAGES = {"gateway", "webapp", "reporting", "serving", "trainer"}
+
+Doc = dict[str, Any]
+
+
+def find(docs: list[Doc], kind: str, name: str | None = None) -> list[Doc]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def job_template(docs: list[Doc]) -> Doc:
+    (config_map,) = find(docs, "ConfigMap", JOB_TEMPLATE)
+    return yaml.safe_load(config_map["data"]["job.yaml"])
+
+
+def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
+    """Every pod spec an overlay runs: its Deployments' and the trainer Job template's."""
+    specs = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in find(docs, "Deployment")}
+    specs["trainer-job"] = job_template(docs)["spec"]["template"]["spec"]
+    return specs
+
+
+def containers(docs: list[Doc]) -> dict[str, Doc]:
+    out = {
+        f"{owner}/{c['name']}": c
+        for owner, spec in pod_specs(docs).items()
+        for c in spec.get("initContainers", []) + spec["containers"]
+    }
+    for isvc in find(docs, "InferenceService"):
+        out[f"isvc/{isvc['metadata']['name']}"] = isvc["spec"]["predictor"]["model"]
+    return out
+
+
+def env(container: Doc) -> dict[str, Doc]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def gateway(docs: list[Doc]) -> Doc:
+    (deployment,) = find(docs, "Deployment", "yoloserve-gateway")
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_is_valid_kubernetes(rendered: dict[str, list[Doc]], overlay: str) -> None:
+    docs = rendered[overlay] + [job_template(rendered[overlay])]
+    checked = 0
+    for doc in docs:
+        if doc["apiVersion"] == ISVC_API:
+            continue  # a CRD: kubernetes-validate has no schema for it (checked below)
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        checked += 1
+    assert checked >= 15
+
+
+def test_inferenceservice_matches_kserve_models(rendered: dict[str, list[Doc]]) -> None:
+    schema = json.loads(ISVC_SCHEMA.read_text())
+    assert schema["x-kserve-sdk-version"].startswith("0.21.")
+    (isvc,) = find(rendered["prod"], "InferenceService")
+    jsonschema.Draft202012Validator(schema).validate(isvc)
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"]["modelFormat"]["name"] == "pytorch"
+    assert predictor["model"]["protocolVersion"] == "v1"
+    assert predictor["model"]["storageUri"] == "pvc://yoloserve-models/kserve/yolo"
+    assert {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"} <= predictor.keys()
+
+
+def test_the_schema_refuses_what_kserve_would_not_read(rendered: dict[str, list[Doc]]) -> None:
+    validator = jsonschema.Draft202012Validator(json.loads(ISVC_SCHEMA.read_text()))
+    (isvc,) = find(rendered["prod"], "InferenceService")
+    typo = json.loads(json.dumps(isvc))
+    typo["spec"]["predictor"]["minReplica"] = 1
+    no_format = json.loads(json.dumps(isvc))
+    del no_format["spec"]["predictor"]["model"]["modelFormat"]
+    wrong_type = json.loads(json.dumps(isvc))
+    wrong_type["spec"]["predictor"]["maxReplicas"] = "four"
+    for bad in (typo, no_format, wrong_type):
+        assert not validator.is_valid(bad)
+
+
+def test_prod_serves_with_kserve_and_dev_with_torchserve(rendered: dict[str, list[Doc]]) -> None:
+    assert find(rendered["prod"], "InferenceService")
+    assert not find(rendered["prod"], "Deployment", "yoloserve-serving")
+    assert not find(rendered["dev"], "InferenceService")
+    assert find(rendered["dev"], "Deployment", "yoloserve-serving")
+    assert env(gateway(rendered["prod"]))["DEPLOY_BACKEND"]["value"] == "kserve"
+    assert env(gateway(rendered["dev"]))["DEPLOY_BACKEND"]["value"] == "torchserve"
+    assert "yolo-predictor" in env(gateway(rendered["prod"]))["GATEWAY_TORCHSERVE_INFERENCE_URL"][
+        "value"
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_value_in_plain_text(
+    rendered_text: dict[str, str], rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    for value in SECRET_VALUES.values():
+        assert value not in rendered_text[overlay]
+    (secret,) = find(rendered[overlay], "Secret")
+    assert secret["metadata"]["name"].startswith("yoloserve-api-keys-")  # generated, hashed
+    assert "stringData" not in secret
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded == SECRET_VALUES
+    for name, container in containers(rendered[overlay]).items():
+        for item in container.get("env", []):
+            if "KEY" in item["name"]:
+                ref = item["valueFrom"]["secretKeyRef"]
+                assert ref["name"] == secret["metadata"]["name"], name
+    for config_map in find(rendered[overlay], "ConfigMap"):
+        assert "KEY" not in json.dumps(config_map), config_map["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_requests_and_limits(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    found = containers(rendered[overlay])
+    assert len(found) >= 6
+    for name, container in found.items():
+        resources = container["resources"]
+        for part in ("requests", "limits"):
+            assert {"cpu", "memory"} <= resources[part].keys(), f"{name}: {part}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes(rendered: dict[str, list[Doc]], overlay: str) -> None:
+    found = containers(rendered[overlay])
+    expected = {
+        "yoloserve-gateway/gateway": ("/ready", "/health"),
+        "yoloserve-webapp/webapp": ("/_stcore/health", "/_stcore/health"),
+        "yoloserve-evidently/evidently": ("/api/projects", "/api/projects"),
+    }
+    for name, (ready, live) in expected.items():
+        assert found[name]["readinessProbe"]["httpGet"]["path"] == ready
+        assert found[name]["livenessProbe"]["httpGet"]["path"] == live
+
+
+def _admits(rule: Doc, port: int) -> bool:
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") == port for p in ports)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_management_port_admits_only_gateway_and_trainer(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    (policy,) = find(rendered[overlay], "NetworkPolicy", "yoloserve-serving")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    management = [r for r in policy["spec"]["ingress"] if _admits(r, 8086)]
+    assert management
+    for rule in management:
+        for peer in rule["from"]:
+            assert set(peer) == {"podSelector"}, peer  # no namespace, no ipBlock
+            labels = peer["podSelector"]["matchLabels"]
+            assert set(labels) == {"app.kubernetes.io/name"}
+            assert labels["app.kubernetes.io/name"] in CONTROLLER_LABELS
+    # The policy selects the pods that serve the model in this overlay.
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    if overlay == "dev":
+        (serving,) = find(rendered["dev"], "Deployment", "yoloserve-serving")
+        labels = serving["spec"]["template"]["metadata"]["labels"]
+        inference = [r for r in policy["spec"]["ingress"] if _admits(r, 8085)]
+        assert [p["podSelector"]["matchLabels"] for r in inference for p in r["from"]] == [
+            {"app.kubernetes.io/name": "gateway"}
+        ]
+    else:
+        (isvc,) = find(rendered["prod"], "InferenceService")
+        labels = isvc["spec"]["predictor"]["labels"]
+    assert selector.items() <= labels.items()
+    # The pods allowed in carry those labels.
+    assert gateway_labels(rendered[overlay]) == "gateway"
+    assert job_template(rendered[overlay])["spec"]["template"]["metadata"]["labels"][
+        "app.kubernetes.io/name"
+    ] == "yoloserve-trainer"
+
+
+def gateway_labels(docs: list[Doc]) -> str:
+    (deployment,) = find(docs, "Deployment", "yoloserve-gateway")
+    return str(deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"])
+
+
+def test_role_allows_exactly_what_the_deployer_and_launcher_need(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    for overlay in OVERLAYS:
+        (role,) = find(rendered[overlay], "Role", "yoloserve-controller")
+        rules = {
+            (group, resource, tuple(rule.get("resourceNames", ()))): sorted(rule["verbs"])
+            for rule in role["rules"]
+            for group in rule["apiGroups"]
+            for resource in rule["resources"]
+        }
+        assert rules == {
+            ("batch", "jobs", ()): ["create", "delete", "get", "list", "watch"],
+            ("serving.kserve.io", "inferenceservices", ()): ["get", "patch"],
+            ("", "configmaps", (JOB_TEMPLATE,)): ["get"],
+        }
+        (binding,) = find(rendered[overlay], "RoleBinding")
+        assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [
+            ("ServiceAccount", "yoloserve-controller")
+        ]
+        specs = pod_specs(rendered[overlay])
+        assert specs["yoloserve-gateway"]["serviceAccountName"] == "yoloserve-controller"
+        assert specs["trainer-job"]["serviceAccountName"] == "yoloserve-controller"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_settings_and_trainer_image(rendered: dict[str, list[Doc]], overlay: str) -> None:
+    docs = rendered[overlay]
+    variables = env(gateway(docs))
+    kustomization = yaml.safe_load(
+        (KUSTOMIZE_DIR / "overlays" / overlay / "kustomization.yaml").read_text()
+    )
+    tags = {i["name"]: i["newTag"] for i in kustomization["images"]}
+    assert set(tags) == {f"yoloserve/{name}" for name in IMAGES}
+    for name in (
+        "GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_TORCHSERVE_INFERENCE_URL",
+        "GATEWAY_TORCHSERVE_MANAGEMENT_URL", "DEPLOY_KSERVE_NAMESPACE", "DEPLOY_CANARY_PERCENT",
+        "RETRAIN_K8S_NAMESPACE",
+    ):
+        assert name in variables
+    assert variables["YOLOSERVE_MODELS_DIR"]["value"] == "/models"
+    assert variables["YOLOSERVE_DATA_DIR"]["value"] == "/data"
+    assert variables["RETRAIN_LAUNCHER"]["value"] == "kubernetes"
+    assert variables["DEPLOY_KSERVE_NAME"]["value"] == "yolo"
+    assert variables["RETRAIN_K8S_JOB_TEMPLATE"]["value"] == JOB_TEMPLATE
+    # The launcher sets the Job's image from this setting: it must be the overlay's trainer tag.
+    trainer = f"yoloserve/trainer:{tags['yoloserve/trainer']}"
+    assert variables["RETRAIN_K8S_IMAGE"]["value"] == trainer
+    for name, container in containers(docs).items():
+        if "image" in container and not name.startswith("trainer-job"):
+            repo, _, tag = container["image"].partition(":")
+            assert tags[repo] == tag, name
+    assert job_template(docs)["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "yoloserve/trainer"
+    )
+
+
+def test_prod_trainer_asks_for_a_gpu_node(rendered: dict[str, list[Doc]]) -> None:
+    spec = job_template(rendered["prod"])["spec"]["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["nodeSelector"] and spec["tolerations"]
+    assert "nvidia.com/gpu" not in json.dumps(job_template(rendered["dev"]))
+    # The variant changes what it must and keeps the rest of the base template.
+    base, prod = job_template(rendered["dev"]), job_template(rendered["prod"])
+    assert {k: v for k, v in base.items() if k != "spec"} == {
+        k: v for k, v in prod.items() if k != "spec"
+    }
+    assert env(spec["containers"][0])["DEPLOY_BACKEND"]["value"] == "kserve"
+
+
+@pytest.mark.parametrize(("overlay", "mode"), [("dev", "ReadWriteOnce"), ("prod", "ReadWriteMany")])
+def test_volumes(rendered: dict[str, list[Doc]], overlay: str, mode: str) -> None:
+    claims = {c["metadata"]["name"]: c for c in find(rendered[overlay], "PersistentVolumeClaim")}
+    assert set(claims) == {"yoloserve-models", "yoloserve-data"}
+    assert all(c["spec"]["accessModes"] == [mode] for c in claims.values())
+
+
+def test_secrets_files_are_ignored_and_examples_ship() -> None:
+    ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text()
+    assert "deploy/kubernetes/overlays/*/secrets.env" in ignored
+    assert "deploy/kubernetes/rendered/" in ignored
+    for overlay in OVERLAYS:
+        example = KUSTOMIZE_DIR / "overlays" / overlay / "secrets.env.example"
+        assert set(SECRET_VALUES) == {
+            line.split("=", 1)[0] for line in example.read_text().splitlines()
+            if line and not line.startswith("#")
+        }
