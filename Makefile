@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,dev]"
-	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor"
+	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,k8s,dev]"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate"
 	touch $@
 
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
