@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     torchserve_inference_url: str = DEFAULT_INFERENCE_URL
     torchserve_management_url: str = DEFAULT_MANAGEMENT_URL
     model_name: str = MODEL_NAME
+    readiness: Literal["management", "ping"] = Field(
+        default="management",
+        description=(
+            "How /ready judges the model server: 'management' = the default model has a READY "
+            "worker (TorchServe's management API); 'ping' = TorchServe's /ping answers Healthy "
+            "(it reports Healthy only once every model has its minimum workers), for KServe, "
+            "where the management API stays inside the predictor pod"
+        ),
+    )
 
     connect_timeout_s: float = Field(default=2.0, gt=0, description="Connecting to TorchServe")
     predict_timeout_s: float = Field(default=30.0, gt=0, description="Whole TorchServe call")

@@ -154,7 +154,10 @@ class ReadyResponse(_Response):
 
     status: Literal["ready"] = "ready"
     model: ModelRef
-    live_workers: int = Field(ge=1)
+    live_workers: int | None = Field(
+        default=None, ge=1, description="None when the model server's workers cannot be seen "
+        "(GATEWAY_READINESS=ping, e.g. on KServe)"
+    )
 
 
 # --- feedback and retraining ------------------------------------------------------------------

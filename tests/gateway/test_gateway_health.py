@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import httpx
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error
+from yoloserve.modelserver.registry import Registry
 
 
 def _refused(request: httpx.Request) -> httpx.Response:
@@ -77,3 +82,37 @@ def test_not_ready_when_the_model_is_not_registered(
         404, json={"code": 404, "type": "ModelNotFoundException", "message": "Model not found"}
     )
     assert "not registered" in assert_error(client.get("/ready"), 503, "model_not_ready")["message"]
+
+
+def _registry_with_default(path: Path) -> str:
+    registry = Registry(path)
+    for n in (1, 2):
+        record = registry.add_version(sha256=f"{n:02d}" * 32, mar=f"yolo_v{n}.mar",
+                                      classes=["circle"])
+    registry.set_default(record.version)
+    return record.version
+
+
+def test_ready_by_ping_asks_no_management_api(
+    build_app: Callable[..., FastAPI], fake_ts: FakeTorchServe, tmp_path: Path
+) -> None:
+    # On KServe the management API stays inside the predictor pod: /ping and the registry only.
+    fake_ts.management = _refused
+    default = _registry_with_default(tmp_path / "reg.json")
+    with TestClient(build_app(readiness="ping", registry_path=tmp_path / "reg.json")) as client:
+        response = client.get("/ready")
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "ready", "model": {"name": "yolo", "version": default}, "live_workers": None,
+    }
+    assert [r.url.path for r in fake_ts.requests] == ["/ping"]
+
+
+def test_ready_by_ping_needs_a_healthy_ping_and_a_default_version(
+    build_app: Callable[..., FastAPI], fake_ts: FakeTorchServe, tmp_path: Path
+) -> None:
+    with TestClient(build_app(readiness="ping", registry_path=tmp_path / "none.json")) as client:
+        error = assert_error(client.get("/ready"), 503, "model_not_ready")
+        assert "no default version" in error["message"]
+        fake_ts.ping = lambda request: httpx.Response(200, json={"status": "Partial Healthy"})
+        assert_error(client.get("/ready"), 503, "model_server_unavailable")
