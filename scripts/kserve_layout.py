@@ -1,4 +1,4 @@
-"""Write the storage layout KServe's TorchServe runtime serves from our registry:
+"""Write the storage layout our KServe runtime (yoloserve-torchserve) serves from our registry:
 DIR/config/config.properties (model_snapshot naming the default version) + DIR/model-store/*.mar.
 
     python -m scripts.kserve_layout --out models/kserve/yolo            # the default version

@@ -1,7 +1,13 @@
 #!/bin/sh
 # Start TorchServe on the registry's default version. The store and registry live on the shared
 # models/ volume, so a version hot-registered by the retrain job survives a container restart.
+# With arguments it runs them instead, as TorchServe's own image does: KServe's ServingRuntime
+# (deploy/kubernetes/overlays/prod/servingruntime.yaml) passes `torchserve --start ...` on
+# /mnt/models.
 set -eu
+if [ "$#" -gt 0 ]; then
+    exec "$@"
+fi
 MODELS=/models
 STORE="$MODELS/store"
 mkdir -p "$STORE"

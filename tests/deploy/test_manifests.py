@@ -1,25 +1,31 @@
 """The rendered overlays: every object valid against the Kubernetes schemas (strict, a fixed
-version), the InferenceService against KServe's models, and the rules we hold ourselves to."""
+version), the InferenceService and the ServingRuntime against KServe's models, and the rules we
+hold ourselves to."""
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.kustomize import KUSTOMIZE_DIR, OVERLAYS, SECRET_VALUES
+from tests.deploy.kustomize import KUSTOMIZE_DIR, OVERLAYS, ROOT, SECRET_VALUES
+from yoloserve.modelserver.kserve_layout import MOUNT, SERVER_PROPERTIES
 
 # The oldest Kubernetes the manifests target (KServe 0.15+ needs 1.30+; bundled by
 # kubernetes-validate 1.37, whose strict schemas reject unknown fields).
 KUBERNETES_VERSION = "1.32.0"
 ISVC_SCHEMA = KUSTOMIZE_DIR / "schema" / "inferenceservice-v1beta1.schema.json"
-ISVC_API = "serving.kserve.io/v1beta1"
+RUNTIME_SCHEMA = KUSTOMIZE_DIR / "schema" / "servingruntime-v1alpha1.schema.json"
+KSERVE_GROUP = "serving.kserve.io/"
+RUNTIME = "yoloserve-torchserve"
 JOB_TEMPLATE = "yoloserve-trainer-job"
 CONTROLLER_LABELS = {"gateway", "yoloserve-trainer"}  # the launcher labels its Jobs so
 IMAGES = {"gateway", "webapp", "reporting", "serving", "trainer"}
@@ -53,6 +59,9 @@ def containers(docs: list[Doc]) -> dict[str, Doc]:
     }
     for isvc in find(docs, "InferenceService"):
         out[f"isvc/{isvc['metadata']['name']}"] = isvc["spec"]["predictor"]["model"]
+    for runtime in find(docs, "ServingRuntime"):
+        for c in runtime["spec"]["containers"]:
+            out[f"runtime/{runtime['metadata']['name']}/{c['name']}"] = c
     return out
 
 
@@ -70,8 +79,8 @@ def test_every_object_is_valid_kubernetes(rendered: dict[str, list[Doc]], overla
     docs = rendered[overlay] + [job_template(rendered[overlay])]
     checked = 0
     for doc in docs:
-        if doc["apiVersion"] == ISVC_API:
-            continue  # a CRD: kubernetes-validate has no schema for it (checked below)
+        if doc["apiVersion"].startswith(KSERVE_GROUP):
+            continue  # KServe's CRDs: kubernetes-validate has no schema for them (checked below)
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         checked += 1
     assert checked >= 15
@@ -86,7 +95,91 @@ def test_inferenceservice_matches_kserve_models(rendered: dict[str, list[Doc]]) 
     assert predictor["model"]["modelFormat"]["name"] == "pytorch"
     assert predictor["model"]["protocolVersion"] == "v1"
     assert predictor["model"]["storageUri"] == "pvc://yoloserve-models/kserve/yolo"
+    assert predictor["model"]["runtime"] == RUNTIME
     assert {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget"} <= predictor.keys()
+
+
+def servingruntime(docs: list[Doc]) -> tuple[Doc, Doc]:
+    """The prod overlay's ServingRuntime and its one container."""
+    (runtime,) = find(docs, "ServingRuntime", RUNTIME)
+    (container,) = runtime["spec"]["containers"]
+    return runtime, container
+
+
+def test_servingruntime_matches_kserve_models(rendered: dict[str, list[Doc]]) -> None:
+    schema = json.loads(RUNTIME_SCHEMA.read_text())
+    assert schema["x-kserve-sdk-version"].startswith("0.21.")
+    runtime, container = servingruntime(rendered["prod"])
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.validate(runtime)
+    # The schema is strict where a typo would pass silently: in the container and the spec.
+    typo = json.loads(json.dumps(runtime))
+    typo["spec"]["containers"][0]["arg"] = typo["spec"]["containers"][0].pop("args")
+    wrong_type = json.loads(json.dumps(runtime))
+    wrong_type["spec"]["supportedModelFormats"][0]["autoSelect"] = "no"
+    for bad in (typo, wrong_type):
+        assert not validator.is_valid(bad)
+    # The Kubernetes part of it (the container) also passes the strict core schema.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "x"},
+        "spec": {"containers": [container]},
+    }
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def test_servingruntime_runs_our_image_as_plain_torchserve(
+    rendered: dict[str, list[Doc]],
+) -> None:
+    runtime, container = servingruntime(rendered["prod"])
+    assert runtime["apiVersion"] == "serving.kserve.io/v1alpha1"
+    spec = runtime["spec"]
+    # Only an InferenceService naming it gets it; v1 only: TorchServe's own inference API.
+    assert spec["supportedModelFormats"] == [
+        {"name": "pytorch", "version": "1", "autoSelect": False}
+    ]
+    assert spec["protocolVersions"] == ["v1"]
+    assert container["name"] == "kserve-container"  # the name KServe merges the predictor into
+    assert container["image"].split(":")[0] == "yoloserve/serving"
+    assert "command" not in container  # the image's entrypoint hands the args over (below)
+    args = container["args"]
+    assert args[:3] == ["torchserve", "--start", "--foreground"]
+    assert {"--disable-token-auth", "--ncs"} <= set(args)
+    flags = dict(zip(args[3::], args[4::], strict=False))
+    assert flags["--ts-config"] == f"{MOUNT}/config/config.properties"
+    assert flags["--model-store"] == SERVER_PROPERTIES["model_store"]
+    # The layout's addresses meet the runtime: inference on the container port, on every
+    # interface; metrics where the annotations send Prometheus; management on loopback only.
+    ports = [p["containerPort"] for p in container["ports"]]
+    inference = urlsplit(SERVER_PROPERTIES["inference_address"])
+    assert ports == [8080] == [inference.port] and inference.hostname == "0.0.0.0"
+    metrics = urlsplit(SERVER_PROPERTIES["metrics_address"])
+    assert spec["annotations"]["prometheus.kserve.io/port"] == str(metrics.port)
+    assert urlsplit(SERVER_PROPERTIES["management_address"]).hostname == "127.0.0.1"
+    # Readiness is Knative's TCP default on the container port.
+    assert not {"readinessProbe", "livenessProbe", "startupProbe"} & container.keys()
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+
+
+def test_serving_entrypoint_hands_arguments_over() -> None:
+    # KServe's args replace the image's CMD, not its ENTRYPOINT (serving/entrypoint.sh).
+    script = ROOT / "serving" / "entrypoint.sh"
+    assert (
+        'ENTRYPOINT ["/usr/local/bin/yolo-entrypoint.sh"]'
+        in (ROOT / "serving" / "Dockerfile").read_text()
+    )
+    result = subprocess.run(
+        ["sh", str(script), "echo", "torchserve", "--start"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "torchserve --start\n"), result.stderr
 
 
 def test_the_schema_refuses_what_kserve_would_not_read(rendered: dict[str, list[Doc]]) -> None:
@@ -103,15 +196,24 @@ def test_the_schema_refuses_what_kserve_would_not_read(rendered: dict[str, list[
 
 
 def test_prod_serves_with_kserve_and_dev_with_torchserve(rendered: dict[str, list[Doc]]) -> None:
-    assert find(rendered["prod"], "InferenceService")
+    (isvc,) = find(rendered["prod"], "InferenceService")
+    runtime = isvc["spec"]["predictor"]["model"]["runtime"]
+    assert [r["metadata"]["name"] for r in find(rendered["prod"], "ServingRuntime")] == [runtime]
     assert not find(rendered["prod"], "Deployment", "yoloserve-serving")
     assert not find(rendered["dev"], "InferenceService")
+    assert not find(rendered["dev"], "ServingRuntime")
     assert find(rendered["dev"], "Deployment", "yoloserve-serving")
     assert env(gateway(rendered["prod"]))["DEPLOY_BACKEND"]["value"] == "kserve"
     assert env(gateway(rendered["dev"]))["DEPLOY_BACKEND"]["value"] == "torchserve"
-    assert "yolo-predictor" in env(gateway(rendered["prod"]))["GATEWAY_TORCHSERVE_INFERENCE_URL"][
-        "value"
-    ]
+    prod, dev = env(gateway(rendered["prod"])), env(gateway(rendered["dev"]))
+    # The predictor's Knative service, in the InferenceService's namespace, on its default port.
+    predictor = urlsplit(prod["GATEWAY_TORCHSERVE_INFERENCE_URL"]["value"])
+    name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
+    assert predictor.hostname == f"{name}-predictor.{namespace}.svc.cluster.local"
+    assert predictor.port is None and predictor.path == ""
+    # Management stays inside the predictor pod: readiness from /ping alone in prod.
+    assert prod["GATEWAY_READINESS"]["value"] == "ping"
+    assert "GATEWAY_READINESS" not in dev  # the management check, TorchServe's API in reach
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -1,8 +1,11 @@
 """Rollouts on KServe: a new version as a canary of the InferenceService, checked, then promoted.
 
 The InferenceService (``serving.kserve.io/v1beta1``, ``DEPLOY_KSERVE_NAME`` in
-``DEPLOY_KSERVE_NAMESPACE``) runs the TorchServe runtime (``modelFormat: pytorch``); each version
-is its own storage folder, so each Knative revision serves exactly one version:
+``DEPLOY_KSERVE_NAMESPACE``) runs our ServingRuntime ``yoloserve-torchserve`` (the
+``yoloserve/serving`` image, plain TorchServe, inference on 8080: ``/ping``,
+``/predictions/yolo``); each version is its own storage folder, so each Knative revision serves
+exactly one version (a request pinned to another one gets TorchServe's 404, ``unknown_version``
+at the gateway), and a canary's traffic share is KServe's split between two revisions:
 
     storageUri of version N = <DEPLOY_KSERVE_STORAGE_ROOT>/v<N>
                             = pvc://yoloserve-models/kserve/yolo/v<N>     (the default root)

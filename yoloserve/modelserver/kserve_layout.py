@@ -1,9 +1,9 @@
-"""The model storage layout KServe's TorchServe runtime reads, written from our registry.
+"""The model storage layout our KServe TorchServe runtime reads, written from our registry.
 
 KServe mounts an InferenceService's ``storageUri`` (``pvc://yoloserve-models/kserve/yolo``: the
-folder ``models/kserve/yolo`` on the models volume) at ``/mnt/models`` and starts TorchServe with
-``--ts-config /mnt/models/config/config.properties``; its wrapper reads that file's
-``model_snapshot`` to learn which models and versions to load::
+folder ``models/kserve/yolo`` on the models volume) at ``/mnt/models``, and our runtime starts
+TorchServe with ``--ts-config /mnt/models/config/config.properties``; TorchServe loads the models
+and versions that file's ``model_snapshot`` lists (``--ncs``: it writes no snapshot back)::
 
     <out_dir>/
       config/config.properties     model_snapshot, addresses, model_store=/mnt/models/model-store
@@ -11,10 +11,14 @@ folder ``models/kserve/yolo`` on the models volume) at ``/mnt/models`` and start
       model-store/yolo_v2.mar      with all_versions: every version not rejected
 
 The ``.mar`` files are copied from the store, never rebuilt: KServe serves exactly the bytes the
-registry recorded. Inference listens on 8085 (KServe's wrapper, on 8080, forwards there);
-management on the pod's loopback only (8086), because on Kubernetes versions change by patching
-the InferenceService, never through TorchServe's management API; metrics on 8082, where KServe's
-TorchServe runtime tells Prometheus to scrape.
+registry recorded. The runtime is our own ``yoloserve/serving`` image as the ServingRuntime
+``yoloserve-torchserve`` (``deploy/kubernetes/overlays/prod/servingruntime.yaml``): plain
+TorchServe, no KServe wrapper, so inference listens on ``0.0.0.0:8080``, the container port
+Knative's queue-proxy forwards to, and the predictor URL answers ``/ping`` and
+``/predictions/yolo`` as TorchServe does locally. Management stays on the pod's loopback (8086),
+because on Kubernetes versions change by patching the InferenceService, never through
+TorchServe's management API; metrics on 8082, where the runtime's ``prometheus.kserve.io``
+annotations tell Prometheus to scrape.
 
 Example:
     >>> from pathlib import Path
@@ -50,7 +54,8 @@ WORKER_SETTINGS: dict[str, int] = {
 
 # Keys besides the snapshot; the values follow serving/config.properties where KServe allows.
 SERVER_PROPERTIES: dict[str, str] = {
-    "inference_address": "http://0.0.0.0:8085",
+    # The ServingRuntime's containerPort: Knative routes the predictor's traffic here.
+    "inference_address": "http://0.0.0.0:8080",
     "management_address": "http://127.0.0.1:8086",
     "metrics_address": "http://0.0.0.0:8082",
     "grpc_inference_port": "7070",
@@ -94,8 +99,9 @@ def model_snapshot(
 def config_properties(snapshot: dict[str, Any]) -> str:
     """The text of ``config/config.properties`` for ``snapshot``.
 
-    The snapshot is one line of compact JSON: KServe's wrapper splits each line at its first
-    ``=`` and parses the rest as JSON.
+    The snapshot is one line of compact JSON, with no backslash a properties reader would
+    unescape: TorchServe (and KServe's wrapper in its stock image) splits each line at its
+    first ``=`` and parses the rest as JSON.
     """
     lines = ["# Written by yoloserve.modelserver.kserve_layout; regenerate, do not edit."]
     lines += [f"{key}={value}" for key, value in SERVER_PROPERTIES.items()]

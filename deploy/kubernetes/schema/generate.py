@@ -1,11 +1,18 @@
-"""Derive a JSON schema of KServe's v1beta1 InferenceService from the ``kserve`` SDK's models.
+"""Derive JSON schemas of KServe's custom resources from the ``kserve`` SDK's model classes.
 
-The SDK with its dependencies is ~430 MB (measured: ``pip install --target DIR "kserve==0.21.*"``),
-too heavy for the test environment, so the tests validate against this file's output instead:
-``inferenceservice-v1beta1.schema.json``, committed next to it. Regenerate it where the SDK is
-importable, for example::
+Two schemas, committed next to this file, which the tests validate the prod overlay against:
 
-    pip install --target /tmp/kserve-sdk "kserve==0.21.*"
+- ``inferenceservice-v1beta1.schema.json``: ``serving.kserve.io/v1beta1`` InferenceService;
+- ``servingruntime-v1alpha1.schema.json``: ``serving.kserve.io/v1alpha1`` ServingRuntime (our
+  ``yoloserve-torchserve`` runtime).
+
+Only the SDK's generated model classes are read, never its model server: the packages are
+imported without running ``kserve/__init__.py`` and ``kubernetes/__init__.py`` (which pull in
+FastAPI, gRPC, numpy, OAuth...), so the two wheels without their dependencies and ``six`` are
+enough (~130 MB, nearly all of it the ``kubernetes`` client; the SDK with its dependencies is
+~430 MB)::
+
+    pip install --no-deps --target /tmp/kserve-sdk "kserve==0.21.*" "kubernetes==37.0.1" six
     PYTHONPATH=/tmp/kserve-sdk python deploy/kubernetes/schema/generate.py
 
 Each OpenAPI-generated model class (KServe's and the ``kubernetes`` client's it refers to) has
@@ -18,15 +25,46 @@ left out (the controller writes it, a manifest must not). A setter that raises o
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 import json
 import re
+import sys
+import types
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).with_name("inferenceservice-v1beta1.schema.json")
-ROOT_CLASS = "V1beta1InferenceService"
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Target:
+    """One custom resource: its root model class, its apiVersion and kind, the file written."""
+
+    root_class: str
+    api_version: str
+    kind: str
+    out: Path
+
+
+TARGETS = (
+    Target(
+        "V1beta1InferenceService",
+        "serving.kserve.io/v1beta1",
+        "InferenceService",
+        HERE / "inferenceservice-v1beta1.schema.json",
+    ),
+    Target(
+        "V1alpha1ServingRuntime",
+        "serving.kserve.io/v1alpha1",
+        "ServingRuntime",
+        HERE / "servingruntime-v1alpha1.schema.json",
+    ),
+)
+ROOT_CLASSES = {target.root_class for target in TARGETS}
 PRIMITIVES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
@@ -39,6 +77,9 @@ PRIMITIVES: dict[str, dict[str, Any]] = {
     "ResourceQuantity": {"type": ["string", "number"]},
     "V1beta1MetricQuantity": {"type": ["string", "number"]},
     "V1Time": {"type": "string"},
+    # ServingRuntimeSpec.workerSpec names it, but the 0.21 SDK generates no such class: any object
+    # (our runtime sets no workerSpec).
+    "V1alpha1WorkerSpec": {"type": "object"},
 }
 # Names the SDK's models use for classes the kubernetes client calls otherwise.
 ALIASES = {
@@ -47,14 +88,29 @@ ALIASES = {
 }
 
 
+def _import_models() -> tuple[types.ModuleType, types.ModuleType]:
+    """``kserve.models`` and ``kubernetes.client.models``, their parents' ``__init__`` skipped.
+
+    Each parent becomes an empty package over its real folder, so only the model modules (and
+    what they import: ``six``, the client's ``Configuration``) are loaded.
+    """
+    for package in ("kserve", "kubernetes", "kubernetes.client"):
+        if package not in sys.modules:
+            spec = importlib.util.find_spec(package)
+            if spec is None or spec.submodule_search_locations is None:
+                raise LookupError(f"{package} is not importable: see this module's docstring")
+            module = types.ModuleType(package)
+            module.__path__ = list(spec.submodule_search_locations)
+            sys.modules[package] = module
+    return (
+        importlib.import_module("kserve.models"),
+        importlib.import_module("kubernetes.client.models"),
+    )
+
+
 def _model_class(name: str) -> type:
-    import importlib
-
-    import kserve.models
-    import kubernetes.client.models
-
     name = ALIASES.get(name, name)
-    for module in (kserve.models, kubernetes.client.models):
+    for module in _import_models():
         cls = getattr(module, name, None)
         if cls is not None:
             return cls
@@ -91,7 +147,7 @@ def _class_schema(cls: type, pending: list[str]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required: list[str] = []
     for attribute, type_name in cls.openapi_types.items():  # type: ignore[attr-defined]
-        if cls.__name__ == ROOT_CLASS and attribute == "status":
+        if cls.__name__ in ROOT_CLASSES and attribute == "status":
             continue  # written by the controller, never by a manifest
         key = cls.attribute_map[attribute]  # type: ignore[attr-defined]
         schema = _type_schema(type_name, pending)
@@ -111,22 +167,22 @@ def _class_schema(cls: type, pending: list[str]) -> dict[str, Any]:
     return out
 
 
-def build() -> dict[str, Any]:
-    """The whole schema: the root class and every class it reaches, in ``$defs``."""
+def build(target: Target) -> dict[str, Any]:
+    """One resource's schema: its root class and every class it reaches, in ``$defs``."""
     defs: dict[str, Any] = {}
-    pending = [ROOT_CLASS]
+    pending = [target.root_class]
     while pending:
         name = pending.pop()
         if name not in defs:
             defs[name] = _class_schema(_model_class(name), pending)
-    top = defs[ROOT_CLASS]
-    top["properties"]["apiVersion"]["const"] = "serving.kserve.io/v1beta1"
-    top["properties"]["kind"]["const"] = "InferenceService"
+    top = defs[target.root_class]
+    top["properties"]["apiVersion"]["const"] = target.api_version
+    top["properties"]["kind"]["const"] = target.kind
     top["required"] = ["apiVersion", "kind", "metadata", "spec"]
-    root = {"$ref": f"#/$defs/{ROOT_CLASS}"}
+    root = {"$ref": f"#/$defs/{target.root_class}"}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "serving.kserve.io/v1beta1 InferenceService",
+        "title": f"{target.api_version} {target.kind}",
         "description": "Derived by deploy/kubernetes/schema/generate.py from the kserve SDK models",
         "x-kserve-sdk-version": version("kserve"),
         "x-kubernetes-client-version": version("kubernetes"),
@@ -136,6 +192,11 @@ def build() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    schema = build()
-    OUT.write_text(json.dumps(schema, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    print(f"{OUT}: {len(schema['$defs'])} classes, kserve {schema['x-kserve-sdk-version']}")
+    for target in TARGETS:
+        schema = build(target)
+        target.out.write_text(
+            json.dumps(schema, indent=1, sort_keys=False) + "\n", encoding="utf-8"
+        )
+        print(
+            f"{target.out}: {len(schema['$defs'])} classes, kserve {schema['x-kserve-sdk-version']}"
+        )

@@ -202,6 +202,7 @@ async def test_a_healthy_canary_is_promoted(
     config = (folder / "config" / "config.properties").read_text()
     snapshot = json.loads(config.split("model_snapshot=", 1)[1].splitlines()[0])
     assert set(snapshot["models"]["yolo"]) == {"2"}
+    assert "inference_address=http://0.0.0.0:8080\n" in config  # the runtime's container port
 
 
 async def test_a_canary_that_fails_the_error_rate_check_is_rolled_back(

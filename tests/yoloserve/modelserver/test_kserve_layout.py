@@ -51,8 +51,11 @@ def test_default_version_only(tmp_path: Path) -> None:
     keys = _properties(out)
     assert keys["model_store"] == "/mnt/models/model-store"
     assert keys["enable_metrics_api"] == "true" and keys["metrics_format"] == "prometheus"
-    assert keys["inference_address"].endswith(":8085")
+    # Inference on the ServingRuntime's container port, on every interface (the queue-proxy
+    # forwards to it); management on the pod's loopback; metrics where Prometheus is told to look.
+    assert keys["inference_address"] == "http://0.0.0.0:8080"
     assert keys["management_address"] == "http://127.0.0.1:8086"
+    assert keys["metrics_address"] == "http://0.0.0.0:8082"
     snapshot = json.loads(keys["model_snapshot"])
     assert snapshot["modelCount"] == 1
     assert snapshot["models"] == {
