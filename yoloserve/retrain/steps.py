@@ -1,0 +1,240 @@
+"""The retrain job's steps, one function each: the local job and the KFP pipeline both run these.
+
+``yoloserve.retrain.job.run_job`` calls them in sequence in one process (fine-tune and evaluate
+forked together under the job's deadline); ``yoloserve.retrain.pipeline`` wraps each in a
+``@dsl.component`` of its own. Inputs and outputs are plain and serialisable (paths as strings,
+dicts of numbers), so that a step's result can cross a process or a pod as a KFP artifact::
+
+    serving_parent   registry              -> {"version", "mar", "sha256", "classes"} (parent)
+    champion_weights parent                -> the serving version's weights (.pt)
+    build_dataset    reference + feedback  -> manifest {"data_yaml", "counts", "trained_on"}
+    fine_tune        manifest + weights    -> the candidate's weights (last epoch)
+    evaluate         manifest + both       -> {"candidate": {...}, "current": {...}} (same split)
+    decide           metrics               -> GateDecision (records the metrics)
+    package_candidate candidate            -> the version record (rejected: finishes the job)
+    deploy           version               -> the final reason (finishes the job succeeded)
+
+Every step that knows the job (``job_id``) writes what it learnt into the job record itself, so
+the record reads the same whichever engine ran the steps. A step that fails raises
+``RetrainFailed`` (or anything else): the caller records the job ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from yoloserve.modelserver.deployers import (
+    DeployResult,
+    DeploySettings,
+    SwapOptions,
+    deployer_from_settings,
+    run_sync,
+)
+from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract_weights, package
+from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
+from yoloserve.retrain.deadline import RetrainFailed
+from yoloserve.retrain.gate import GateDecision, gate
+from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.training import train as training
+from yoloserve.training.retrain_data import RetrainData, build_retrain_dataset
+
+logger = logging.getLogger("yoloserve.retrain")
+
+
+def finish(registry: Registry, job_id: str, state: str, reason: str, **extra: Any) -> RetrainJob:
+    """Record the job's final state with its reason and end time."""
+    return registry.update_job(job_id, state=state, reason=reason, finished_at=utcnow(), **extra)
+
+
+def serving_parent(registry: Registry, job_id: str | None = None) -> dict[str, Any]:
+    """The default version the candidate is tuned from (recorded as the job's ``parent``).
+
+    Raises:
+        RetrainFailed: the registry has no default version.
+    """
+    data = registry.load()
+    if data.default_version is None:
+        raise RetrainFailed("the registry has no default version to fine-tune from")
+    parent = data.get(data.default_version)
+    if job_id:
+        registry.update_job(job_id, parent=parent.version)
+    return {"version": parent.version, "mar": parent.mar, "sha256": parent.sha256,
+            "classes": list(data.classes)}
+
+
+def champion_weights(settings: RetrainSettings, parent: Mapping[str, Any], out: Path) -> str:
+    """Extract the serving version's weights from its ``.mar`` (checked against its sha256)."""
+    try:
+        return str(extract_weights(settings.store_dir / parent["mar"], parent["sha256"], out))
+    except PackagingError as exc:
+        raise RetrainFailed(f"the serving version's weights: {exc}") from exc
+
+
+def _ensure_reference(ref_dir: Path) -> None:
+    if (ref_dir / "images" / "train").is_dir():
+        return
+    from yoloserve.training.dataset import generate_dataset
+
+    # The same dataset `python -m scripts.train dataset` writes (same counts, same seed).
+    logger.info("reference dataset missing: generating it in %s", ref_dir)
+    generate_dataset(ref_dir)
+
+
+def build_dataset(
+    settings: RetrainSettings, classes: list[str], out_dir: Path,
+    registry: Registry | None = None, job_id: str | None = None,
+) -> dict[str, Any]:
+    """Reference sample + feedback, with the held-out eval slice; the manifest (counts recorded).
+
+    Raises:
+        RetrainFailed: no usable dataset.
+    """
+    _ensure_reference(settings.ref_dir)
+    try:
+        dataset: RetrainData = build_retrain_dataset(
+            out_dir, settings.ref_dir, settings.feedback_dir, classes,
+            ref_train_images=settings.ref_train_images, ref_eval_images=settings.ref_eval_images,
+            holdout_pct=settings.holdout_pct, oversample_feedback=settings.oversample_feedback,
+            seed=settings.seed,
+        )
+    except ValueError as exc:
+        raise RetrainFailed(f"no usable dataset: {exc}") from exc
+    counts = {
+        "ref_train": dataset.ref_train, "ref_eval": dataset.ref_eval,
+        "feedback_train": dataset.feedback_train, "feedback_eval": dataset.feedback_eval,
+    }
+    if registry is not None and job_id:
+        registry.update_job(job_id, data=counts)
+    return {
+        "data_yaml": str(dataset.data_yaml),
+        "counts": counts,
+        "trained_on": {"ref_images": dataset.ref_train, "feedback_images": dataset.feedback_train},
+    }
+
+
+def fine_tune(
+    settings: RetrainSettings, data_yaml: str | Path, parent_weights: str | Path,
+    out_dir: str | Path,
+) -> str:
+    """Fine-tune from the serving weights; the last epoch's weights (not Ultralytics' best.pt)."""
+    best = training.train(
+        Path(data_yaml), Path(out_dir), weights=Path(parent_weights), epochs=settings.epochs,
+        imgsz=settings.imgsz, batch=settings.batch, seed=settings.seed, lr0=settings.lr0,
+        optimizer=settings.optimizer, warmup_epochs=settings.warmup_epochs, name="candidate",
+    )
+    # The last epoch, not Ultralytics' best.pt: best.pt is picked on the eval split, and a
+    # candidate chosen on the data that judges it would get an unfair edge at the gate.
+    last = best.with_name("last.pt")
+    return str(last if last.is_file() else best)
+
+
+def evaluate(
+    settings: RetrainSettings, data_yaml: str | Path, candidate_weights: str | Path,
+    champion: str | Path,
+) -> dict[str, dict[str, Any]]:
+    """Candidate and champion (current) on the same held-out split."""
+    kw: dict[str, Any] = {"split": "test", "imgsz": settings.imgsz, "batch": settings.batch}
+    candidate = training.evaluate(Path(candidate_weights), Path(data_yaml), **kw)
+    current = training.evaluate(Path(champion), Path(data_yaml), **kw)
+    return {"candidate": candidate.to_dict(), "current": current.to_dict()}
+
+
+def train_and_evaluate(
+    data_yaml: Path, parent_weights: Path, out_dir: Path, settings: RetrainSettings
+) -> dict[str, Any]:
+    """``fine_tune`` then ``evaluate``, as the local job runs them (in one forked child)."""
+    weights = fine_tune(settings, data_yaml, parent_weights, out_dir)
+    return {"weights": weights, **evaluate(settings, data_yaml, weights, parent_weights)}
+
+
+def decide(
+    settings: RetrainSettings, registry: Registry, metrics: Mapping[str, Any],
+    parent_version: str, job_id: str | None = None,
+) -> GateDecision:
+    """The gate on the metrics (recorded in the job), refusing if the default moved meanwhile."""
+    if job_id:
+        registry.update_job(job_id, metrics=dict(metrics))
+    decision = gate(metrics["candidate"], metrics["current"], settings.tolerance)
+    now = registry.load().default_version
+    if decision.promote and now != parent_version:
+        decision = GateDecision(False, f"the default changed from v{parent_version} to v{now} "
+                                       "while the job ran; not promoting over it")
+    return decision
+
+
+def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
+    out["eval_images"] = metrics.get("images", 0)
+    return out
+
+
+def package_candidate(
+    settings: RetrainSettings, registry: Registry, weights: str | Path, *, parent_version: str,
+    candidate_metrics: Mapping[str, Any], trained_on: Mapping[str, Any], decision: GateDecision,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """Package the candidate as the next version; a rejected one is marked so (job: rejected).
+
+    Returns the version's record (``ModelVersion`` as a JSON dict).
+    """
+    record = package(
+        Path(weights), registry, parent=parent_version, metrics=_headline(candidate_metrics),
+        store_dir=settings.store_dir, trained_on=dict(trained_on), make_default=False,
+        reuse=False,
+    )
+    if not decision.promote:
+        record = registry.set_status(record.version, "rejected")
+        logger.info("job %s: rejected v%s: %s", job_id, record.version, decision.reason)
+        if job_id:
+            finish(registry, job_id, "rejected", decision.reason,
+                   candidate_version=record.version)
+    elif job_id:
+        registry.update_job(job_id, candidate_version=record.version)
+    return record.model_dump(mode="json")
+
+
+def deploy(
+    settings: RetrainSettings, registry: Registry, version: str, *, parent_version: str,
+    decision_reason: str, job_id: str | None = None,
+) -> str:
+    """Roll out the promoted candidate (``DEPLOY_BACKEND``; not when ``RETRAIN_DEPLOY=false``).
+
+    Returns the job's final reason (and finishes the job ``succeeded``).
+
+    Raises:
+        RetrainFailed: the rollout failed or did not promote; ``parent_version`` keeps serving.
+    """
+    if not settings.deploy:
+        reason = (f"{decision_reason}; packaged as v{version}, not deployed "
+                  "(RETRAIN_DEPLOY=false)")
+    else:
+        try:
+            result = rollout(settings, registry, version)
+        except Exception as exc:
+            raise RetrainFailed(
+                f"{decision_reason}; packaged as v{version}, but the hot swap failed "
+                f"({type(exc).__name__}: {exc}); v{parent_version} keeps serving"
+            ) from exc
+        if not result.promoted:
+            raise RetrainFailed(
+                f"{decision_reason}; packaged as v{version}, not promoted: {result.reason}"
+            )
+        logger.info("job %s: v%s serves now (%s)", job_id, version, result.reason)
+        reason = f"{decision_reason}; v{version} serves"
+    if job_id:
+        finish(registry, job_id, "succeeded", reason)
+    return reason
+
+
+def rollout(settings: RetrainSettings, registry: Registry, version: str) -> DeployResult:
+    """Roll the promoted candidate out with the deployer ``DEPLOY_BACKEND`` names."""
+    swap = SwapOptions(
+        management_url=settings.management_url, inference_url=settings.inference_url,
+        model_name=settings.model_name, drain_s=settings.drain_s,
+        worker_timeout_s=settings.worker_timeout_s,
+    )
+    deployer = deployer_from_settings(DeploySettings(), registry, swap)
+    return run_sync(deployer.deploy(version))
