@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-deps demo stop status test lint bench train package redeploy rollback \
-        ref-data scenario up down compose-config k8s-manifests clean
+        ref-data scenario up down compose-config k8s-manifests pipeline clean
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,k8s,dev]"
-	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp"
 	touch $@
 
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
@@ -109,6 +109,9 @@ compose-config: $(SYSSTAMP) ## Validate docker-compose.yml without an engine
 
 # --- kubernetes (no cluster here: rendered and validated offline, see docs/kubernetes.md) ------
 K8S := deploy/kubernetes
+
+pipeline: $(STAMP) ## Compile the retrain pipeline's spec to deploy/kubeflow/retrain-pipeline.yaml
+	$(PY) -m yoloserve.retrain.pipeline compile --out deploy/kubeflow/retrain-pipeline.yaml
 
 k8s-manifests: $(SYSSTAMP) ## Render the dev and prod overlays into deploy/kubernetes/rendered/
 	@mkdir -p $(K8S)/rendered

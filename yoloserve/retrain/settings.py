@@ -34,7 +34,8 @@ class RetrainSettings(BaseSettings):
     warmup_epochs: float | None = Field(default=0.0, ge=0, description="None: Ultralytics' 3")
     seed: int = 0
     tolerance: float = Field(
-        default=0.01, ge=0, le=1, description="Promote if cand. mAP50 >= current - tolerance"
+        default=0.01, ge=-1, le=1,
+        description="Promote if cand. mAP50 >= current - tolerance (<0: must beat it)",
     )
     holdout_pct: int = Field(default=25, ge=1, le=99, description="Feedback % kept for eval")
     ref_train_images: int = Field(default=200, ge=0, description="Reference images mixed in")
@@ -55,14 +56,26 @@ class RetrainSettings(BaseSettings):
     registry_path: Path = paths.REGISTRY_FILE
     store_dir: Path = paths.STORE_DIR
     run_dir: Path = Field(default=paths.RUN_DIR, description="Lock, job folders and logs")
-    launcher: Literal["process", "kubernetes"] = Field(
-        default="process", description="process: a detached local process; kubernetes: a Job"
+    launcher: Literal["process", "kubernetes", "pipeline"] = Field(
+        default="process",
+        description="process: a detached local process; kubernetes: a Job; pipeline: a KFP run",
     )
     k8s_namespace: str | None = Field(default=None, description="None: the pod's namespace")
     k8s_job_template: str = Field(
         default="yoloserve-trainer-job", description="ConfigMap whose job.yaml is the Job"
     )
     k8s_image: str | None = Field(default=None, description="Trainer image; None: the template's")
+    kfp_host: str | None = Field(default=None, description="KFP API; None: the in-cluster one")
+    kfp_namespace: str | None = Field(default=None, description="KFP (multi-user) namespace")
+    kfp_experiment: str = Field(default="yoloserve-retrain", description="KFP experiment of runs")
+    pipeline_image: str = Field(
+        default="yoloserve/trainer:0.1.0", description="Base image of the pipeline's components"
+    )
+    pipeline_gpu: bool = Field(default=False, description="The fine-tune step asks for a GPU")
+    pipeline_retries: int = Field(default=1, ge=0, description="Retries of each pipeline step")
+    pipeline_step_timeout_s: float = Field(
+        default=600.0, gt=0, description="Each pipeline step but fine-tuning (timeout_s)"
+    )
 
     def child_environment(self, registry_path: Path | None = None) -> dict[str, str]:
         """This process's environment plus every setting as ``RETRAIN_*``, for the job process."""
