@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,k8s,dev]"
+	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,k8s,pipelines,dev]"
 	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp"
 	touch $@
 
