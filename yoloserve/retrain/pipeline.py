@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from yoloserve.retrain.pipeline_runtime import PROMOTE
@@ -129,6 +129,10 @@ def build_pipeline(settings: RetrainSettings | None = None) -> Any:
             task.set_retry(num_retries=settings.pipeline_retries, backoff_duration="30s")
         if name == "fine-tune" and settings.pipeline_gpu:
             task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+        # The steps read and write the platform's volumes at the paths the gateway's `settings`
+        # name (platform config: a cluster mounts them, the local runner ignores it).
+        for pvc, mount_path in settings.pipeline_volumes.items():
+            kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=mount_path)
         return task
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Fine-tune the serving YOLO model on feedback, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -73,6 +74,11 @@ class RetrainSettings(BaseSettings):
     )
     pipeline_gpu: bool = Field(default=False, description="The fine-tune step asks for a GPU")
     pipeline_retries: int = Field(default=1, ge=0, description="Retries of each pipeline step")
+    pipeline_volumes: dict[str, str] = Field(
+        default={"yoloserve-models": "/models", "yoloserve-data": "/data"},
+        description="PVC name -> mount path in every pipeline step (where the registry, the "
+        "store, the reference set and the feedback live, as in the gateway's pod)",
+    )
     pipeline_step_timeout_s: float = Field(
         default=600.0, gt=0, description="Each pipeline step but fine-tuning (timeout_s)"
     )
@@ -87,6 +93,8 @@ class RetrainSettings(BaseSettings):
             key = f"RETRAIN_{name.upper()}"
             if value is None:
                 env.pop(key, None)
+            elif isinstance(value, dict | list):
+                env[key] = json.dumps(value)  # how pydantic-settings reads complex fields
             else:
                 env[key] = str(value).lower() if isinstance(value, bool) else str(value)
         env.setdefault("YOLO_OFFLINE", "1")

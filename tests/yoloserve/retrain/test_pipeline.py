@@ -26,7 +26,8 @@ pipeline = pytest.importorskip("yoloserve.retrain.pipeline")
 def test_compiled_spec_names_every_step_image_resource_and_retry(tmp_path: Path) -> None:
     settings = RetrainSettings(pipeline_image="registry.example/yoloserve/trainer:9.9",
                                pipeline_gpu=True, pipeline_retries=2)
-    spec = yaml.safe_load(pipeline.compile_pipeline(tmp_path / "p.yaml", settings).read_text())
+    out = pipeline.compile_pipeline(tmp_path / "p.yaml", settings)
+    spec = next(yaml.safe_load_all(out.read_text()))  # then the platform spec (PVC mounts)
 
     tasks = dict(spec["root"]["dag"]["tasks"])
     branch = tasks.pop("condition-1")
@@ -47,6 +48,19 @@ def test_compiled_spec_names_every_step_image_resource_and_retry(tmp_path: Path)
         assert (gpu.get("resourceType") == "nvidia.com/gpu") == (name == "fine-tune"), name
         assert "pip install" not in json.dumps(container["command"]), "the image has the project"
     assert spec["pipelineInfo"]["name"] == "yoloserve-retrain"
+
+
+def test_every_step_mounts_the_platform_volumes(tmp_path: Path) -> None:
+    out = pipeline.compile_pipeline(tmp_path / "p.yaml", RetrainSettings())
+    # The compiler writes the pipeline spec, then the platform (Kubernetes) spec.
+    docs = list(yaml.safe_load_all(out.read_text()))
+    platform = next(d for d in docs if "platforms" in d)["platforms"]["kubernetes"]
+    executors = platform["deploymentSpec"]["executors"]
+    assert len(executors) == len(pipeline.TASKS)
+    for executor in executors.values():
+        mounts = {m["constant"] if "constant" in m else m.get("pvcName"): m["mountPath"]
+                  for m in executor["pvcMount"]}
+        assert mounts == {"yoloserve-models": "/models", "yoloserve-data": "/data"}
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ class FakeKfp:
         return SimpleNamespace(runs=self.runs)
 
     def create_run_from_pipeline_package(self, pipeline_file: str, **kw: Any) -> Any:
-        self.submitted.append({"spec": yaml.safe_load(Path(pipeline_file).read_text()), **kw})
+        spec = next(yaml.safe_load_all(Path(pipeline_file).read_text()))  # then the platform spec
+        self.submitted.append({"spec": spec, **kw})
         return SimpleNamespace(run_id="run-1")
 
 
