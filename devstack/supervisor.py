@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import subprocess
 import sys
@@ -41,6 +42,26 @@ PID_FILE = "supervisord.pid"
 LOG_DIR = "logs"
 # States in which a program is on its way up or up; anything else means it gave up or was stopped.
 LIVE_STATES = ("STARTING", "RUNNING", "BACKOFF")
+
+
+def _group_members(pgids: set[int]) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) in pgids and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
+
+
+def _wait_groups_gone(pgids: set[int], timeout: float) -> None:
+    """Wait until no live process is left in ``pgids``; SIGKILL what is left after ``timeout``."""
+    if not pgids:
+        return
+    _, alive = psutil.wait_procs(_group_members(pgids), timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 class SupervisorError(RuntimeError):
@@ -230,6 +251,7 @@ class Supervisor:
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(pid).kill()
             return False
+        groups = {info["pid"] for info in self.all_info() if info["pid"]}  # program pid = pgid
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             self.rpc.supervisor.stopAllProcesses(True)
         with contextlib.suppress(OSError, xmlrpc.client.Error):
@@ -237,6 +259,9 @@ class Supervisor:
         if pid is not None:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).wait(timeout)
+        # supervisord counts a program stopped when its main process exits; a child still
+        # finishing (TorchServe's Java frontend) would keep its ports a moment longer.
+        _wait_groups_gone(groups, timeout)
         return True
 
     # ------------------------------------------------------------------------------ programs
