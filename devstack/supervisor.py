@@ -44,7 +44,8 @@ LOG_DIR = "logs"
 LIVE_STATES = ("STARTING", "RUNNING", "BACKOFF")
 
 
-def _group_members(pgids: set[int]) -> list[psutil.Process]:
+def group_members(pgids: set[int]) -> list[psutil.Process]:
+    """The live (not zombie) processes whose process group is one of ``pgids``."""
     members = []
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
@@ -53,15 +54,20 @@ def _group_members(pgids: set[int]) -> list[psutil.Process]:
     return members
 
 
-def _wait_groups_gone(pgids: set[int], timeout: float) -> None:
-    """Wait until no live process is left in ``pgids``; SIGKILL what is left after ``timeout``."""
-    if not pgids:
-        return
-    _, alive = psutil.wait_procs(_group_members(pgids), timeout=timeout)
-    for proc in alive:
+def kill_groups(members: list[psutil.Process], timeout: float = 5.0) -> list[int]:
+    """SIGKILL ``members`` and wait for them; returns their pids."""
+    for proc in members:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(alive, timeout=5)
+    psutil.wait_procs(members, timeout=timeout)
+    return [p.pid for p in members]
+
+
+def _wait_groups_gone(pgids: set[int], timeout: float) -> None:
+    """Wait until no live process is left in ``pgids``; SIGKILL what is left after ``timeout``."""
+    if pgids:
+        _, alive = psutil.wait_procs(group_members(pgids), timeout=timeout)
+        kill_groups(alive)
 
 
 class SupervisorError(RuntimeError):

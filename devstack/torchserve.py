@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
+from pydantic import ValidationError
 
 from devstack.ports import free_ports
-from devstack.supervisor import Program
+from devstack.supervisor import Program, group_members, kill_groups
 from yoloserve import paths
+from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import Registry
 from yoloserve.paths import REGISTRY_FILE, SERVING_DIR, STORE_DIR
@@ -199,7 +200,8 @@ class TorchServeProcess:
 
     def models_for_start(self) -> dict[str, str]:
         """Model name -> ``.mar`` to load now: the registry's default version if it has one."""
-        with contextlib.suppress(Exception):  # a missing or unreadable registry: the fallback
+        # An unreadable registry, or a default it does not know: the fallback.
+        with contextlib.suppress(YoloServeError, ValidationError, OSError):
             data = Registry(self.registry_path).load()
             if data.default_version is not None:
                 mar = data.get(data.default_version).mar
@@ -241,16 +243,7 @@ class TorchServeProcess:
             return []
         if old == os.getpgid(0):
             return []
-        members = []
-        for proc in psutil.process_iter():
-            with contextlib.suppress(psutil.Error, OSError):
-                if os.getpgid(proc.pid) == old and proc.status() != psutil.STATUS_ZOMBIE:
-                    members.append(proc)
-        for proc in members:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(members, timeout=timeout)
-        return [p.pid for p in members]
+        return kill_groups(group_members({old}), timeout)
 
     def command(self) -> list[str]:
         """The TorchServe launcher's argv for this run."""

@@ -103,9 +103,14 @@ def ensure_reference_data() -> None:
     subprocess.run(_python_module("scripts.build_ref_data"), check=True, cwd=paths.ROOT)
 
 
+def torchserve(ports: Ports) -> TorchServeProcess:
+    """The demo's TorchServe (its run folder and ports)."""
+    return TorchServeProcess(TS_RUN_DIR, ports.inference, ports.management, ports.metrics)
+
+
 def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
     """The demo's services, in start order (each waits for the one before it)."""
-    ts = TorchServeProcess(TS_RUN_DIR, ports.inference, ports.management, ports.metrics)
+    ts = torchserve(ports)
     gateway_url = f"http://127.0.0.1:{ports.gateway}"
     evidently_url = f"http://127.0.0.1:{ports.evidently}"
     base_env = {"YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -161,7 +166,7 @@ def up(
             raise typer.Exit(1) from exc
         _say(f"{program.name} up (pid {supervisor.pid(program.name)}, {seconds:.0f} s)")
     gateway_url = f"http://127.0.0.1:{ports.gateway}"
-    ts = TorchServeProcess(TS_RUN_DIR, ports.inference, ports.management, ports.metrics)
+    ts = torchserve(ports)
     user_key = keys["GATEWAY_API_KEYS"].split(",")[0]
     typer.echo(
         "\n".join(
