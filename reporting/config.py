@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from yoloserve import paths
+from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
 
 DEFAULT_WORKSPACE = paths.ROOT / "reporting" / "workspace"
 
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
     # None means "<workspace>/html": the UI and the SDK skip folders whose name is not a UUID,
     # so the HTML files can live beside the projects and go wherever the workspace goes.
     reports_dir: Path | None = Field(None, description="Folder for the timestamped HTML reports.")
+    # None means "beside prod_csv": the data folder the gateway shares, which exports it to
+    # Prometheus (yoloserve.drift_summary says why a file and not the workspace).
+    summary_path: Path | None = Field(
+        None, description="JSON summary of the latest drift report, for the gateway's /metrics."
+    )
 
     # Each HTML file embeds Evidently's JavaScript bundle (4-5 MB), and `watch` may add a run every
     # few minutes: keep the newest ones only.
@@ -81,6 +87,8 @@ class Settings(BaseSettings):
     def _default_reports_dir(self) -> Settings:
         if self.reports_dir is None:
             self.reports_dir = self.workspace / "html"
+        if self.summary_path is None:
+            self.summary_path = self.prod_csv.parent / DRIFT_SUMMARY_FILE
         return self
 
     @property
@@ -88,6 +96,12 @@ class Settings(BaseSettings):
         """Folder of the HTML reports (``reports_dir`` once defaults are applied)."""
         assert self.reports_dir is not None  # set by the validator
         return self.reports_dir
+
+    @property
+    def drift_summary_path(self) -> Path:
+        """Where each run's drift summary goes (``summary_path`` once defaults are applied)."""
+        assert self.summary_path is not None  # set by the validator
+        return self.summary_path
 
     @property
     def ui_url(self) -> str:

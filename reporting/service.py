@@ -25,6 +25,7 @@ from reporting.config import Settings
 from reporting.project import find_project, get_or_create_project, open_workspace
 from reporting.runs import RunResult, add_run, build_run, read_latest_values
 from reporting.snapshots import DriftOptions, embedding_columns
+from yoloserve.drift_summary import DriftSummary, write_summary
 
 # Read as text: class names and ids must not become floats ("1" vs 1.0) or NaN ("None").
 _TEXT_COLUMNS = ("target", "prediction", "feedback_id", "request_id", "model_version", "image")
@@ -129,6 +130,9 @@ def run_once(settings: Settings, timestamp: datetime | None = None) -> RunOutcom
         project = get_or_create_project(workspace, settings.project_name)
         html = add_run(workspace, project, run, settings.html_dir)
         prune_html(settings.html_dir, settings.html_keep)
+        summary = drift_summary(run)
+        if summary is not None:  # after the run is stored: the file never names a missing run
+            write_summary(settings.drift_summary_path, summary)
     shown = ", ".join(
         f"{k}={run.values[k]:.3f}"
         for k in ("drift_share", "embedding_drift", "f1", "balanced_accuracy")
@@ -138,6 +142,21 @@ def run_once(settings: Settings, timestamp: datetime | None = None) -> RunOutcom
     if run.skipped:
         message += " [skipped " + "; ".join(run.skipped) + "]"
     return RunOutcome(message, run=run, html=html, project_id=str(project.id))
+
+
+def drift_summary(run: RunResult) -> DriftSummary | None:
+    """The run's drift headline for the gateway's ``/metrics``; None without a drift report."""
+    values = run.values
+    if "drift_share" not in values:
+        return None
+    return DriftSummary(
+        run_id=run.run_id,
+        timestamp=run.timestamp.timestamp(),  # naive local time, as datetime.now() gave it
+        prod_rows=int(values.get("prod_rows", 0)),
+        drift_share=values["drift_share"],
+        dataset_drift=bool(values.get("dataset_drift", 0.0)),
+        embedding_drift=values.get("embedding_drift"),
+    )
 
 
 def workspace_lock(settings: Settings) -> FileLock:
