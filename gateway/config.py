@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from yoloserve import paths
+from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
 
@@ -94,6 +95,13 @@ class Settings(BaseSettings):
         default=paths.DATA_DIR,
         description="Feedback goes to <data_dir>/prod_data.csv and <data_dir>/feedback/",
     )
+    drift_summary_path: Path | None = Field(
+        default=None,
+        description=(
+            "The reporting watcher's latest drift summary, exported on /metrics; "
+            "None = <data_dir>/drift_summary.json, where the watcher writes it by default"
+        ),
+    )
     embedder_path: Path | None = Field(
         default=None, description="Embedder artifact; None = yoloserve.embeddings.embedder' default"
     )
@@ -112,6 +120,11 @@ class Settings(BaseSettings):
     def max_body_bytes(self) -> int:
         """Largest request body accepted before the body is read."""
         return self.max_upload_bytes + self.multipart_overhead_bytes
+
+    @property
+    def drift_summary_file(self) -> Path:
+        """Where the latest drift summary is read from."""
+        return self.drift_summary_path or self.data_dir / DRIFT_SUMMARY_FILE
 
     @property
     def auth_enabled(self) -> bool:

@@ -22,8 +22,14 @@ from gateway.errors import install_error_handlers
 from gateway.feedback import FeedbackService
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
-from gateway.retrain_trigger import RetrainTrigger, count_job_states, retrain_settings_for
+from gateway.retrain_trigger import (
+    RetrainTrigger,
+    count_job_states,
+    retrain_settings_for,
+    serving_version,
+)
 from gateway.routes import api_router
+from yoloserve.drift_summary import read_summary
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.deployers import DeploySettings, SwapOptions, deployer_from_settings
 from yoloserve.modelserver.registry import Registry
@@ -103,7 +109,11 @@ def create_app(
     registry = Registry(settings.registry_path)
     app.state.settings = settings
     app.state.registry = registry
-    app.state.metrics = metrics = GatewayMetrics(job_states=lambda: count_job_states(registry))
+    app.state.metrics = metrics = GatewayMetrics(
+        job_states=lambda: count_job_states(registry),
+        serving_version=lambda: serving_version(registry),
+        drift_summary=lambda: read_summary(settings.drift_summary_file),
+    )
     app.state.feedback = FeedbackService(settings.data_dir, registry)
     app.state.retrain = RetrainTrigger(
         retrain_settings_for(settings, retrain_settings), registry, metrics

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+from yoloserve.drift_summary import DriftSummary
 
 logger = logging.getLogger("gateway.metrics")
 
@@ -26,6 +29,17 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Seconds; detection on CPU sits around 50-200 ms, uploads and queueing add the tail.
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30)
+
+_T = TypeVar("_T")
+
+
+def _read_for_scrape(read: Callable[[], _T], what: str) -> _T | None:
+    """``read()``, or None when it fails: a scrape must still answer with every other metric."""
+    try:
+        return read()
+    except Exception:
+        logger.warning("%s unavailable for /metrics", what, exc_info=True)
+        return None
 
 
 class GatewayMetrics:
@@ -43,15 +57,30 @@ class GatewayMetrics:
         retrains: Attempts of this gateway to start a retrain job, by trigger (``feedback``,
             ``api``) and outcome (``started``, ``already_running``, ``start_failed``).
 
-    Besides these, ``gateway_retrain_jobs{state}`` reports the jobs of the registry by state
-    (queued, running, succeeded, rejected, failed) when ``job_states`` is given: the outcome of
-    a job is decided in the job's own process, so it is read from the registry at scrape time.
+    Besides these, three sets of gauges are read at scrape time, because what they report is
+    decided outside this process (each is left out when its callable is None, and shows no
+    sample when the read fails or there is nothing yet):
+
+    * ``gateway_retrain_jobs{state}``: the registry's jobs by state (queued, running, succeeded,
+      rejected, failed); a job's outcome is decided in the job's own process.
+    * ``gateway_serving_version{version}``: 1 for the registry's default version, the one
+      unpinned predictions get (a retrain or an operator may change it at any time).
+    * ``gateway_drift_share``, ``gateway_drift_detected``, ``gateway_embedding_drift``,
+      ``gateway_drift_prod_rows``, ``gateway_drift_run_timestamp_seconds``: the latest drift
+      report of the reporting watcher (:mod:`yoloserve.drift_summary`).
 
     Args:
-        job_states: Returns the number of retrain jobs per state; None leaves the gauge out.
+        job_states: Returns the number of retrain jobs per state.
+        serving_version: Returns the default version, or None when there is none.
+        drift_summary: Returns the latest drift summary, or None when none was written yet.
     """
 
-    def __init__(self, job_states: Callable[[], Mapping[str, int]] | None = None) -> None:
+    def __init__(
+        self,
+        job_states: Callable[[], Mapping[str, int]] | None = None,
+        serving_version: Callable[[], str | None] | None = None,
+        drift_summary: Callable[[], DriftSummary | None] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("route", "method", "status")
         self.requests = Counter(
@@ -96,6 +125,10 @@ class GatewayMetrics:
         )
         if job_states is not None:
             self.registry.register(_JobStatesCollector(job_states))
+        if serving_version is not None:
+            self.registry.register(_ServingVersionCollector(serving_version))
+        if drift_summary is not None:
+            self.registry.register(_DriftCollector(drift_summary))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one answered HTTP request."""
@@ -123,12 +156,73 @@ class _JobStatesCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self._NAME, self._HELP, labels=("state",))
-        try:
-            states = self._job_states()
-        except Exception:
-            # A scrape must still answer with every other metric when the registry is unreadable.
-            logger.warning("retrain job states unavailable for /metrics", exc_info=True)
-            states = {}
+        states = _read_for_scrape(self._job_states, "retrain job states") or {}
         for state, count in sorted(states.items()):
             family.add_metric((state,), count)
         yield family
+
+
+class _ServingVersionCollector(Collector):
+    """``gateway_serving_version{version}``: 1 for the registry's default version."""
+
+    _NAME = "gateway_serving_version"
+    _HELP = "The model version unpinned predictions are served by (the registry's default): 1"
+
+    def __init__(self, serving_version: Callable[[], str | None]) -> None:
+        self._serving_version = serving_version
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self._NAME, self._HELP, labels=("version",))
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self._NAME, self._HELP, labels=("version",))
+        version = _read_for_scrape(self._serving_version, "serving version")
+        if version is not None:
+            family.add_metric((version,), 1)
+        yield family
+
+
+class _DriftCollector(Collector):
+    """The latest drift report's headline numbers, one gauge each; no samples before the first."""
+
+    _FAMILIES = (
+        ("gateway_drift_share", "Share of drifted embedding columns in the latest drift report"),
+        (
+            "gateway_drift_detected",
+            "1 when the latest drift report flagged dataset drift (share over the threshold)",
+        ),
+        (
+            "gateway_embedding_drift",
+            "Distance of mean prod and mean reference embeddings in the latest drift report",
+        ),
+        ("gateway_drift_prod_rows", "Production rows the latest drift report compared"),
+        (
+            "gateway_drift_run_timestamp_seconds",
+            "Unix time the latest drift report was computed (how fresh the drift gauges are)",
+        ),
+    )
+
+    def __init__(self, drift_summary: Callable[[], DriftSummary | None]) -> None:
+        self._drift_summary = drift_summary
+
+    def describe(self) -> Iterator[Metric]:
+        for name, help_text in self._FAMILIES:
+            yield GaugeMetricFamily(name, help_text)
+
+    def collect(self) -> Iterator[Metric]:
+        summary = _read_for_scrape(self._drift_summary, "drift summary")
+        values: dict[str, float | None] = {}
+        if summary is not None:
+            values = {
+                "gateway_drift_share": summary.drift_share,
+                "gateway_drift_detected": float(summary.dataset_drift),
+                "gateway_embedding_drift": summary.embedding_drift,
+                "gateway_drift_prod_rows": float(summary.prod_rows),
+                "gateway_drift_run_timestamp_seconds": summary.timestamp,
+            }
+        for name, help_text in self._FAMILIES:
+            family = GaugeMetricFamily(name, help_text)
+            value = values.get(name)
+            if value is not None:
+                family.add_metric((), value)
+            yield family

@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
 from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import JobState, Registry
 from yoloserve.retrain import jobs
 from yoloserve.retrain.launchers import JobLauncher, launcher_from_settings
 from yoloserve.retrain.settings import RetrainSettings
@@ -62,8 +62,20 @@ def next_multiple(total: int, every_k: int) -> int:
 
 
 def count_job_states(registry: Registry) -> dict[str, int]:
-    """Retrain jobs of the registry per state (what ``/metrics`` reports)."""
-    return dict(Counter(job.state for job in registry.load().jobs))
+    """Retrain jobs of the registry per state (what ``/metrics`` reports), 0 for states none is in.
+
+    Every state is there from the first scrape on, so an alert on the growth of ``failed`` or
+    ``rejected`` sees the first such job as a step from 0 rather than a new series.
+    """
+    counts = dict.fromkeys(get_args(JobState), 0)
+    counts.update(Counter(job.state for job in registry.load().jobs))
+    return counts
+
+
+def serving_version(registry: Registry) -> str | None:
+    """The registry's default version (what unpinned predictions are served by), if any."""
+    default = registry.default()
+    return default.version if default is not None else None
 
 
 def retrain_settings_for(

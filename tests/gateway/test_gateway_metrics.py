@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+
+from gateway.config import Settings
+from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
+from yoloserve.drift_summary import DriftSummary, write_summary
+from yoloserve.modelserver.registry import Registry
 
 
 def test_metrics_count_requests_by_route_and_status(client: TestClient, png_bytes: bytes) -> None:
@@ -44,3 +50,77 @@ def test_each_app_has_its_own_registry(build_app: Callable[..., FastAPI]) -> Non
         first.get("/health")
         assert 'route="/health"' in first.get("/metrics").text
         assert 'route="/health"' not in second.get("/metrics").text
+
+
+def _add_versions(registry: Registry, n: int) -> None:
+    for i in range(1, n + 1):
+        registry.add_version(sha256=f"{i:02d}" * 32, mar=f"yolo_v{i}.mar", classes=["a", "b"])
+
+
+def test_serving_version_is_the_registry_default_at_scrape_time(
+    client: TestClient, settings: Settings
+) -> None:
+    assert "gateway_serving_version{" not in client.get("/metrics").text  # no version yet
+    registry = Registry(settings.registry_path)
+    _add_versions(registry, 2)
+    assert 'gateway_serving_version{version="1"} 1.0' in client.get("/metrics").text
+
+    registry.set_default("2")  # a retrain or a rollback, in another process
+
+    text = client.get("/metrics").text
+    assert 'gateway_serving_version{version="2"} 1.0' in text
+    assert 'version="1"' not in text.split("gateway_serving_version", 1)[1]
+
+
+def test_retrain_jobs_report_every_state_from_the_first_scrape(client: TestClient) -> None:
+    text = client.get("/metrics").text
+
+    for state in ("queued", "running", "succeeded", "rejected", "failed"):
+        assert f'gateway_retrain_jobs{{state="{state}"}} 0.0' in text
+
+
+def test_drift_gauges_are_absent_until_the_watcher_writes_a_summary(
+    client: TestClient, settings: Settings
+) -> None:
+    text = client.get("/metrics").text
+    assert "# TYPE gateway_drift_share gauge" in text
+    assert "\ngateway_drift_share " not in text
+
+    summary = DriftSummary(
+        run_id="r1", timestamp=1_700_000_000.0, prod_rows=120, drift_share=0.75,
+        dataset_drift=True, embedding_drift=4.25,
+    )
+    write_summary(settings.data_dir / DRIFT_SUMMARY_FILE, summary)
+
+    text = client.get("/metrics").text
+    assert "\ngateway_drift_share 0.75" in text
+    assert "\ngateway_drift_detected 1.0" in text
+    assert "\ngateway_embedding_drift 4.25" in text
+    assert "\ngateway_drift_prod_rows 120.0" in text
+    assert "\ngateway_drift_run_timestamp_seconds 1.7e+09" in text
+
+
+def test_drift_summary_path_can_be_set(build_app: Callable[..., FastAPI], tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere" / "drift.json"
+    write_summary(path, DriftSummary("r", 1.0, 10, 0.125, False, None))
+
+    with TestClient(build_app(drift_summary_path=path)) as client:
+        text = client.get("/metrics").text
+
+    assert "\ngateway_drift_share 0.125" in text
+    assert "\ngateway_drift_detected 0.0" in text
+    assert "\ngateway_embedding_drift " not in text  # the report had no distance
+
+
+def test_metrics_survive_an_unreadable_drift_summary(
+    client: TestClient, settings: Settings
+) -> None:
+    path = settings.data_dir / DRIFT_SUMMARY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{half a file")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert "\ngateway_drift_share " not in response.text
+    assert "gateway_requests_total" in response.text
