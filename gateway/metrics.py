@@ -32,6 +32,10 @@ _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1,
 
 _T = TypeVar("_T")
 
+# The label values of gateway_retrains_total (gateway/retrain_trigger.py uses them).
+RETRAIN_TRIGGERS = ("feedback", "api")
+RETRAIN_OUTCOMES = ("started", "already_running", "start_failed")
+
 
 def _read_for_scrape(read: Callable[[], _T], what: str) -> _T | None:
     """``read()``, or None when it fails: a scrape must still answer with every other metric."""
@@ -123,6 +127,11 @@ class GatewayMetrics:
             ("trigger", "outcome"),
             registry=self.registry,
         )
+        # At 0 from the start: increase() cannot see the first step of a series born at 1, and
+        # the RetrainStartsFailing alert counts exactly those steps.
+        for trigger in RETRAIN_TRIGGERS:
+            for outcome in RETRAIN_OUTCOMES:
+                self.retrains.labels(trigger=trigger, outcome=outcome)
         if job_states is not None:
             self.registry.register(_JobStatesCollector(job_states))
         if serving_version is not None:

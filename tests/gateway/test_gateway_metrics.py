@@ -124,3 +124,12 @@ def test_metrics_survive_an_unreadable_drift_summary(
     assert response.status_code == 200
     assert "\ngateway_drift_share " not in response.text
     assert "gateway_requests_total" in response.text
+
+
+def test_retrain_starts_exist_at_zero_for_every_trigger_and_outcome(client: TestClient) -> None:
+    text = client.get("/metrics").text
+
+    for trigger in ("feedback", "api"):
+        for outcome in ("started", "already_running", "start_failed"):
+            sample = f'gateway_retrains_total{{outcome="{outcome}",trigger="{trigger}"}} 0.0'
+            assert sample in text
