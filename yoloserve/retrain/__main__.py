@@ -7,6 +7,7 @@ epochs, tolerance, timeout_s, management_url, ...); the options below override a
     python -m yoloserve.retrain status [r-0001]  # one job as JSON, or every job
     python -m yoloserve.retrain run              # run a job here, in the foreground
     python -m yoloserve.retrain run --job-id ID  # what `start` (and the gateway) spawn
+    python -m yoloserve.retrain trainer          # the trainer service: runs queued jobs
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from yoloserve.retrain.jobs import (
 )
 from yoloserve.retrain.launchers import job_name, launcher_from_settings
 from yoloserve.retrain.settings import RetrainSettings, job_log
+from yoloserve.retrain.trainer import Trainer
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
@@ -63,6 +65,12 @@ def _show(job: RetrainJob) -> None:
 
 
 @app.command()
+def _log_to_stdout() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
 def run(
     job_id: Annotated[
         str | None,
@@ -72,8 +80,7 @@ def run(
     deploy: Deploy = None,
 ) -> None:
     """Run one job to its end in this process; exit 1 if it failed."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_to_stdout()
     _stop_on_sigterm()
     settings = _settings(epochs, deploy)
     try:
@@ -104,8 +111,33 @@ def start(epochs: Epochs = None, deploy: Deploy = None) -> None:
     typer.echo(job_id)
     if settings.launcher == "kubernetes":
         typer.echo(f"log: kubectl logs job/{job_name(job_id)}", err=True)
+    elif settings.launcher == "queue":
+        typer.echo(f"queued for the trainer service; log: {job_log(settings, job_id)}", err=True)
     else:
         typer.echo(f"log: {job_log(settings, job_id)}", err=True)
+
+
+@app.command()
+def trainer(
+    trainer_id: Annotated[
+        str | None, typer.Option(help="Name of its heartbeat file; none: a random one.")
+    ] = None,
+) -> None:
+    """The trainer service: claim queued jobs and run them, one at a time, until SIGTERM.
+
+    Pair it with RETRAIN_LAUNCHER=queue on the gateway; it needs the same registry, store and run
+    dir (RETRAIN_REGISTRY_PATH, RETRAIN_STORE_DIR, RETRAIN_RUN_DIR or the YOLOSERVE_* paths).
+    Jobs run with this process's RETRAIN_* settings.
+    """
+    _log_to_stdout()
+    _stop_on_sigterm()
+    service = Trainer(RetrainSettings(), trainer_id=trainer_id)
+    try:
+        service.run_forever()
+    except SystemExit as exc:
+        # SIGTERM: a job being run is already recorded failed, the heartbeat file removed.
+        logging.getLogger("yoloserve.retrain.trainer").info(
+            "trainer %s stopped by signal (%s)", service.trainer_id, exc.code)
 
 
 @app.command()

@@ -7,9 +7,11 @@
 the same lock for its whole life (``run_job_process``), so with local processes the lock is held
 exactly while a job process lives, whoever started it and even if the gateway restarts. A
 Kubernetes Job runs in its own pod, so there the launcher also reports any unfinished trainer Job,
-and that refuses a start as well. A job whose process or Job died without finishing is marked
-failed by ``reap_stale_jobs`` on the next check. The rules live here; launchers only start jobs
-and say whether they live.
+and that refuses a start as well. With the ``queue`` launcher nothing is spawned: the trainer
+service (``yoloserve.retrain.trainer``) claims the queued job with ``claim_job``, which takes the
+same lock without waiting, so two trainers never run one job. A job whose process, trainer or Job
+died without finishing is marked failed by ``reap_stale_jobs`` on the next check. The rules live
+here; launchers only start jobs and say whether they live.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import filelock
 
 from yoloserve.errors import KubernetesError, RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
+from yoloserve.retrain.heartbeat import Heartbeater
 from yoloserve.retrain.job import finish, run_job
 from yoloserve.retrain.launchers import (
     JobLauncher,
@@ -173,7 +176,20 @@ def run_foreground(
     with _exclusive(settings, registry, launcher_from_settings(settings)):
         job = registry.record_job(state="queued", created_at=utcnow(), trigger=trigger,
                                   pid=os.getpid())
-        return run_job(job.job_id, settings, registry)
+        with _beating(settings, job.job_id):
+            return run_job(job.job_id, settings, registry)
+
+
+@contextlib.contextmanager
+def _beating(settings: RetrainSettings, job_id: str) -> Iterator[None]:
+    """With the ``queue`` launcher, a job run outside the trainer beats as a trainer does:
+    starters judge running jobs by heartbeats only, and would reap it as dead otherwise."""
+    if settings.launcher != "queue":
+        yield
+        return
+    with Heartbeater(settings, trainer_id=f"cli-{job_id}") as beat:
+        beat.set_job(job_id)
+        yield
 
 
 def run_job_process(
@@ -191,15 +207,47 @@ def run_job_process(
         # The starter holds the lock until it has written our pid: wait for it, briefly.
         lock.acquire(timeout=settings.lock_wait_s)
     except filelock.Timeout:
-        if job.state not in ACTIVE_STATES:
+        job = registry.get_job(job_id)  # read again: another process may have run it meanwhile
+        if job.state != "queued":
             return job
         return finish(registry, job_id, "failed",
                        f"could not take {lock_path(settings)} in {settings.lock_wait_s:.0f} s")
     try:
-        job = registry.get_job(job_id)
-        if job.state != "queued":
-            logger.warning("job %s is %s, not queued: nothing to run", job_id, job.state)
-            return job
-        return run_job(job_id, settings, registry)
+        with _beating(settings, job_id):
+            return _run_if_queued(job_id, settings, registry)
     finally:
         lock.release()
+
+
+def claim_job(
+    job_id: str, settings: RetrainSettings, registry: Registry | None = None
+) -> RetrainJob | None:
+    """What the trainer runs for a queued job: ``run_job_process`` without the wait.
+
+    The retrain lock is taken without waiting: held means another trainer (or an operator's run)
+    runs a job, or a starter is recording one, and the job is left as it is for a later look.
+    The caller beats for the job (the trainer names it in its heartbeat first).
+
+    Returns:
+        The job's record once run (or as it is, if it was no longer queued); None when the lock
+        was held.
+    """
+    registry = registry or Registry(settings.registry_path)
+    lock = _lock(settings)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return None
+    try:
+        return _run_if_queued(job_id, settings, registry)
+    finally:
+        lock.release()
+
+
+def _run_if_queued(job_id: str, settings: RetrainSettings, registry: Registry) -> RetrainJob:
+    # Holding the lock: a job still queued now is ours; any other state, someone ran or reaped it.
+    job = registry.get_job(job_id)
+    if job.state != "queued":
+        logger.warning("job %s is %s, not queued: nothing to run", job_id, job.state)
+        return job
+    return run_job(job_id, settings, registry)

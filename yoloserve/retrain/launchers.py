@@ -1,10 +1,16 @@
-"""Where a retrain job runs: a detached local process, or a Kubernetes Job (``RETRAIN_LAUNCHER``).
+"""Where a retrain job runs: a local process, the trainer service, a Kubernetes Job or a KFP run.
 
 A launcher only starts a job and says whether it still lives; the rules (the retrain lock, one
 job at a time, marking dead jobs failed) stay in ``yoloserve.retrain.jobs``.
 
 - ``process`` (default): ``python -m yoloserve.retrain run --job-id ID`` in its own session, its
   pid recorded in the job; alive while that pid runs a retrain process.
+- ``queue``: nothing is started; the job stays ``queued`` until the trainer service
+  (``python -m yoloserve.retrain trainer``, ``yoloserve.retrain.trainer``) claims it. Liveness
+  comes from the trainers' heartbeat files in the run dir (``yoloserve.retrain.heartbeat``), since
+  the gateway and the trainer share only volumes, not a PID namespace: a queued job waits while
+  some trainer beats, and is ``unstarted`` (reaped after the start grace) while none does; a
+  running job lives while the fresh beat of its trainer names it.
 - ``kubernetes``: a ``batch/v1`` Job in ``RETRAIN_K8S_NAMESPACE``, built from the ``job.yaml`` key
   of ConfigMap ``RETRAIN_K8S_JOB_TEMPLATE`` (the trainer's volumes, env, GPU requests live there):
   named ``yoloserve-trainer-<id>``, labelled ``app.kubernetes.io/name=yoloserve-trainer`` and
@@ -47,6 +53,7 @@ from yoloserve import paths
 from yoloserve.errors import KubernetesError
 from yoloserve.kube import KubeClient, KubeSettings, resource_path
 from yoloserve.modelserver.registry import Registry, RetrainJob
+from yoloserve.retrain.heartbeat import is_fresh, read_heartbeats, stale_after_s
 from yoloserve.retrain.settings import RetrainSettings, job_log
 
 logger = logging.getLogger("yoloserve.retrain")
@@ -155,6 +162,50 @@ class ProcessLauncher:
 
     def running_elsewhere(self) -> str | None:
         return None  # a local job process holds the retrain lock: the lock says it all
+
+
+# ------------------------------------------------------------------------ the trainer service
+
+NO_TRAINER = ("no trainer is running: start the trainer service "
+              "(python -m yoloserve.retrain trainer)")
+
+
+class QueueLauncher:
+    """The job left queued for the trainer service (see the module docstring)."""
+
+    kind = "queue"
+
+    def __init__(self, settings: RetrainSettings) -> None:
+        self.settings = settings
+
+    def start(self, job_id: str, settings: RetrainSettings, registry: Registry) -> dict[str, Any]:
+        if any(is_fresh(b, self.settings) for b in read_heartbeats(self.settings)):
+            logger.info("retrain job %s queued for the trainer", job_id)
+        else:
+            logger.warning("retrain job %s queued, but %s", job_id, NO_TRAINER)
+        return {}
+
+    def liveness(self, jobs: Sequence[RetrainJob]) -> dict[str, Liveness]:
+        beats = read_heartbeats(self.settings)
+        fresh = [b for b in beats if is_fresh(b, self.settings)]
+        running = {b.job_id for b in fresh if b.job_id}
+        out = {}
+        for job in jobs:
+            if job.job_id in running:
+                out[job.job_id] = ALIVE
+            elif job.state == "queued":
+                out[job.job_id] = ALIVE if fresh else Liveness("unstarted", NO_TRAINER)
+            else:
+                last = [b for b in beats if b.job_id == job.job_id]
+                who = (f"trainer {last[0].trainer_id} (host {last[0].hostname}, pid "
+                       f"{last[0].pid})" if last else "its trainer")
+                out[job.job_id] = Liveness(
+                    "dead", f"{who} stopped beating (no heartbeat for "
+                            f"{stale_after_s(self.settings):.0f} s) without finishing the job")
+        return out
+
+    def running_elsewhere(self) -> str | None:
+        return None  # the trainer holds the retrain lock while it runs a job: the lock says it
 
 
 # ------------------------------------------------------------------------ Kubernetes Job
@@ -321,4 +372,6 @@ def launcher_from_settings(
         from yoloserve.retrain.pipeline_launcher import PipelineLauncher
 
         return PipelineLauncher(settings)
+    if settings.launcher == "queue":
+        return QueueLauncher(settings)
     return ProcessLauncher()

@@ -19,7 +19,14 @@ JOBS_DIR = "retrain"
 
 
 class RetrainSettings(BaseSettings):
-    """How retrain jobs run. Environment variables are ``RETRAIN_<FIELD>``."""
+    """How retrain jobs run. Environment variables are ``RETRAIN_<FIELD>``.
+
+    ``launcher`` says where a started job runs; the library default is ``process`` (a detached
+    process beside its starter, for one host). ``make demo`` and docker compose use ``queue``:
+    the gateway only records the job, and the trainer service (``python -m yoloserve.retrain
+    trainer``, the only one with the training stack) claims it. A queued job then runs with the
+    trainer's ``RETRAIN_*`` (epochs, tolerance, URLs...), not its starter's, so both get the same.
+    """
 
     model_config = SettingsConfigDict(env_prefix="RETRAIN_", extra="ignore")
 
@@ -57,9 +64,19 @@ class RetrainSettings(BaseSettings):
     registry_path: Path = paths.REGISTRY_FILE
     store_dir: Path = paths.STORE_DIR
     run_dir: Path = Field(default=paths.RUN_DIR, description="Lock, job folders and logs")
-    launcher: Literal["process", "kubernetes", "pipeline"] = Field(
+    launcher: Literal["process", "queue", "kubernetes", "pipeline"] = Field(
         default="process",
-        description="process: a detached local process; kubernetes: a Job; pipeline: a KFP run",
+        description="process: a detached local process; queue: the trainer service claims it; "
+        "kubernetes: a Job; pipeline: a KFP run",
+    )
+    trainer_poll_s: float = Field(
+        default=2.0, gt=0, description="Trainer: seconds between looks for a queued job"
+    )
+    trainer_heartbeat_s: float = Field(
+        default=5.0, gt=0, description="Trainer: seconds between heartbeats (run_dir/trainers)"
+    )
+    trainer_stale_heartbeats: int = Field(
+        default=3, ge=2, description="Heartbeats missed before a trainer counts as gone"
     )
     k8s_namespace: str | None = Field(default=None, description="None: the pod's namespace")
     k8s_job_template: str = Field(
@@ -100,7 +117,6 @@ class RetrainSettings(BaseSettings):
         env.setdefault("YOLO_OFFLINE", "1")
         env["PYTHONUNBUFFERED"] = "1"
         return env
-
 
 
 def lock_path(settings: RetrainSettings) -> Path:
