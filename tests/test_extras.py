@@ -42,6 +42,13 @@ ENTRY_POINTS: dict[str, str] = {
         gateway.main.create_app(settings)
         # What the gateway imports on the first /feedback, once it is up.
         default_loader(settings.embedder_path)()
+        # Starting a job with RETRAIN_LAUNCHER=queue (make demo, compose): it only queues.
+        from yoloserve.retrain.jobs import start_job_process
+        from yoloserve.retrain.settings import RetrainSettings
+        retrain = RetrainSettings(launcher="queue", registry_path=settings.registry_path,
+                                  run_dir=TMP / "run")
+        job_id = start_job_process(retrain, trigger="api")
+        assert "torch" not in sys.modules and "ultralytics" not in sys.modules, job_id
     """,
     "reporting": """
         import reporting.__main__
@@ -61,6 +68,7 @@ ENTRY_POINTS: dict[str, str] = {
     "ml": """
         import yoloserve.retrain.__main__
         import yoloserve.retrain.job
+        import yoloserve.retrain.trainer
     """,
 }
 
