@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-deps demo stop status test lint bench train package redeploy rollback \
-        ref-data scenario up down compose-config k8s-manifests pipeline clean
+        ref-data scenario images local-base up down compose-config k8s-manifests pipeline clean
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,13 +31,15 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,k8s,pipelines,dev]"
-	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp"
+	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,k8s,pipelines,containers,dev]"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp, podman_compose"
 	touch $@
 
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
-# test, docker-compose (v1, parser only: no engine runs here) to validate docker-compose.yml,
-# kubectl (Debian's kubernetes-client: 1.20, kustomize v2.0.3) to render deploy/kubernetes.
+# test, docker-compose (v1, parser only) to validate docker-compose.yml, kubectl (Debian's
+# kubernetes-client: 1.20, kustomize v2.0.3) to render deploy/kubernetes, Prometheus (+ promtool)
+# for the demo and the alert-rule tests, podman (+ runc) and debootstrap for the container test
+# and `make up` where no Docker engine runs.
 $(SYSSTAMP):
 	@mkdir -p .run
 	@missing=""; \
@@ -45,6 +47,11 @@ $(SYSSTAMP):
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v docker >/dev/null || command -v podman >/dev/null || missing="$$missing podman"; \
+	command -v docker >/dev/null || command -v runc >/dev/null || missing="$$missing runc"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -84,12 +91,23 @@ train: setup ## Regenerate the synthetic dataset and retrain the default model (
 package: setup ## Package WEIGHTS (default: shipped model) as a new .mar version in the registry
 	$(PY) -m scripts.package --weights $(WEIGHTS)
 
-redeploy: setup ## Package WEIGHTS and hot-register it on the running TorchServe as the default
-	$(PY) -m scripts.models redeploy --weights $(WEIGHTS)
+# STACK=compose: the same verbs on the compose stack (run inside its trainer container).
+STACK ?= demo
 
-rollback: setup ## Make VERSION the serving default again (no restart)
+redeploy: setup ## Package WEIGHTS and hot-register it on the running TorchServe (STACK=compose too)
+ifeq ($(STACK),compose)
+	$(CONTAINERS) redeploy --weights $(WEIGHTS)
+else
+	$(PY) -m scripts.models redeploy --weights $(WEIGHTS)
+endif
+
+rollback: setup ## Make VERSION the serving default again, no restart (STACK=compose too)
 	@test -n "$(VERSION)" || (echo "usage: make rollback VERSION=n" && exit 2)
+ifeq ($(STACK),compose)
+	$(CONTAINERS) rollback $(VERSION)
+else
 	$(PY) -m scripts.models activate $(VERSION)
+endif
 
 ref-data: setup ## Rebuild data/ref_data.csv from the training set
 	$(PY) -m scripts.build_ref_data
@@ -97,12 +115,22 @@ ref-data: setup ## Rebuild data/ref_data.csv from the training set
 scenario: setup ## Drift scenario end to end against the running demo (ARGS="--images 60")
 	$(PY) -m scripts.scenario $(ARGS)
 
-# --- docker compose (production path; needs a Docker engine) ---------------------------------
-up: ## docker compose up (build images, start the four services)
-	docker compose up -d --build
+# --- containers (production path: Docker Compose, or podman + podman-compose) ------------------
+# CONTAINER_ENGINE=docker|podman (default: docker when its engine answers), BASE_IMAGE (default
+# python:3.11-slim), IMAGE_TAG, GATEWAY_PORT / WEBAPP_PORT / EVIDENTLY_PORT, MONITORING=1.
+CONTAINERS := $(PY) -m scripts.containers
 
-down: ## docker compose down
-	docker compose down
+images: setup ## Build every image (deploy/images/Dockerfile) and print their sizes
+	$(CONTAINERS) images
+
+local-base: setup ## Make a Debian base image here with debootstrap (hosts that pull nothing)
+	$(CONTAINERS) local-base
+
+up: setup ## Start the compose stack (images built when missing), wait for every healthcheck
+	$(CONTAINERS) up
+
+down: ## Stop the compose stack (the models and data volumes are kept)
+	@test -x $(PY) && $(CONTAINERS) down || true
 
 compose-config: $(SYSSTAMP) ## Validate docker-compose.yml without an engine
 	docker-compose -f docker-compose.yml config -q

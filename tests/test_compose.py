@@ -1,8 +1,10 @@
-"""docker-compose.yml is checked with a real compose parser (no Docker engine runs here)."""
+"""docker-compose.yml and deploy/images/Dockerfile, read as a compose parser and a builder read
+them. The stack really runs in tests/integration/test_containers.py; these catch a broken
+wiring in a second."""
 
 from __future__ import annotations
 
-import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +14,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "images" / "Dockerfile"
+IMAGES = ("serving", "trainer", "gateway", "webapp", "reporting")
 
 
 @pytest.fixture(scope="module")
@@ -19,51 +23,100 @@ def resolved() -> dict:
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose (Debian package) is missing: `make setup` installs it"
     out = subprocess.run(
-        [exe, "-f", str(COMPOSE), "config"], capture_output=True, text=True, cwd=ROOT, check=False
+        [exe, "-f", str(COMPOSE), "--profile", "monitoring", "config"], capture_output=True,
+        text=True, cwd=ROOT, check=False,
     )
     assert out.returncode == 0, out.stderr
-    return yaml.safe_load(out.stdout)
+    return dict(yaml.safe_load(out.stdout))
 
 
-def test_four_services_and_worker(resolved: dict) -> None:
-    assert {"serving", "gateway", "webapp", "reporting"} <= set(resolved["services"])
+def stages() -> dict[str, str]:
+    """Dockerfile stage name -> its instructions."""
+    text = DOCKERFILE.read_text()
+    parts = re.split(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def port_target(port: str | dict) -> int:
+    """The container side of a ports entry, short ("0.0.0.0:8080:8080") or long syntax."""
+    return int(port["target"] if isinstance(port, dict) else str(port).split(":")[-1].split("/")[0])
+
+
+def named_volume_targets(service: dict) -> set[str]:
+    """Mount points of named volumes (not bind mounts), short or long syntax."""
+    out = set()
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "volume":
+                out.add(volume["target"])
+        elif not volume.startswith((".", "/")):
+            out.add(volume.split(":")[1])
+    return out
+
+
+def test_every_image_is_a_stage_of_one_dockerfile(resolved: dict) -> None:
+    for name, service in resolved["services"].items():
+        build = service.get("build")
+        if build is None:
+            continue  # official images (prometheus, grafana)
+        assert Path(build["dockerfile"]).name == "Dockerfile", name
+        assert build["target"] in IMAGES, name
+        assert service["image"].endswith(f"/{build['target']}:local")
+    assert set(IMAGES) <= set(stages())
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_every_image_runs_unprivileged_with_a_healthcheck(image: str) -> None:
+    body = stages()[image]
+    assert re.search(r"^USER app$", body, flags=re.MULTILINE), image
+    assert "HEALTHCHECK" in body, image
+
+
+def test_one_base_for_every_image() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, flags=re.MULTILINE)
+    assert re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)[0] == "${BASE_IMAGE}"
+    # Only the two model images carry torch.
+    for image in ("gateway", "webapp", "reporting"):
+        assert "torch" not in stages()[image]
+    assert "pytorch/torchserve" not in text
 
 
 def test_torchserve_is_internal_only(resolved: dict) -> None:
     serving = resolved["services"]["serving"]
     assert "ports" not in serving, "TorchServe must not be published to users"
-    assert serving["networks"] == {"backend": None} or list(serving["networks"]) == ["backend"]
+    assert list(serving["networks"]) == ["backend"]
     assert resolved["networks"]["backend"]["internal"] is True
+    for name, service in resolved["services"].items():
+        for port in service.get("ports", []):
+            assert port_target(port) not in (8085, 8086, 8087), name
 
 
-@pytest.mark.parametrize("service", ["serving", "gateway", "webapp", "reporting"])
-def test_every_user_facing_service_has_a_healthcheck(resolved: dict, service: str) -> None:
-    assert resolved["services"][service]["healthcheck"]["test"]
+def test_the_trainer_is_apart_from_the_gateway(resolved: dict) -> None:
+    gateway, trainer = resolved["services"]["gateway"], resolved["services"]["trainer"]
+    assert gateway["environment"]["RETRAIN_LAUNCHER"] == "queue"
+    assert trainer["environment"]["RETRAIN_LAUNCHER"] == "queue"
+    assert trainer["build"]["target"] == "trainer" and gateway["build"]["target"] == "gateway"
+    assert "ports" not in trainer and list(trainer["networks"]) == ["backend"]
 
 
-@pytest.mark.parametrize(
-    ("service", "needs"), [("gateway", "serving"), ("webapp", "gateway")]
-)
-def test_startup_waits_for_health(resolved: dict, service: str, needs: str) -> None:
-    dep = resolved["services"][service]["depends_on"][needs]
-    assert dep["condition"] == "service_healthy"
-
-
-def test_published_ports_match_the_contract(resolved: dict) -> None:
-    published = {
-        name: [p["target"] if isinstance(p, dict) else int(str(p).split(":")[-1])
-               for p in svc.get("ports", [])]
-        for name, svc in resolved["services"].items()
-    }
+def test_published_ports_are_overridable_and_match_the_contract(resolved: dict) -> None:
+    published = {name: [port_target(p) for p in svc.get("ports", [])]
+                 for name, svc in resolved["services"].items()}
     assert published["gateway"] == [8080]
     assert published["webapp"] == [8081]
     assert published["reporting"] == [8082]
+    raw = COMPOSE.read_text()
+    for variable in ("GATEWAY_PORT", "WEBAPP_PORT", "EVIDENTLY_PORT"):
+        assert "${" + variable + ":-" in raw
 
 
-def test_models_volume_is_shared_by_serving_and_gateway(resolved: dict) -> None:
+def test_state_lives_in_named_volumes(resolved: dict) -> None:
     def targets(name: str) -> set[str]:
-        vols = resolved["services"][name].get("volumes", [])
-        return {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in vols}
+        return named_volume_targets(resolved["services"][name])
 
-    assert "/models" in targets("serving") and "/models" in targets("gateway")
-    assert json.dumps(resolved)  # the resolved config is plain data
+    for service in ("serving", "trainer", "gateway", "bootstrap"):
+        assert "/models" in targets(service), service
+    for service in ("trainer", "gateway", "reporting", "reporting-worker", "bootstrap"):
+        assert "/data" in targets(service), service
+    assert {"models", "data"} <= set(resolved["volumes"])

@@ -65,6 +65,13 @@ ENTRY_POINTS: dict[str, str] = {
         import webapp.views.models
         import gateway_client
     """,
+    # What TorchServe's worker imports (the serving image installs exactly this extra).
+    # TorchServe loads serving/handler.py from the .mar as a top-level module, not a package.
+    "serving": """
+        import runpy
+        runpy.run_path(str(ROOT / "serving" / "handler.py"), run_name="handler")
+        import ts.model_service_worker
+    """,
     "ml": """
         import yoloserve.retrain.__main__
         import yoloserve.retrain.job

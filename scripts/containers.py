@@ -1,0 +1,326 @@
+"""The production path on one host: build the images, run the compose stack, operate it.
+
+Docker (``docker compose``) when its engine answers, else podman with podman-compose;
+``CONTAINER_ENGINE=docker|podman`` decides. Every command runs the same compose file
+(docker-compose.yml, project ``yoloserve``), so make up / make down / the container test agree.
+
+    python -m scripts.containers images [--base IMAGE]   # make images
+    python -m scripts.containers up                      # make up (GATEWAY_PORT=... etc.)
+    python -m scripts.containers wait                    # until every healthcheck passes
+    python -m scripts.containers redeploy --weights W    # make redeploy STACK=compose
+    python -m scripts.containers rollback 1              # make rollback STACK=compose
+    python -m scripts.containers down                    # make down
+    python -m scripts.containers local-base              # a Debian base built here, no hub
+
+Builds mount the host's pip configuration, the local package folders it names and the trust
+store into each RUN step (podman ``-v``; they never land in a layer), so an image installs from
+the same indexes and proxy as this machine's venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from yoloserve import paths
+
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+
+PROJECT = os.environ.get("COMPOSE_PROJECT", "yoloserve")  # the container test runs its own
+COMPOSE_FILE = paths.ROOT / "docker-compose.yml"
+DOCKERFILE = paths.ROOT / "deploy" / "images" / "Dockerfile"
+PODMAN_CONF = paths.ROOT / "deploy" / "podman" / "containers.conf"
+# Built in this order: serving and trainer share the torch layer, the rest are light.
+IMAGES = ("serving", "trainer", "gateway", "webapp", "reporting")
+LOCAL_BASE = "localhost/yoloserve-base:bookworm"
+DEFAULT_BASE = "python:3.11-slim"
+# What the host's pip reads; each is mounted at the same path when it exists.
+PIP_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip", str(Path.home() / ".config" / "pip"),
+               str(Path.home() / ".pip"))
+TRUST_STORES = ("/etc/ssl/certs/ca-certificates.crt",)
+
+
+def _say(message: str) -> None:
+    typer.echo(f"[containers] {message}", err=True)
+
+
+def image_tag() -> str:
+    return os.environ.get("IMAGE_TAG", "local")
+
+
+def image_name(target: str, tag: str | None = None) -> str:
+    return f"{os.environ.get('IMAGE_PREFIX', PROJECT)}/{target}:{tag or image_tag()}"
+
+
+def engine() -> str:
+    """``docker`` when a Docker engine answers (or CONTAINER_ENGINE says so), else ``podman``."""
+    chosen = os.environ.get("CONTAINER_ENGINE")
+    if chosen in ("docker", "podman"):
+        return chosen
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "info"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return "docker"
+    if shutil.which("podman"):
+        return "podman"
+    raise typer.BadParameter("neither a Docker engine nor podman is here: `make up` needs one")
+
+
+def engine_env(name: str) -> dict[str, str]:
+    """The environment the engine runs with.
+
+    podman here needs two settings (no default ulimits: this kind of sandbox refuses to raise
+    RLIMIT_NOFILE; runc: crun refuses a hybrid cgroup layout) and file-based logs and events (no
+    journald); deploy/podman/containers.conf has them, unless CONTAINERS_CONF names another file.
+    """
+    env = dict(os.environ)
+    if name == "podman" and "CONTAINERS_CONF" not in env:
+        env["CONTAINERS_CONF"] = str(PODMAN_CONF)
+    return env
+
+
+def run(cmd: Sequence[str], *, check: bool = True, capture: bool = False,
+        env: dict[str, str] | None = None, input_file: Path | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    name = cmd[0] if cmd[0] in ("docker", "podman") else engine()
+    stdin = input_file.open("rb") if input_file else None
+    try:
+        return subprocess.run(
+            list(cmd), check=check, cwd=paths.ROOT, env=env or engine_env(name),
+            stdin=stdin, capture_output=capture, text=stdin is None,
+        )
+    finally:
+        if stdin:
+            stdin.close()
+
+
+def compose_command(name: str) -> list[str]:
+    if name == "docker":
+        return ["docker", "compose", "-p", PROJECT, "-f", str(COMPOSE_FILE)]
+    exe = shutil.which("podman-compose") or str(Path(sys.executable).with_name("podman-compose"))
+    if not Path(exe).exists():
+        raise typer.BadParameter("podman-compose is missing: `make setup` installs it")
+    return [exe, "-p", PROJECT, "-f", str(COMPOSE_FILE)]
+
+
+def _pip_paths() -> list[str]:
+    """Host paths pip reads: its config files and the local folders/files they name."""
+    found = [p for p in (*PIP_CONFIGS, *TRUST_STORES) if Path(p).exists()]
+    texts = []
+    for config in found:
+        path = Path(config)
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        texts += [f.read_text(errors="replace") for f in files if f.is_file() and f.suffix
+                  in (".conf", ".ini", ".txt", "")]
+    texts += [v for k, v in os.environ.items() if k.startswith("PIP_")]
+    for text in texts:
+        for ref in re.findall(r"(?:file://)?(/[\w./+-]+)", text):
+            target = Path(ref)
+            if target.name == "simple":  # a local index links to ../files: mount its root
+                target = target.parent
+            if target.exists() and not str(target).startswith(("/etc/ssl", "/proc", "/dev")):
+                found.append(str(target))
+    unique = sorted(set(found))
+    # A path inside another mounted folder comes with it.
+    return [p for p in unique if not any(p.startswith(q + "/") for q in unique)]
+
+
+def build_args(name: str) -> list[str]:
+    """Engine flags that let RUN steps reach the host's indexes through its trust store."""
+    if name != "podman":
+        # BuildKit has no bind mounts from the host: a Docker host is expected to reach PyPI.
+        return []
+    args = ["--network=host", "--format=docker"]  # docker format keeps HEALTHCHECK
+    for path in _pip_paths():
+        args += ["-v", f"{path}:{path}:ro"]
+    return args
+
+
+def image_size_mb(name: str, image: str) -> float:
+    out = run([name, "image", "inspect", image, "--format", "{{.Size}}"], capture=True)
+    return int(out.stdout.strip()) / 1e6
+
+
+@app.command()
+def local_base(
+    tag: Annotated[str, typer.Option(help="Name of the base image to create.")] = LOCAL_BASE,
+    mirror: Annotated[str, typer.Option(help="Debian mirror.")] = "http://deb.debian.org/debian",
+) -> None:
+    """A Debian bookworm + Python 3.11 base made with debootstrap (for hosts that pull nothing)."""
+    name = engine()
+    if run([name, "image", "exists" if name == "podman" else "inspect", tag],
+           check=False, capture=True).returncode == 0:
+        _say(f"{tag} is there")
+        return
+    if not shutil.which("debootstrap"):
+        raise typer.BadParameter("debootstrap is missing: `make system-deps` installs it")
+    with tempfile.TemporaryDirectory(prefix="yoloserve-base-") as tmp:
+        root = Path(tmp) / "rootfs"
+        _say(f"debootstrap bookworm into {root} (about a minute) ...")
+        subprocess.run(["debootstrap", "--variant=minbase",
+                        "--include=python3,python3-venv,ca-certificates,passwd",
+                        "bookworm", str(root), mirror], check=True, capture_output=True)
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run([name, "import", "-", tag], stdin=tar.stdout, check=True,
+                       env=engine_env(name), capture_output=True)
+        tar.wait()
+    _say(f"{tag} created")
+
+
+@app.command()
+def images(
+    base: Annotated[str, typer.Option(envvar="BASE_IMAGE", help="Base of every image.")
+                    ] = DEFAULT_BASE,
+    only: Annotated[list[str] | None, typer.Option(help="Build just these targets.")] = None,
+) -> None:
+    """Build every image (deploy/images/Dockerfile, one target each) and print their sizes."""
+    name = engine()
+    targets = only or list(IMAGES)
+    sizes = {}
+    for target in targets:
+        image = image_name(target)
+        started = time.monotonic()
+        _say(f"building {image} on {base} ...")
+        run([name, "build", "-f", str(DOCKERFILE), "--target", target,
+             "--build-arg", f"BASE_IMAGE={base}", *build_args(name), "-t", image, "."])
+        sizes[image] = image_size_mb(name, image)
+        _say(f"{image}: {sizes[image]:.0f} MB in {time.monotonic() - started:.0f} s")
+    typer.echo(json.dumps({k: round(v) for k, v in sizes.items()}, indent=2))
+
+
+def compose_env(name: str) -> dict[str, str]:
+    """The engine's environment plus the API keys (created once, as `make demo` does)."""
+    from scripts.stack import load_keys  # the demo's keys: one place creates them
+
+    keys = {**load_keys(), **{k: v for k, v in os.environ.items() if k.endswith("_API_KEYS")}}
+    # The web app offers "retrain now" too, an admin route (as in `make demo`).
+    webapp_key = keys["GATEWAY_ADMIN_API_KEYS"].split(",")[0]
+    return {**engine_env(name), "IMAGE_TAG": image_tag(), "WEBAPP_API_KEY": webapp_key, **keys}
+
+
+@app.command()
+def up(
+    monitoring: Annotated[bool, typer.Option(
+        envvar="MONITORING", help="Also start Prometheus and Grafana (official images).")] = False,
+) -> None:
+    """Start the stack in the background (images built first when missing)."""
+    name = engine()
+    missing = [t for t in IMAGES if run([name, "image", "inspect", image_name(t)], check=False,
+                                        capture=True).returncode != 0]
+    if missing:
+        images(base=os.environ.get("BASE_IMAGE", DEFAULT_BASE), only=missing)
+    profile = ["--profile", "monitoring"] if monitoring else []
+    run([*compose_command(name), *profile, "up", "-d"], env=compose_env(name))
+    wait()
+    port = os.environ.get("GATEWAY_PORT", "8080")
+    typer.echo(f"gateway http://127.0.0.1:{port}  web app http://127.0.0.1:"
+               f"{os.environ.get('WEBAPP_PORT', '8081')}  Evidently http://127.0.0.1:"
+               f"{os.environ.get('EVIDENTLY_PORT', '8082')}   keys: .run/demo.env")
+
+
+def containers(name: str) -> list[dict[str, str]]:
+    """The project's containers: name, service, state."""
+    out = run([name, "ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}",
+               "--format", "json"], capture=True)
+    text = out.stdout.strip()
+    rows = json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines()]
+    found = []
+    for row in rows:
+        labels = row.get("Labels") or {}
+        if isinstance(labels, str):
+            labels = dict(p.split("=", 1) for p in labels.split(",") if "=" in p)
+        names = row.get("Names")
+        found.append({
+            "name": names[0] if isinstance(names, list) else str(names),
+            "service": labels.get("com.docker.compose.service", ""),
+            "state": str(row.get("State", "")).lower(),
+        })
+    return found
+
+
+def health(name: str, container: str) -> str:
+    """``healthy``, ``unhealthy``, ``starting`` or ``none`` (no healthcheck)."""
+    if name == "podman":
+        # Without systemd, podman schedules no healthcheck: run it now (this records the result).
+        probe = run(["podman", "healthcheck", "run", container], check=False, capture=True)
+        if "no healthcheck" in (probe.stdout + probe.stderr).lower():
+            return "none"
+        return "healthy" if probe.returncode == 0 else "starting"
+    out = run(["docker", "inspect", container, "--format",
+               "{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}"], capture=True)
+    return out.stdout.strip()
+
+
+@app.command()
+def wait(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait in all.")] = 900.0,
+) -> None:
+    """Wait until every running service's healthcheck passes (exit 1 on timeout)."""
+    name = engine()
+    deadline = time.monotonic() + timeout
+    reported: set[str] = set()
+    while True:
+        pending = []
+        for box in containers(name):
+            if box["state"] != "running":
+                continue  # one-shot services (bootstrap) end; restart policies handle crashes
+            status = health(name, box["name"])
+            if status in ("healthy", "none"):
+                if box["service"] not in reported:
+                    reported.add(box["service"])
+                    _say(f"{box['service']} {status}")
+            else:
+                pending.append(box["service"])
+        if not pending and reported:
+            return
+        if time.monotonic() > deadline:
+            _say(f"not healthy after {timeout:.0f} s: {', '.join(sorted(pending))}")
+            raise typer.Exit(1)
+        time.sleep(3)
+
+
+def _exec_trainer(name: str, args: Sequence[str], stdin: Path | None = None) -> None:
+    flags = ["-T"] if name == "docker" else ["-T"]
+    run([*compose_command(name), "exec", *flags, "trainer", *args], env=compose_env(name),
+        input_file=stdin)
+
+
+@app.command()
+def redeploy(weights: Annotated[Path, typer.Option(help="A .pt to package and serve.")]) -> None:
+    """Package WEIGHTS inside the trainer container and hot-swap it in (no restart)."""
+    name = engine()
+    upload = "/tmp/redeploy-weights.pt"
+    _exec_trainer(name, ["sh", "-c", f"cat > {upload}"], stdin=weights)
+    _exec_trainer(name, ["python", "-m", "scripts.models", "redeploy", "--weights", upload])
+
+
+@app.command()
+def rollback(version: str) -> None:
+    """Make VERSION the serving default again, inside the trainer container."""
+    _exec_trainer(engine(), ["python", "-m", "scripts.models", "activate", version])
+
+
+@app.command()
+def down(
+    volumes: Annotated[bool, typer.Option(help="Also delete the models and data volumes.")
+                       ] = False,
+) -> None:
+    """Stop and remove the stack's containers (volumes are kept unless --volumes)."""
+    name = engine()
+    run([*compose_command(name), "--profile", "monitoring", "down", *(["-v"] if volumes else [])],
+        env=compose_env(name))
+
+
+if __name__ == "__main__":
+    app()
