@@ -166,11 +166,11 @@ def test_servingruntime_runs_our_image_as_plain_torchserve(
 
 
 def test_serving_entrypoint_hands_arguments_over() -> None:
-    # KServe's args replace the image's CMD, not its ENTRYPOINT (serving/entrypoint.sh).
-    script = ROOT / "serving" / "entrypoint.sh"
+    # KServe's args replace the image's CMD, not its ENTRYPOINT (serving-entrypoint.sh).
+    script = ROOT / "deploy" / "images" / "serving-entrypoint.sh"
     assert (
-        'ENTRYPOINT ["/usr/local/bin/yolo-entrypoint.sh"]'
-        in (ROOT / "serving" / "Dockerfile").read_text()
+        'ENTRYPOINT ["/usr/local/bin/serving-entrypoint"]'
+        in (ROOT / "deploy" / "images" / "Dockerfile").read_text()
     )
     result = subprocess.run(
         ["sh", str(script), "echo", "torchserve", "--start"],
