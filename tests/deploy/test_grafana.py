@@ -40,7 +40,7 @@ def test_dashboard_provider_reads_the_mounted_folder() -> None:
     )
     (provider,) = doc["providers"]
     assert provider["type"] == "file"
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
