@@ -120,3 +120,18 @@ def test_state_lives_in_named_volumes(resolved: dict) -> None:
     for service in ("trainer", "gateway", "reporting", "reporting-worker", "bootstrap"):
         assert "/data" in targets(service), service
     assert {"models", "data"} <= set(resolved["volumes"])
+
+
+def test_monitoring_scrapes_what_compose_runs(resolved: dict) -> None:
+    services = resolved["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert prometheus["image"].startswith("prom/prometheus:v") and "build" not in prometheus
+    assert grafana["image"].startswith("grafana/grafana:") and "build" not in grafana
+    # Prometheus must reach TorchServe's metrics API, which lives on the internal network only.
+    assert "backend" in prometheus["networks"] and "backend" not in grafana["networks"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in config["scrape_configs"] for c in job["static_configs"]
+               for t in c["targets"]}
+    assert targets == {"gateway:8080", "serving:8087"}
+    mounts = " ".join(str(v) for v in prometheus["volumes"] + grafana["volumes"])
+    assert "deploy/prometheus" in mounts and "deploy/grafana/provisioning" in mounts
