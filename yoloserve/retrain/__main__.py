@@ -64,7 +64,6 @@ def _show(job: RetrainJob) -> None:
     typer.echo(job.model_dump_json(indent=2))
 
 
-@app.command()
 def _log_to_stdout() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
