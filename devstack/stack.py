@@ -6,7 +6,9 @@ benchmarks``) both need exactly this, and neither may touch the developer's regi
 running ``make demo``: everything lives under ``root`` and the processes are pointed at it with
 ``YOLOSERVE_*`` and ``GATEWAY_*`` variables. The processes run under the stack's own supervisord
 (:mod:`devstack.supervisor`), the same launch code as ``make demo``: a service that crashes is
-restarted, as in the demo.
+restarted, as in the demo. The trainer service (``python -m yoloserve.retrain trainer``, which
+runs the jobs a gateway with ``RETRAIN_LAUNCHER=queue`` queues) is optional:
+:meth:`start_trainer` / :meth:`stop_trainer`.
 
 Example:
     >>> with LocalStack.create(Path("/tmp/stack")) as stack:  # doctest: +SKIP
@@ -31,6 +33,10 @@ from devstack.waiting import NotReady, url_ready
 from yoloserve import paths
 from yoloserve.modelserver.packaging import MODEL_NAME, build_mar, package
 from yoloserve.modelserver.registry import ModelVersion, Registry
+from yoloserve.retrain.heartbeat import is_fresh, read_heartbeats
+from yoloserve.retrain.settings import RetrainSettings
+
+TRAINER = "trainer"
 
 
 def _copy_models(dst: Path, weights: Path, embedder_dir: Path) -> None:
@@ -223,6 +229,60 @@ class LocalStack:
         """Stop the gateway process (SIGTERM, then SIGKILL)."""
         if "gateway" in self.programs and self.supervisor.is_running():
             self.supervisor.stop("gateway")
+
+    def trainer_variables(self, retrain_env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The trainer's variables: this stack's paths and TorchServe, then ``extra_env``, then
+        ``retrain_env`` (the ``RETRAIN_*`` of the jobs it runs)."""
+        env = dict(
+            YOLOSERVE_MODELS_DIR=str(self.models_dir),
+            YOLOSERVE_DATA_DIR=str(self.data_dir),
+            YOLOSERVE_RUN_DIR=str(self.run_dir),
+            YOLO_OFFLINE="1",
+            OMP_WAIT_POLICY="PASSIVE",
+            RETRAIN_LAUNCHER="queue",
+            RETRAIN_INFERENCE_URL=self.torchserve.inference_url,
+            RETRAIN_MANAGEMENT_URL=self.torchserve.management_url,
+        )
+        env.update(self.extra_env)
+        env.update(retrain_env or {})
+        return env
+
+    def start_trainer(
+        self, retrain_env: Mapping[str, str] | None = None, timeout: float = 60.0
+    ) -> None:
+        """Start the trainer service under the stack's supervisord; ready once it beats.
+
+        Args:
+            retrain_env: ``RETRAIN_*`` of the jobs it runs (a queued job runs with the trainer's
+                settings, not its starter's); a running trainer with other ones is restarted.
+            timeout: seconds to wait for its first heartbeat.
+
+        Raises:
+            NotReady: it exited or did not beat in time (the message has its log's tail).
+        """
+        env = self.trainer_variables(retrain_env)
+        settings = RetrainSettings(run_dir=self.run_dir)
+
+        def beating() -> bool:
+            pid = self.supervisor.pid(TRAINER)
+            return any(b.pid == pid and is_fresh(b, settings) for b in read_heartbeats(settings))
+
+        program = Program(TRAINER, [sys.executable, "-m", "yoloserve.retrain", "trainer"],
+                          env=env, cwd=paths.ROOT, ready=beating)
+        self.start_program(program, timeout)
+
+    def stop_trainer(self) -> None:
+        """Stop the trainer and take it off the stack (a job it runs is recorded failed)."""
+        if self.programs.pop(TRAINER, None) is not None and self.supervisor.is_running():
+            self._apply()  # gone from the config: stopped, and not started again by apply()
+
+    def trainer_pid(self) -> int | None:
+        """The running trainer's pid."""
+        return self.supervisor.pid(TRAINER) if TRAINER in self.programs else None
+
+    def trainer_log(self) -> str:
+        """The tail of the trainer's output."""
+        return self.supervisor.log_tail(TRAINER, 60)
 
     def stop(self) -> None:
         """Stop every program (gateway and TorchServe, each with its process group), then

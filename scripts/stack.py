@@ -1,6 +1,7 @@
 """The local platform, as `make demo` / `make stop` / `make status` run it: TorchServe, the gateway,
-the web app, the Evidently UI and the reporting watcher, supervised by supervisord (logs under
-.run/supervisor/logs/), which restarts any of them that crashes.
+the retrain trainer, the web app, the Evidently UI and the reporting watcher, supervised by
+supervisord (logs under .run/supervisor/logs/), which restarts any of them that crashes. The
+gateway only queues retrain jobs (RETRAIN_LAUNCHER=queue); the trainer runs them.
 
 `up` prepares what is missing first (the shipped weights packaged as a `.mar` version, the
 reference embeddings `data/ref_data.csv`, API keys in `.run/demo.env`), hands the services to
@@ -114,14 +115,19 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
     gateway_url = f"http://127.0.0.1:{ports.gateway}"
     evidently_url = f"http://127.0.0.1:{ports.evidently}"
     base_env = {"YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    # The gateway queues jobs and the trainer runs them with its own settings: both get these.
+    retrain_env = {
+        "RETRAIN_LAUNCHER": "queue",
+        "RETRAIN_INFERENCE_URL": ts.inference_url,
+        "RETRAIN_MANAGEMENT_URL": ts.management_url,
+    }
     gateway_env = {
         **base_env,
         **keys,
+        **retrain_env,
         "GATEWAY_PORT": str(ports.gateway),
         "GATEWAY_TORCHSERVE_INFERENCE_URL": ts.inference_url,
         "GATEWAY_TORCHSERVE_MANAGEMENT_URL": ts.management_url,
-        "RETRAIN_INFERENCE_URL": ts.inference_url,
-        "RETRAIN_MANAGEMENT_URL": ts.management_url,
     }
     webapp_env = {
         **base_env,
@@ -135,6 +141,9 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         ts.program(),
         Program("gateway", _python_module("gateway"), gateway_env,
                 ready=url_ready(f"{gateway_url}/ready")),
+        # Ready once started: it has no port; its heartbeat is in .run/trainers/.
+        Program("trainer", _python_module("yoloserve.retrain", "trainer"),
+                {**base_env, **retrain_env}),
         Program("evidently", _python_module("reporting", "ui"),
                 {**base_env, "REPORTING_UI_PORT": str(ports.evidently)},
                 ready=url_ready(f"{evidently_url}/api/projects")),

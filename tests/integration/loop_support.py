@@ -3,16 +3,19 @@ shared stack."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import httpx
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, start_gateway
 from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain.settings import RetrainSettings
 
 
 def wait_no_active_job(registry: Registry, timeout: float = 900) -> None:
@@ -35,6 +38,43 @@ def restore_default(stack: Stack, version: str) -> None:
     if stack.registry.load().default_version != version or loaded_versions(stack) != [version]:
         activate_sync(stack.registry, version, management_url=stack.torchserve.management_url,
                       inference_url=stack.torchserve.inference_url, drain_s=0.5)
+
+
+def retrain_env(settings: RetrainSettings) -> dict[str, str]:
+    """The fields ``settings`` sets, as the ``RETRAIN_*`` variables a trainer (or gateway) reads
+    (only those: a default dict field's JSON cannot go through supervisord's environment)."""
+    env = settings.child_environment()
+    keys = {f"RETRAIN_{name.upper()}" for name in settings.model_fields_set}
+    return {k: v for k, v in env.items() if k in keys}
+
+
+@contextlib.contextmanager
+def trainer_running(stack: Stack, env: Mapping[str, str]) -> Iterator[None]:
+    """The stack's trainer service with ``env`` (``RETRAIN_*``) while the block runs."""
+    try:
+        stack.start_trainer(env, timeout=60)
+    except Exception:
+        print(stack.trainer_log())
+        raise
+    try:
+        yield
+    finally:
+        print(f"--- trainer log\n{stack.trainer_log()}")
+        stack.stop_trainer()
+
+
+@contextlib.contextmanager
+def gateway_with(stack: Stack, env: Mapping[str, str]) -> Iterator[None]:
+    """The shared gateway restarted with ``env`` over its own, then back as it was."""
+    before = dict(stack.extra_env)
+    stack.extra_env.update(env)
+    start_gateway(stack)
+    try:
+        yield
+    finally:
+        stack.extra_env.clear()
+        stack.extra_env.update(before)
+        start_gateway(stack)
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Real TorchServe + real gateway: feedback on a shipped sample lands in the stack's
-``prod_data.csv`` with the reference columns, embedded by the same code as ``ref_data.csv``."""
+``prod_data.csv`` with the reference columns, embedded by the same code as ``ref_data.csv``; and
+feedback past k rows starts a retrain that the trainer service runs and swaps in."""
 
 from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -12,10 +14,19 @@ import numpy as np
 import pytest
 
 from tests.integration.conftest import USER_KEY, Stack
+from tests.integration.loop_support import (
+    gateway_with,
+    restore_default,
+    retrain_env,
+    trainer_running,
+    wait_no_active_job,
+)
 from yoloserve import paths
 from yoloserve.embeddings.embedder import Embedder, decode_image
 from yoloserve.feedback.matching import match
 from yoloserve.feedback.store import PROD_EXTRA_COLUMNS, ref_header
+from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.training.dataset import generate_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +121,72 @@ def test_bad_feedback_writes_nothing(gateway: httpx.Client, stack: Stack) -> Non
 
     assert len(_rows(prod)[1]) == before
     assert gateway.get("/retrain/r-9999").json()["error"]["code"] == "unknown_job"
+
+
+def _maps_torch(pid: int) -> bool:
+    """Whether process ``pid`` has loaded libtorch (the gateway never may)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.slow
+def test_feedback_past_k_rows_retrains_in_the_trainer_and_swaps(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The loop as `make demo` runs it: the gateway queues, the trainer service trains, the new
+    version serves. Kept small as test_retrain_job (1 epoch, 16 reference images)."""
+    registry = stack.registry
+    wait_no_active_job(registry)
+    first = registry.load().default_version
+    assert first is not None
+    ref = tmp_path / "shapes"
+    generate_dataset(ref, n_train=16, n_val=8, n_test=0, seed=23)
+    settings = RetrainSettings(
+        epochs=1, imgsz=320, batch=8, ref_train_images=16, ref_eval_images=8,
+        tolerance=1.0, timeout_s=900, drain_s=1.0, launcher="queue",
+        ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
+        registry_path=registry.path, store_dir=stack.store_dir, run_dir=stack.run_dir,
+        management_url=stack.torchserve.management_url,
+        inference_url=stack.torchserve.inference_url,
+    )
+    rows = len(_rows(stack.data_dir / "prod_data.csv")[1])
+    # The next feedback crosses k whatever the rows earlier tests left.
+    gateway_env = {"RETRAIN_LAUNCHER": "queue", "RETRAIN_EVERY_K": str(rows + 1)}
+    sample = stack.data_dir / "samples" / "shapes_2.jpg"
+    image = sample.read_bytes()
+    try:
+        with trainer_running(stack, retrain_env(settings)), gateway_with(stack, gateway_env):
+            started = time.monotonic()
+            with httpx.Client(base_url=stack.gateway_url, timeout=60, headers=AUTH) as http:
+                predicted = http.post("/predict", files={"file": (sample.name, image)}).json()
+                boxes = [{"xyxy": b["xyxy"], "name": b["name"]} for b in predicted["boxes"]]
+                boxes.append({"xyxy": [4.0, 4.0, 44.0, 40.0], "name": "circle"})
+                answer = http.post("/feedback", files={"file": (sample.name, image)},
+                                   data={"labels": json.dumps({"boxes": boxes})})
+                assert answer.status_code == 201, answer.text
+                retrain = answer.json()["retrain"]
+                assert retrain["triggered"], retrain
+                job_id = retrain["job_id"]
+                deadline = time.monotonic() + 900
+                while (job := http.get(f"/retrain/{job_id}").json())["state"] in (
+                    "queued", "running"
+                ):
+                    assert time.monotonic() < deadline, f"job {job_id} still {job['state']}"
+                    time.sleep(1)
+                wall_s = time.monotonic() - started
+                assert job["state"] == "succeeded", f"{job}\n{stack.trainer_log()}"
+                new = job["candidate_version"]
+                served = http.post("/predict", files={"file": (sample.name, image)})
+                assert served.status_code == 200
+                assert served.headers["X-Model-Version"] == new != first
+
+            record = registry.get_job(job_id)
+            gateway_pid = stack.supervisor.pid("gateway")
+            assert record.trigger == "feedback" and record.parent == first
+            assert record.pid == stack.trainer_pid() != gateway_pid, "the trainer ran it"
+            assert gateway_pid is not None and not _maps_torch(gateway_pid)
+            assert f"job {job_id}: claimed by" in stack.trainer_log()
+            print(f"\nfeedback -> retrain {job_id} in the trainer -> v{new} serving: "
+                  f"{wall_s:.0f} s")
+    finally:
+        wait_no_active_job(registry)
+        restore_default(stack, first)

@@ -1,6 +1,10 @@
 """One real retrain job, end to end: real feedback files, the real job process, real Ultralytics
 fine-tuning and evaluation, real packaging, and a real hot swap on the stack's TorchServe.
 
+Run both ways a job runs on one host: queued for the trainer service (``RETRAIN_LAUNCHER=queue``,
+the stack's supervised ``python -m yoloserve.retrain trainer``, as in ``make demo``) and as a
+detached job process of its starter (``process``, the library default).
+
 Kept short on purpose (1 epoch, 16 reference images, imgsz 320). The gate's tolerance is 1.0 so
 that the candidate is promoted whatever one epoch makes of it: the gate's arithmetic is
 unit-tested; here the promotion path itself (package, register, set-default) must work.
@@ -8,6 +12,7 @@ unit-tested; here the promotion path itself (package, register, set-default) mus
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -15,7 +20,13 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Stack
-from tests.integration.loop_support import loaded_versions, restore_default, wait_no_active_job
+from tests.integration.loop_support import (
+    loaded_versions,
+    restore_default,
+    retrain_env,
+    trainer_running,
+    wait_no_active_job,
+)
 from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.jobs import start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log
@@ -51,7 +62,8 @@ def wait_final(registry: Registry, job_id: str, timeout: float) -> RetrainJob:
     raise AssertionError(f"job {job_id} still {registry.get_job(job_id).state} after {timeout} s")
 
 
-def test_real_retrain_job_promotes_and_serves(stack: Stack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["queue", "process"])
+def test_real_retrain_job_promotes_and_serves(stack: Stack, tmp_path: Path, launcher: str) -> None:
     registry = stack.registry
     wait_no_active_job(registry)
     first = registry.load().default_version
@@ -65,52 +77,64 @@ def test_real_retrain_job_promotes_and_serves(stack: Stack, tmp_path: Path) -> N
         ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
         registry_path=registry.path, store_dir=stack.store_dir, run_dir=stack.run_dir,
         management_url=stack.torchserve.management_url,
-        inference_url=stack.torchserve.inference_url,
+        inference_url=stack.torchserve.inference_url, launcher=launcher,
     )
     versions_before = {v.version for v in registry.load().versions}
+    trainer = (trainer_running(stack, retrain_env(settings)) if launcher == "queue"
+               else contextlib.nullcontext())
 
-    started = time.monotonic()
-    job_id = start_job_process(settings, trigger="test", registry=registry)
-    try:
-        job = wait_final(registry, job_id, timeout=900)
-        wall_s = time.monotonic() - started
-        log = job_log(settings, job_id).read_text(errors="replace")
-        assert job.state == "succeeded", f"{job.reason}\n{log[-3000:]}"
+    with trainer:
+        started = time.monotonic()
+        job_id = start_job_process(settings, trigger="test", registry=registry)
+        try:
+            _check_promoted(stack, settings, job_id, first, versions_before, started)
+            if launcher == "queue":
+                assert registry.get_job(job_id).pid == stack.trainer_pid(), "the trainer ran it"
+        finally:
+            wait_no_active_job(registry)
+            restore_default(stack, first)
 
-        # The record tells the whole story.
-        assert job.parent == first and job.trigger == "test"
-        assert job.started_at and job.finished_at and job.finished_at >= job.started_at
-        assert job.data["ref_train"] == 16 and job.data["ref_eval"] == 8
-        assert job.data["feedback_train"] + job.data["feedback_eval"] >= FEEDBACK_IMAGES
-        for side in ("candidate", "current"):
-            metrics = job.metrics[side]
-            assert 0.0 <= metrics["map50"] <= 1.0 and 0.0 <= metrics["map50_95"] <= 1.0
-            assert metrics["images"] == job.data["ref_eval"] + job.data["feedback_eval"]
-        assert job.reason and "mAP50" in job.reason and "serves" in job.reason
 
-        # The registry is consistent: one new version, serving, with its lineage.
-        data = registry.load()
-        new = job.candidate_version
-        assert new is not None and new not in versions_before
-        assert {v.version for v in data.versions} == versions_before | {new}
-        assert data.default_version == new
-        record = data.get(new)
-        assert record.status == "serving" and record.parent == first
-        assert record.metrics["map50"] == job.metrics["candidate"]["map50"]
-        assert record.trained_on == {"ref_images": 16,
-                                     "feedback_images": job.data["feedback_train"]}
-        assert [v.version for v in data.versions if v.status == "serving"] == [new]
+def _check_promoted(stack: Stack, settings: RetrainSettings, job_id: str, first: str,
+                    versions_before: set[str], started: float) -> None:
+    """The job succeeded, the registry tells its whole story, and its version serves alone."""
+    registry = stack.registry
+    job = wait_final(registry, job_id, timeout=900)
+    wall_s = time.monotonic() - started
+    log = job_log(settings, job_id).read_text(errors="replace")
+    assert job.state == "succeeded", f"{job.reason}\n{log[-3000:]}"
 
-        # And TorchServe serves it, alone.
-        assert loaded_versions(stack) == [new]
-        sample = stack.data_dir / "samples" / "shapes_1.jpg"
-        response = httpx.post(f"{stack.gateway_url}/predict", timeout=60,
-                              files={"file": (sample.name, sample.read_bytes())})
-        assert response.status_code == 200, response.text
-        assert response.headers["X-Model-Version"] == new
-        print(f"\nretrain job {job_id}: {wall_s:.0f} s wall, candidate mAP50 "
-              f"{job.metrics['candidate']['map50']:.3f} vs current "
-              f"{job.metrics['current']['map50']:.3f}; v{new} serves")
-    finally:
-        wait_no_active_job(registry)
-        restore_default(stack, first)
+    # The record tells the whole story.
+    assert job.parent == first and job.trigger == "test"
+    assert job.started_at and job.finished_at and job.finished_at >= job.started_at
+    assert job.data["ref_train"] == 16 and job.data["ref_eval"] == 8
+    assert job.data["feedback_train"] + job.data["feedback_eval"] >= FEEDBACK_IMAGES
+    for side in ("candidate", "current"):
+        metrics = job.metrics[side]
+        assert 0.0 <= metrics["map50"] <= 1.0 and 0.0 <= metrics["map50_95"] <= 1.0
+        assert metrics["images"] == job.data["ref_eval"] + job.data["feedback_eval"]
+    assert job.reason and "mAP50" in job.reason and "serves" in job.reason
+
+    # The registry is consistent: one new version, serving, with its lineage.
+    data = registry.load()
+    new = job.candidate_version
+    assert new is not None and new not in versions_before
+    assert {v.version for v in data.versions} == versions_before | {new}
+    assert data.default_version == new
+    record = data.get(new)
+    assert record.status == "serving" and record.parent == first
+    assert record.metrics["map50"] == job.metrics["candidate"]["map50"]
+    assert record.trained_on == {"ref_images": 16,
+                                 "feedback_images": job.data["feedback_train"]}
+    assert [v.version for v in data.versions if v.status == "serving"] == [new]
+
+    # And TorchServe serves it, alone.
+    assert loaded_versions(stack) == [new]
+    sample = stack.data_dir / "samples" / "shapes_1.jpg"
+    response = httpx.post(f"{stack.gateway_url}/predict", timeout=60,
+                          files={"file": (sample.name, sample.read_bytes())})
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Model-Version"] == new
+    print(f"\nretrain job {job_id} ({settings.launcher}): {wall_s:.0f} s wall, candidate "
+          f"mAP50 {job.metrics['candidate']['map50']:.3f} vs current "
+          f"{job.metrics['current']['map50']:.3f}; v{new} serves")

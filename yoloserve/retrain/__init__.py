@@ -3,10 +3,10 @@
 Owns the job's settings (``settings``, ``RETRAIN_*``), the promotion gate (``gate``), training
 under a deadline in a killable child (``deadline``), the job's steps (``job``), the one-job lock
 and stale jobs the gateway uses (``jobs``), where a job runs (``launchers``, ``RETRAIN_LAUNCHER``:
-a detached local process or a Kubernetes Job), and the job's own entry point
-(``python -m yoloserve.retrain``, ``__main__``): the gateway starts a job as a process, and
-imports ``jobs`` and ``settings`` without torch or Ultralytics (imported inside the training
-functions only).
+a detached local process, the trainer service's queue, a Kubernetes Job or a KFP run), the trainer
+service (``trainer``, with its ``heartbeat``), and the entry point (``python -m yoloserve.retrain``,
+``__main__``): the gateway starts or queues a job, and imports ``jobs`` and ``settings`` without
+torch or Ultralytics (imported inside the training functions only).
 
 May import: every other part of ``yoloserve`` (the foundation, modelserver, embeddings, feedback,
 training); nothing imports it but services.
