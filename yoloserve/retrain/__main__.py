@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sys
 from types import FrameType
 from typing import Annotated, Any, NoReturn
@@ -23,6 +24,7 @@ import typer
 
 from yoloserve.errors import KubernetesError, RetrainAlreadyRunning, UnknownJob
 from yoloserve.modelserver.registry import Registry, RetrainJob
+from yoloserve.retrain.heartbeat import heartbeat_dir, is_fresh, read_heartbeats
 from yoloserve.retrain.jobs import (
     reap_stale_jobs,
     run_foreground,
@@ -137,6 +139,20 @@ def trainer(
         # SIGTERM: a job being run is already recorded failed, the heartbeat file removed.
         logging.getLogger("yoloserve.retrain.trainer").info(
             "trainer %s stopped by signal (%s)", service.trainer_id, exc.code)
+
+
+@app.command("trainer-health")
+def trainer_health() -> None:
+    """Exit 0 while a trainer on this host beats (the trainer image's healthcheck), else 1."""
+    settings = RetrainSettings()
+    host = socket.gethostname()
+    fresh = [b for b in read_heartbeats(settings) if b.hostname == host and is_fresh(b, settings)]
+    if not fresh:
+        typer.echo(f"no fresh trainer heartbeat from {host} in {heartbeat_dir(settings)}",
+                   err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{fresh[0].trainer_id} beat {fresh[0].age_s():.0f} s ago "
+               f"(job {fresh[0].job_id or 'none'})")
 
 
 @app.command()
