@@ -1,7 +1,7 @@
 """The local platform, as `make demo` / `make stop` / `make status` run it: TorchServe, the gateway,
-the retrain trainer, the web app, the Evidently UI and the reporting watcher, supervised by
-supervisord (logs under .run/supervisor/logs/), which restarts any of them that crashes. The
-gateway only queues retrain jobs (RETRAIN_LAUNCHER=queue); the trainer runs them.
+the retrain trainer, the web app, the Evidently UI, the reporting watcher and Prometheus,
+supervised by supervisord (logs under .run/supervisor/logs/), which restarts any of them that
+crashes. The gateway only queues retrain jobs (RETRAIN_LAUNCHER=queue); the trainer runs them.
 
 `up` prepares what is missing first (the shipped weights packaged as a `.mar` version, the
 reference embeddings `data/ref_data.csv`, API keys in `.run/demo.env`), hands the services to
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -25,11 +24,12 @@ from typing import Annotated
 
 import typer
 
+from devstack.prometheus import prometheus_program
 from devstack.supervisor import Program, Supervisor
 from devstack.torchserve import TorchServeProcess
 from devstack.waiting import NotReady, url_ready
+from scripts.bootstrap import ensure_model, ensure_reference_data
 from yoloserve import paths
-from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
@@ -37,6 +37,7 @@ app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 DEMO_ENV = paths.RUN_DIR / "demo.env"
 TS_RUN_DIR = paths.RUN_DIR / "torchserve"
 SUPERVISOR_DIR = paths.RUN_DIR / "supervisor"
+PROMETHEUS_RUN_DIR = paths.RUN_DIR / "prometheus"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Ports:
     inference: int = 8085
     management: int = 8086
     metrics: int = 8087
+    prometheus: int = 9090
 
 
 def _say(message: str) -> None:
@@ -79,29 +81,6 @@ def load_keys() -> dict[str, str]:
         )
         DEMO_ENV.chmod(0o600)
     return keys
-
-
-def ensure_model(registry: Registry) -> str:
-    """The registry's default version, packaging the shipped weights first if there is none."""
-    data = registry.load()
-    version = data.default_version
-    if version is not None and (paths.STORE_DIR / data.get(version).mar).is_file():
-        return version
-    _say(f"packaging {paths.DEFAULT_WEIGHTS} as a TorchServe .mar ...")
-    # package() records the metrics.json that ships beside the weights.
-    record = package(paths.DEFAULT_WEIGHTS, registry, make_default=True)
-    return record.version
-
-
-def ensure_reference_data() -> None:
-    """data/ref_data.csv from the training set's ground truth (dataset generated if missing)."""
-    if (paths.DATA_DIR / "ref_data.csv").is_file():
-        return
-    if not (paths.DATA_DIR / "shapes" / "data.yaml").is_file():
-        _say("generating the synthetic training set (data/shapes) ...")
-        subprocess.run(_python_module("scripts.train", "dataset"), check=True, cwd=paths.ROOT)
-    _say("building data/ref_data.csv (reference embeddings) ...")
-    subprocess.run(_python_module("scripts.build_ref_data"), check=True, cwd=paths.ROOT)
 
 
 def torchserve(ports: Ports) -> TorchServeProcess:
@@ -150,6 +129,8 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         Program("watcher", _python_module("reporting", "watch"), base_env),
         Program("webapp", _python_module("webapp"), webapp_env,
                 ready=url_ready(f"http://127.0.0.1:{ports.webapp}/_stcore/health")),
+        # Debian's Prometheus with the compose stack's rules and scrape jobs, on local ports.
+        prometheus_program(PROMETHEUS_RUN_DIR, ports.prometheus, gateway_url, ts.metrics_url),
     ]
 
 
@@ -185,6 +166,7 @@ def up(
                 f"  gateway      {gateway_url}/docs   (API; model v{version})",
                 f"  web app      http://127.0.0.1:{ports.webapp}",
                 f"  Evidently UI http://127.0.0.1:{ports.evidently}",
+                f"  Prometheus   http://127.0.0.1:{ports.prometheus}   (alerts: /alerts)",
                 f"  TorchServe   {ts.inference_url} / {ts.management_url} / {ts.metrics_url}"
                 "  (internal)",
                 "",
