@@ -59,8 +59,12 @@ def image_tag() -> str:
     return os.environ.get("IMAGE_TAG", "local")
 
 
+def image_prefix() -> str:
+    return os.environ.get("IMAGE_PREFIX", "yoloserve")
+
+
 def image_name(target: str, tag: str | None = None) -> str:
-    return f"{os.environ.get('IMAGE_PREFIX', PROJECT)}/{target}:{tag or image_tag()}"
+    return f"{image_prefix()}/{target}:{tag or image_tag()}"
 
 
 def engine() -> str:
@@ -206,7 +210,8 @@ def compose_env(name: str) -> dict[str, str]:
     keys = {**load_keys(), **{k: v for k, v in os.environ.items() if k.endswith("_API_KEYS")}}
     # The web app offers "retrain now" too, an admin route (as in `make demo`).
     webapp_key = keys["GATEWAY_ADMIN_API_KEYS"].split(",")[0]
-    return {**engine_env(name), "IMAGE_TAG": image_tag(), "WEBAPP_API_KEY": webapp_key, **keys}
+    return {**engine_env(name), "IMAGE_PREFIX": image_prefix(), "IMAGE_TAG": image_tag(),
+            "WEBAPP_API_KEY": webapp_key, **keys}
 
 
 @app.command()
@@ -254,7 +259,8 @@ def health(name: str, container: str) -> str:
     if name == "podman":
         # Without systemd, podman schedules no healthcheck: run it now (this records the result).
         probe = run(["podman", "healthcheck", "run", container], check=False, capture=True)
-        if "no healthcheck" in (probe.stdout + probe.stderr).lower():
+        said = (probe.stdout + probe.stderr).lower()
+        if "no healthcheck" in said or "no defined healthcheck" in said:
             return "none"
         return "healthy" if probe.returncode == 0 else "starting"
     out = run(["docker", "inspect", container, "--format",

@@ -87,6 +87,7 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
         "EVIDENTLY_PORT": str(evidently),
         "PUBLISH_ADDRESS": "127.0.0.1",
         "BASE_IMAGE": BASE,
+        "IMAGE_TAG": "test",  # the layers are shared with `make images`, the names are not
         "GATEWAY_API_KEYS": "test-user",
         "GATEWAY_ADMIN_API_KEYS": "test-admin",
     }
@@ -137,7 +138,7 @@ def _feedback(client: httpx.Client, url: str, photo: Path) -> dict[str, Any]:
         response = client.post(f"{url}/feedback", headers={"X-API-Key": "test-user"},
                                files={"file": (photo.name, fh)},
                                data={"labels": json.dumps(labels)}, timeout=120)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text
     return dict(response.json())
 
 
@@ -156,8 +157,21 @@ def test_feedback_is_written(compose: Compose, gateway_url: str) -> None:
     assert prod_rows(compose) == answers[-1]["prod_rows_total"]
 
 
-def test_redeploy_swaps_versions_with_no_failed_request(compose: Compose, gateway_url: str
-                                                        ) -> None:
+def other_weights(tmp_path: Path) -> Path:
+    """The shipped model with other bytes (a changed note), so packaging makes a new version."""
+    import torch
+
+    ckpt = torch.load(ROOT / "models" / "default" / "best.pt", map_location="cpu",
+                      weights_only=False)
+    ckpt["date"] = f"container test {time.time()}"
+    out = tmp_path / "best.pt"
+    torch.save(ckpt, out)
+    return out
+
+
+def test_redeploy_swaps_versions_with_no_failed_request(
+    compose: Compose, gateway_url: str, tmp_path: Path
+) -> None:
     with httpx.Client() as client:
         before = _predict(client, gateway_url, PHOTOS[0]).headers["X-Model-Version"]
     versions: list[str] = []
@@ -181,8 +195,7 @@ def test_redeploy_swaps_versions_with_no_failed_request(compose: Compose, gatewa
     for thread in threads:
         thread.start()
     try:
-        compose.cli("redeploy", "--weights", str(ROOT / "models" / "default" / "best.pt"),
-                    timeout=600)
+        compose.cli("redeploy", "--weights", str(other_weights(tmp_path)), timeout=600)
         time.sleep(3)
     finally:
         stop.set()
