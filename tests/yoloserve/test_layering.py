@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "yoloserve"
 FOUNDATION = "foundation"
-SUBPACKAGES = ("modelserver", "embeddings", "training", "feedback", "retrain")
+SUBPACKAGES = ("modelserver", "embeddings", "training", "feedback", "tracking", "retrain")
 
 # Layer -> the layers of yoloserve it may import (its own included).
 MAY_IMPORT: dict[str, set[str]] = {
@@ -25,6 +25,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "embeddings": {FOUNDATION, "embeddings"},
     "training": {FOUNDATION, "training"},
     "feedback": {FOUNDATION, "embeddings", "feedback"},
+    "tracking": {FOUNDATION, "modelserver", "tracking"},
     "retrain": {FOUNDATION, *SUBPACKAGES},
 }
 # Named in the rules; any other top-level folder of the repo with Python in it is refused too.

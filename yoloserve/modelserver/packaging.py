@@ -177,6 +177,9 @@ def package(
     trained_on: dict[str, Any] | None = None,
     make_default: bool | None = None,
     reuse: bool = True,
+    benchmark: dict[str, Any] | None = None,
+    mlflow_run_id: str | None = None,
+    mlflow_experiment_id: str | None = None,
 ) -> ModelVersion:
     """Hash, archive and register ``weights`` as the next model version.
 
@@ -190,6 +193,8 @@ def package(
         make_default: make the new version the default; ``None`` = only if there is none yet.
         reuse: return the existing version when these exact weights were packaged before
             (rebuilding its ``.mar`` if the store lost it) instead of adding a new version.
+        benchmark: scores on the fixed benchmark set (``ModelVersion.benchmark``).
+        mlflow_run_id, mlflow_experiment_id: the MLflow run that produced the weights.
 
     Returns:
         The registry record (new, or the reused one).
@@ -221,6 +226,9 @@ def package(
             metrics=metrics,
             parent=parent,
             trained_on=trained_on or {},
+            benchmark=benchmark or {},
+            mlflow_run_id=mlflow_run_id,
+            mlflow_experiment_id=mlflow_experiment_id,
         )
         try:
             return data.add_version(record, classes, make_default)

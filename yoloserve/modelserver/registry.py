@@ -60,6 +60,13 @@ class ModelVersion(BaseModel):
     parent: str | None = Field(default=None, description="Version it was fine-tuned from.")
     status: VersionStatus = "ready"
     trained_on: dict[str, Any] = Field(default_factory=dict)
+    benchmark: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Scores on the fixed benchmark set: {'set': {name, images, "
+        "manifest_sha256}, 'map50': ..}; the same images for every version.",
+    )
+    mlflow_run_id: str | None = Field(default=None, description="MLflow run that made it.")
+    mlflow_experiment_id: str | None = Field(default=None, description="That run's experiment.")
 
 
 class RetrainJob(BaseModel):

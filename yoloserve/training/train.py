@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def train(
     optimizer: str | None = None,
     warmup_epochs: float | None = None,
     name: str = "train",
+    callbacks: Mapping[str, Callable[[Any], None]] | None = None,
 ) -> Path:
     """Train (from ``model_cfg``) or fine-tune (from ``weights``) and return the best weights.
 
@@ -74,12 +76,16 @@ def train(
         optimizer, warmup_epochs: Ultralytics arguments too; ``None`` keeps its defaults. Note
             that with ``optimizer="auto"`` (its default) Ultralytics ignores ``lr0``.
         name: run name under ``out_dir``.
+        callbacks: extra Ultralytics callbacks (event -> function), e.g. per-epoch tracking.
     """
     configure_offline()
     from ultralytics import YOLO
 
     _use_all_cores()
+    _no_integration_mlflow()
     model = YOLO(str(weights) if weights else model_cfg)
+    for event, function in (callbacks or {}).items():
+        model.add_callback(event, function)
     given = {"lr0": lr0, "optimizer": optimizer, "warmup_epochs": warmup_epochs}
     extra: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     model.train(
@@ -113,8 +119,13 @@ def evaluate(
     split: str = "test",
     imgsz: int = 320,
     batch: int = 16,
+    plots_dir: Path | None = None,
 ) -> EvalMetrics:
-    """Evaluate ``weights`` on ``split`` of ``data_yaml`` with Ultralytics' validator."""
+    """Evaluate ``weights`` on ``split`` of ``data_yaml`` with Ultralytics' validator.
+
+    Args:
+        plots_dir: also keep Ultralytics' PR curve and confusion matrix images there.
+    """
     configure_offline()
     from ultralytics import YOLO
 
@@ -123,15 +134,22 @@ def evaluate(
     # The returned metrics do not say how many images were judged; the validator does.
     seen: list[int] = []
     model.add_callback("on_val_end", lambda validator: seen.append(int(validator.seen or 0)))
+    if plots_dir is not None:
+        model.add_callback("on_val_start", _curves_only)
+    where: dict[str, Any] = {}
+    if plots_dir is not None:
+        where = {"project": str(plots_dir.parent.resolve()), "name": plots_dir.name,
+                 "exist_ok": True}
     res = model.val(
         data=str(data_yaml),
         split=split,
         imgsz=imgsz,
         batch=batch,
         device="cpu",
-        plots=False,
+        plots=plots_dir is not None,
         verbose=False,
         workers=0,
+        **where,
     )
     names: dict[int, str] = res.names
     per_class: dict[str, dict[str, float]] = {}
@@ -152,6 +170,21 @@ def evaluate(
         speed_ms={k: float(v) for k, v in res.speed.items()},
         images=seen[-1] if seen else 0,
     )
+
+
+def _no_integration_mlflow() -> None:
+    # Ultralytics' own MLflow callback would open a second run per training whenever
+    # MLFLOW_TRACKING_URI is set; yoloserve.tracking logs the job's one run instead.
+    from ultralytics.utils.callbacks import mlflow as ultralytics_mlflow
+
+    ultralytics_mlflow.callbacks.clear()
+
+
+def _curves_only(validator: Any) -> None:
+    # The batch mosaics draw labels with a font Ultralytics downloads; the curves and the
+    # confusion matrix are matplotlib only, and are what a run's record needs.
+    validator.plot_val_samples = lambda *a, **k: None
+    validator.plot_predictions = lambda *a, **k: None
 
 
 def write_metrics(path: Path, metrics: EvalMetrics, **extra: Any) -> None:
