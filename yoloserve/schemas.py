@@ -129,9 +129,22 @@ class ModelVersionInfo(_Response):
     created_at: datetime | None = None
     parent: str | None = None
     metrics: dict[str, Any] = Field(
-        default_factory=dict, examples=[{"map50": 0.94, "map50_95": 0.77}]
+        default_factory=dict,
+        examples=[{"map50": 0.94, "map50_95": 0.77, "eval_set": {
+            "name": "r-0003 held-out", "images": 60, "manifest_sha256": "51ab..."}}],
+        description="Headline metrics on ``eval_set`` (the set these numbers come from)",
     )
     trained_on: TrainedOn = Field(default_factory=TrainedOn)
+    benchmark: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Scores on the fixed benchmark set, the same images for every version",
+        examples=[{"set": {"name": "shapes-test", "images": 150, "manifest_sha256": "9f2c..."},
+                   "map50": 0.977, "map50_95": 0.849}],
+    )
+    mlflow_run_id: str | None = Field(default=None, description="MLflow run that produced it")
+    mlflow_run_url: str | None = Field(
+        default=None, description="That run in the MLflow UI (GATEWAY_MLFLOW_UI_URL set)"
+    )
 
 
 class ModelsResponse(_Response):

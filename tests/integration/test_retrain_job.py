@@ -125,7 +125,8 @@ def _check_promoted(stack: Stack, settings: RetrainSettings, job_id: str, first:
     assert record.status == "serving" and record.parent == first
     assert record.metrics["map50"] == job.metrics["candidate"]["map50"]
     assert record.trained_on == {"ref_images": 16,
-                                 "feedback_images": job.data["feedback_train"]}
+                                 "feedback_images": job.data["feedback_train"],
+                                 "manifest_sha256": record.trained_on["manifest_sha256"]}
     assert [v.version for v in data.versions if v.status == "serving"] == [new]
 
     # And TorchServe serves it, alone.

@@ -39,6 +39,9 @@ from yoloserve.retrain import steps
 from yoloserve.retrain.deadline import JobTimedOut, RetrainFailed, run_with_deadline
 from yoloserve.retrain.settings import RetrainSettings, job_dir
 from yoloserve.retrain.steps import finish
+from yoloserve.tracking import mirror
+from yoloserve.tracking.runs import RunTracker
+from yoloserve.tracking.settings import TrackingSettings
 
 __all__ = ["finish", "run_job"]
 
@@ -53,9 +56,20 @@ def run_job(job_id: str, settings: RetrainSettings, registry: Registry | None = 
     """
     registry = registry or Registry(settings.registry_path)
     deadline = time.monotonic() + settings.timeout_s
-    registry.update_job(job_id, state="running", started_at=utcnow(), pid=os.getpid())
+    job = registry.update_job(job_id, state="running", started_at=utcnow(), pid=os.getpid())
+    tracking = TrackingSettings()
+    tracker = RunTracker.start(tracking, settings.run_dir, name=f"retrain {job_id}", tags={
+        "yoloserve.kind": "retrain", "yoloserve.job_id": job_id})
+    tracker.params(job_id=job_id, trigger=job.trigger, epochs=settings.epochs,
+                   lr0=settings.lr0, imgsz=settings.imgsz, batch=settings.batch,
+                   optimizer=settings.optimizer, warmup_epochs=settings.warmup_epochs,
+                   seed=settings.seed, tolerance=settings.tolerance,
+                   holdout_pct=settings.holdout_pct)
     try:
-        return _run(job_id, settings, registry, deadline)
+        done = _run(job_id, settings, registry, deadline, tracker)
+        tracker.tags(**{"yoloserve.state": done.state, "yoloserve.reason": done.reason})
+        tracker.end("FINISHED" if done.state in ("succeeded", "rejected") else "FAILED")
+        return done
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, RetrainFailed) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -63,32 +77,68 @@ def run_job(job_id: str, settings: RetrainSettings, registry: Registry | None = 
         expected = isinstance(exc, RetrainFailed)  # its message says it all: no traceback
         logger.error("job %s failed: %s", job_id, reason, exc_info=not expected)
         job = finish(registry, job_id, "failed", reason)
+        tracker.tags(**{"yoloserve.state": "failed", "yoloserve.reason": reason})
+        tracker.end("FAILED")
         if not isinstance(exc, Exception):
             raise
         return job
+    finally:
+        # After the swap, never before it: MLflow mirrors the registry, it never gates it.
+        mirror.sync_quietly(registry, tracking, settings.run_dir)
 
 
-def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: float) -> RetrainJob:
+def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: float,
+         tracker: RunTracker) -> RetrainJob:
     parent = steps.serving_parent(registry, job_id)
+    tracker.params(parent_version=parent["version"], parent_sha256=parent["sha256"])
     folder = job_dir(settings, job_id)
     manifest = steps.build_dataset(settings, parent["classes"], folder / "data", registry, job_id)
     logger.info("job %s: parent v%s, data %s", job_id, parent["version"], manifest["counts"])
+    tracker.params(**{f"data.{k}": v for k, v in manifest["counts"].items()},
+                   **{"data.manifest_sha256": manifest["trained_on"]["manifest_sha256"],
+                      "eval_set": manifest["eval_set"]})
+    tracker.artifact(manifest["manifest"], "dataset")
+    bench = steps.benchmark_set(settings, parent["classes"], folder / "benchmark")
+    champion_bench = registry.get(parent["version"]).benchmark
+    needs_champion = False
+    if bench is not None:
+        tracker.params(benchmark_set=bench["set"])
+        scored_on = champion_bench.get("set", {}).get("manifest_sha256")
+        needs_champion = scored_on != bench["set"]["manifest_sha256"]
     parent_weights = steps.champion_weights(settings, parent, folder / "parent.pt")
     result = run_with_deadline(
         steps.train_and_evaluate,
-        (manifest["data_yaml"], parent_weights, folder / "train", settings),
+        (manifest["data_yaml"], parent_weights, folder / "train", settings,
+         {"run_id": tracker.run_id if tracker.active else None, "eval_set": manifest["eval_set"],
+          "benchmark": bench, "champion_benchmark": needs_champion}),
         deadline - time.monotonic(),
     )
     metrics = {"candidate": result["candidate"], "current": result["current"]}
+    tracker.metrics(metrics)
+    benchmarks = result.get("benchmark", {})
+    tracker.metrics({f"benchmark.{side}": b for side, b in benchmarks.items()})
+    if "current" in benchmarks:
+        _set_benchmark(registry, parent["version"], benchmarks["current"])
+    tracker.artifact(result["weights"], "weights")
+    tracker.artifact(result.get("plots", folder / "missing"), "plots")
     decision = steps.decide(settings, registry, metrics, parent["version"], job_id)
+    tracker.params(**{"gate.promote": decision.promote, "gate.reason": decision.reason})
     if time.monotonic() > deadline:
         raise JobTimedOut(f"timed out after {settings.timeout_s:.0f} s (before promotion)")
     record = steps.package_candidate(
         settings, registry, result["weights"], parent_version=parent["version"],
         candidate_metrics=result["candidate"], trained_on=manifest["trained_on"],
-        decision=decision, job_id=job_id,
+        decision=decision, job_id=job_id, benchmark=benchmarks.get("candidate"),
+        tracker=tracker,
     )
+    tracker.params(version=record["version"])
+    tracker.artifact(settings.store_dir / record["mar"], "mar")
     if decision.promote:
         steps.deploy(settings, registry, record["version"], parent_version=parent["version"],
                      decision_reason=decision.reason, job_id=job_id)
     return registry.get_job(job_id)
+
+
+def _set_benchmark(registry: Registry, version: str, scores: dict[str, object]) -> None:
+    with registry.update() as data:
+        data.get(version).benchmark = dict(scores)

@@ -48,6 +48,10 @@ class RetrainSettings(BaseSettings):
     holdout_pct: int = Field(default=25, ge=1, le=99, description="Feedback % kept for eval")
     ref_train_images: int = Field(default=200, ge=0, description="Reference images mixed in")
     ref_eval_images: int = Field(default=50, ge=0, description="Reference images judged on")
+    benchmark_images: int = Field(
+        default=150, ge=0,
+        description="Reference test images every version is also scored on (0: none)",
+    )
     oversample_feedback: int = Field(default=2, ge=1, description="Copies of each feedback image")
     timeout_s: float = Field(default=1800.0, gt=0, description="Whole job; then failed")
     management_url: str = DEFAULT_MANAGEMENT_URL

@@ -10,6 +10,7 @@ dicts of numbers), so that a step's result can cross a process or a pod as a KFP
     build_dataset    reference + feedback  -> manifest {"data_yaml", "counts", "trained_on"}
     fine_tune        manifest + weights    -> the candidate's weights (last epoch)
     evaluate         manifest + both       -> {"candidate": {...}, "current": {...}} (same split)
+    benchmark        reference test split  -> both on the fixed benchmark set (when it exists)
     decide           metrics               -> GateDecision (records the metrics)
     package_candidate candidate            -> the version record (rejected: finishes the job)
     deploy           version               -> the final reason (finishes the job succeeded)
@@ -38,6 +39,10 @@ from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain.deadline import RetrainFailed
 from yoloserve.retrain.gate import GateDecision, gate
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.tracking import manifest as manifests
+from yoloserve.tracking.callbacks import epoch_callbacks
+from yoloserve.tracking.runs import RunTracker
+from yoloserve.tracking.settings import TrackingSettings
 from yoloserve.training import train as training
 from yoloserve.training.retrain_data import RetrainData, build_retrain_dataset
 
@@ -108,22 +113,43 @@ def build_dataset(
     }
     if registry is not None and job_id:
         registry.update_job(job_id, data=counts)
+    files = manifests.dataset_manifest(dataset.data_yaml, splits=("train", "test"))
+    manifests.write_manifest(files, out_dir / "dataset_manifest.json")
+    name = f"{job_id or out_dir.parent.name} held-out (reference val + feedback holdout)"
     return {
         "data_yaml": str(dataset.data_yaml),
         "counts": counts,
-        "trained_on": {"ref_images": dataset.ref_train, "feedback_images": dataset.feedback_train},
+        "trained_on": {"ref_images": dataset.ref_train, "feedback_images": dataset.feedback_train,
+                       "manifest_sha256": files["sha256"]},
+        "manifest": str(out_dir / "dataset_manifest.json"),
+        "eval_set": manifests.eval_set(name, files, "test"),
     }
+
+
+def benchmark_set(settings: RetrainSettings, classes: list[str], out_dir: Path
+                  ) -> dict[str, Any] | None:
+    """The fixed benchmark set (reference test split) as ``{"data_yaml", "set"}``, if any."""
+    if settings.benchmark_images <= 0:
+        return None
+    found = manifests.benchmark_dataset(settings.ref_dir, out_dir, settings.benchmark_images,
+                                        classes)
+    return None if found is None else {"data_yaml": str(found[0]), "set": found[1]}
 
 
 def fine_tune(
     settings: RetrainSettings, data_yaml: str | Path, parent_weights: str | Path,
-    out_dir: str | Path,
+    out_dir: str | Path, tracker: RunTracker | None = None,
 ) -> str:
-    """Fine-tune from the serving weights; the last epoch's weights (not Ultralytics' best.pt)."""
+    """Fine-tune from the serving weights; the last epoch's weights (not Ultralytics' best.pt).
+
+    With an active ``tracker``, each epoch's losses and metrics go to its MLflow run.
+    """
+    callbacks = epoch_callbacks(tracker) if tracker is not None and tracker.active else None
     best = training.train(
         Path(data_yaml), Path(out_dir), weights=Path(parent_weights), epochs=settings.epochs,
         imgsz=settings.imgsz, batch=settings.batch, seed=settings.seed, lr0=settings.lr0,
         optimizer=settings.optimizer, warmup_epochs=settings.warmup_epochs, name="candidate",
+        callbacks=callbacks,
     )
     # The last epoch, not Ultralytics' best.pt: best.pt is picked on the eval split, and a
     # candidate chosen on the data that judges it would get an unfair edge at the gate.
@@ -133,21 +159,64 @@ def fine_tune(
 
 def evaluate(
     settings: RetrainSettings, data_yaml: str | Path, candidate_weights: str | Path,
-    champion: str | Path,
+    champion: str | Path, plots_dir: Path | None = None, eval_set: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Candidate and champion (current) on the same held-out split."""
-    kw: dict[str, Any] = {"split": "test", "imgsz": settings.imgsz, "batch": settings.batch}
-    candidate = training.evaluate(Path(candidate_weights), Path(data_yaml), **kw)
-    current = training.evaluate(Path(champion), Path(data_yaml), **kw)
-    return {"candidate": candidate.to_dict(), "current": current.to_dict()}
+    """Candidate and champion (current) on the same held-out split.
+
+    Args:
+        plots_dir: keep each side's PR curve and confusion matrix in ``plots_dir/<side>``.
+        eval_set: the split's name (``{"name", "images", "manifest_sha256"}``), recorded in both.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for side, weights in (("candidate", candidate_weights), ("current", champion)):
+        metrics = training.evaluate(
+            Path(weights), Path(data_yaml), split="test", imgsz=settings.imgsz,
+            batch=settings.batch, plots_dir=plots_dir / side if plots_dir else None,
+        ).to_dict()
+        out[side] = {**metrics, "eval_set": eval_set} if eval_set else metrics
+    return out
+
+
+def benchmark(
+    settings: RetrainSettings, bench: Mapping[str, Any], sides: Mapping[str, str | Path]
+) -> dict[str, dict[str, Any]]:
+    """Each of ``sides`` (name -> weights) on the fixed benchmark set: the version's
+    ``benchmark`` record (``{"set", "map50", "map50_95", "precision", "recall"}``)."""
+    out = {}
+    for side, weights in sides.items():
+        m = training.evaluate(Path(weights), Path(bench["data_yaml"]), split="test",
+                              imgsz=settings.imgsz, batch=settings.batch)
+        out[side] = {"set": dict(bench["set"]), **{k: getattr(m, k) for k in METRIC_KEYS}}
+    return out
 
 
 def train_and_evaluate(
-    data_yaml: Path, parent_weights: Path, out_dir: Path, settings: RetrainSettings
+    data_yaml: Path, parent_weights: Path, out_dir: Path, settings: RetrainSettings,
+    tracking: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``fine_tune`` then ``evaluate``, as the local job runs them (in one forked child)."""
-    weights = fine_tune(settings, data_yaml, parent_weights, out_dir)
-    return {"weights": weights, **evaluate(settings, data_yaml, weights, parent_weights)}
+    """``fine_tune``, ``evaluate`` then ``benchmark``, as the local job runs them (one forked
+    child).
+
+    Args:
+        tracking: ``{"run_id", "eval_set", "benchmark", "champion_benchmark"}``: the job's
+            MLflow run (per-epoch metrics, plots), the eval split's name, the benchmark set
+            (``benchmark_set``), and whether the champion still needs its benchmark score.
+    """
+    tracking = tracking or {}
+    tracker = RunTracker.resume(TrackingSettings(), settings.run_dir, tracking.get("run_id"))
+    weights = fine_tune(settings, data_yaml, parent_weights, out_dir, tracker)
+    plots = Path(out_dir) / "plots" if tracker.active else None
+    result = {"weights": weights, **evaluate(settings, data_yaml, weights, parent_weights,
+                                             plots, tracking.get("eval_set"))}
+    if plots is not None:
+        result["plots"] = str(plots)
+    bench = tracking.get("benchmark")
+    if bench:
+        sides: dict[str, str | Path] = {"candidate": weights}
+        if tracking.get("champion_benchmark"):
+            sides["current"] = parent_weights
+        result["benchmark"] = benchmark(settings, bench, sides)
+    return result
 
 
 def decide(
@@ -168,22 +237,31 @@ def decide(
 def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: metrics[k] for k in METRIC_KEYS if k in metrics}
     out["eval_images"] = metrics.get("images", 0)
+    if metrics.get("eval_set"):
+        out["eval_set"] = dict(metrics["eval_set"])
     return out
 
 
 def package_candidate(
     settings: RetrainSettings, registry: Registry, weights: str | Path, *, parent_version: str,
     candidate_metrics: Mapping[str, Any], trained_on: Mapping[str, Any], decision: GateDecision,
-    job_id: str | None = None,
+    job_id: str | None = None, benchmark: Mapping[str, Any] | None = None,
+    tracker: RunTracker | None = None,
 ) -> dict[str, Any]:
     """Package the candidate as the next version; a rejected one is marked so (job: rejected).
+
+    Args:
+        benchmark: its scores on the fixed benchmark set (``ModelVersion.benchmark``).
+        tracker: the job's MLflow run, recorded in the version (``mlflow_run_id``).
 
     Returns the version's record (``ModelVersion`` as a JSON dict).
     """
     record = package(
         Path(weights), registry, parent=parent_version, metrics=_headline(candidate_metrics),
         store_dir=settings.store_dir, trained_on=dict(trained_on), make_default=False,
-        reuse=False,
+        reuse=False, benchmark=dict(benchmark or {}),
+        mlflow_run_id=tracker.run_id if tracker else None,
+        mlflow_experiment_id=tracker.experiment_id if tracker else None,
     )
     if not decision.promote:
         record = registry.set_status(record.version, "rejected")

@@ -29,6 +29,7 @@ from yoloserve.retrain.heartbeat import Heartbeater, prune_heartbeats
 from yoloserve.retrain.jobs import claim_job, reap_stale_jobs
 from yoloserve.retrain.launchers import QueueLauncher
 from yoloserve.retrain.settings import RetrainSettings, job_log
+from yoloserve.tracking.watch import MirrorWatch
 
 logger = logging.getLogger("yoloserve.retrain.trainer")
 
@@ -58,6 +59,7 @@ class Trainer:
         self.registry = registry or Registry(settings.registry_path)
         self.heartbeat = Heartbeater(settings, trainer_id)
         self.launcher = QueueLauncher(settings)
+        self.mirror = MirrorWatch(self.registry, settings.run_dir)
 
     @property
     def trainer_id(self) -> str:
@@ -109,6 +111,7 @@ class Trainer:
                         self.settings.trainer_poll_s)
             while not stop.is_set():
                 if self.step() is None:
+                    self.mirror.poll()  # MLFLOW_TRACKING_URI set: MLflow follows the registry
                     stop.wait(self.settings.trainer_poll_s)
         logger.info("trainer %s stopped", self.trainer_id)
 

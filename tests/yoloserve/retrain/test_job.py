@@ -38,7 +38,12 @@ def test_promoted_candidate_is_packaged_with_lineage(
     v2 = registry.get("2")
     assert v2.parent == "1" and v2.status == "ready"
     assert v2.metrics["map50"] == 0.9 and v2.metrics["eval_images"] == 5
-    assert v2.trained_on == {"ref_images": 6, "feedback_images": job.data["feedback_train"]}
+    assert v2.trained_on == {"ref_images": 6, "feedback_images": job.data["feedback_train"],
+                             "manifest_sha256": v2.trained_on["manifest_sha256"]}
+    assert len(v2.trained_on["manifest_sha256"]) == 64, "the dataset manifest names its data"
+    eval_images = job.data["ref_eval"] + job.data["feedback_eval"]
+    assert v2.metrics["eval_set"]["images"] == eval_images and job_id in v2.metrics["eval_set"]["name"]
+    assert v2.mlflow_run_id is None, "no MLFLOW_TRACKING_URI: no tracking, nothing breaks"
     assert (settings.store_dir / v2.mar).is_file()
     assert registry.load().default_version == "1", "not deployed: the default does not move"
 
