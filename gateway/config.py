@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     )
 
     registry_path: Path = paths.REGISTRY_FILE
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        description="MLflow UI (http://127.0.0.1:8083): GET /models links each version's run",
+    )
+    mlflow_status_dir: Path = Field(
+        default=paths.RUN_DIR,
+        description="Run dir whose tracking/status.json (the MLflow mirror's outages) /metrics "
+        "exports",
+    )
     data_dir: Path = Field(
         default=paths.DATA_DIR,
         description="Feedback goes to <data_dir>/prod_data.csv and <data_dir>/feedback/",

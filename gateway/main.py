@@ -34,6 +34,7 @@ from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.deployers import DeploySettings, SwapOptions, deployer_from_settings
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.tracking.status import read_status
 
 _DESCRIPTION = (
     "Object detection over HTTP. Every non-2xx answer is "
@@ -113,6 +114,7 @@ def create_app(
         job_states=lambda: count_job_states(registry),
         serving_version=lambda: serving_version(registry),
         drift_summary=lambda: read_summary(settings.drift_summary_file),
+        mlflow_status=lambda: read_status(settings.mlflow_status_dir),
     )
     app.state.feedback = FeedbackService(settings.data_dir, registry)
     app.state.retrain = RetrainTrigger(

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -84,6 +84,7 @@ class GatewayMetrics:
         job_states: Callable[[], Mapping[str, int]] | None = None,
         serving_version: Callable[[], str | None] | None = None,
         drift_summary: Callable[[], DriftSummary | None] | None = None,
+        mlflow_status: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("route", "method", "status")
@@ -138,6 +139,8 @@ class GatewayMetrics:
             self.registry.register(_ServingVersionCollector(serving_version))
         if drift_summary is not None:
             self.registry.register(_DriftCollector(drift_summary))
+        if mlflow_status is not None:
+            self.registry.register(_MlflowMirrorCollector(mlflow_status))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one answered HTTP request."""
@@ -189,6 +192,29 @@ class _ServingVersionCollector(Collector):
         if version is not None:
             family.add_metric((version,), 1)
         yield family
+
+
+class _MlflowMirrorCollector(Collector):
+    """The MLflow mirror's health from ``<run_dir>/tracking/status.json`` (the trainer and the
+    CLIs write it): MLflow calls that failed, and whether the last sync left MLflow in agreement.
+    """
+
+    _FAILURES = ("gateway_mlflow_mirror_failures", "MLflow calls of the mirror that failed")
+    _IN_SYNC = ("gateway_mlflow_mirror_in_sync",
+                "1 when the last MLflow sync succeeded after the last failure, else 0")
+
+    def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(*self._FAILURES)
+        yield GaugeMetricFamily(*self._IN_SYNC)
+
+    def collect(self) -> Iterator[Metric]:
+        data = _read_for_scrape(self._read, "MLflow mirror status") or {}
+        yield CounterMetricFamily(*self._FAILURES, value=float(data.get("failures_total", 0)))
+        if data.get("in_sync") is not None:
+            yield GaugeMetricFamily(*self._IN_SYNC, value=1.0 if data["in_sync"] else 0.0)
 
 
 class _DriftCollector(Collector):

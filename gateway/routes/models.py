@@ -24,15 +24,17 @@ from gateway.prediction import VERSION_PATTERN
 from yoloserve.errors import RegistryError
 from yoloserve.modelserver import registry
 from yoloserve.schemas import ModelsResponse, ModelVersionInfo
+from yoloserve.tracking.settings import run_url
 
 router = APIRouter(tags=["models"])
 
 
-def read_models(path: Path) -> ModelsResponse:
+def read_models(path: Path, mlflow_ui_url: str | None = None) -> ModelsResponse:
     """Read the registry file into the contract's ``GET /models`` answer.
 
     Args:
         path: The registry JSON file.
+        mlflow_ui_url: The MLflow UI, to link each version's run (``None``: no links).
 
     Raises:
         RegistryError: The file exists but cannot be read as a registry.
@@ -46,8 +48,15 @@ def read_models(path: Path) -> ModelsResponse:
         name=data.name,
         default_version=data.default_version,
         classes=data.classes,
-        versions=[ModelVersionInfo.model_validate(v.model_dump()) for v in data.versions],
+        versions=[_info(v, mlflow_ui_url) for v in data.versions],
     )
+
+
+def _info(record: registry.ModelVersion, mlflow_ui_url: str | None) -> ModelVersionInfo:
+    info = ModelVersionInfo.model_validate(record.model_dump())
+    info.mlflow_run_url = run_url(mlflow_ui_url, record.mlflow_experiment_id,
+                                  record.mlflow_run_id)
+    return info
 
 
 @router.get(
@@ -58,7 +67,7 @@ def read_models(path: Path) -> ModelsResponse:
 )
 async def list_models(settings: SettingsDep) -> ModelsResponse:
     """Every registered version with its status, lineage, metrics and training data."""
-    return await run_in_threadpool(read_models, settings.registry_path)
+    return await run_in_threadpool(read_models, settings.registry_path, settings.mlflow_ui_url)
 
 
 @router.post(
