@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-deps demo stop status test lint bench train package redeploy rollback \
-        ref-data scenario images local-base up down compose-config k8s-manifests pipeline clean
+        ref-data mlflow-sync scenario images local-base up down compose-config k8s-manifests pipeline clean
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PIP) install -q -e ".[ml,gateway,webapp,reporting,stack,k8s,pipelines,containers,dev]"
-	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp, podman_compose"
+	$(PIP) install -q -e ".[ml,mlflow,gateway,webapp,reporting,stack,k8s,pipelines,containers,dev]"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp, podman_compose, mlflow"
 	touch $@
 
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
@@ -100,6 +100,9 @@ ifeq ($(STACK),compose)
 else
 	$(PY) -m scripts.models redeploy --weights $(WEIGHTS)
 endif
+
+mlflow-sync: setup ## Mirror models/registry.json into MLflow (versions, tags, champion alias)
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:8083} $(PY) -m scripts.models mlflow-sync
 
 rollback: setup ## Make VERSION the serving default again, no restart (STACK=compose too)
 	@test -n "$(VERSION)" || (echo "usage: make rollback VERSION=n" && exit 2)

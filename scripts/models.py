@@ -7,7 +7,11 @@ activate (make rollback VERSION=n): python -m scripts.models activate 1
 TorchServe is reached at --management-url / --inference-url (or TORCHSERVE_MANAGEMENT_URL /
 TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack.
 With DEPLOY_BACKEND=kserve, redeploy rolls the version out as a KServe canary and activate
-serves it at once (yoloserve.modelserver.kserve)."""
+serves it at once (yoloserve.modelserver.kserve).
+
+mlflow-sync (make mlflow-sync): make MLflow's registered model `yolo` agree with the registry
+(versions, tags, the `champion` alias), e.g. after an MLflow outage. With MLFLOW_TRACKING_URI
+set, redeploy and activate sync after the swap too (never before it, never blocking it)."""
 
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ from yoloserve.modelserver.deployers import (
 )
 from yoloserve.modelserver.packaging import MODEL_NAME, package
 from yoloserve.modelserver.registry import Registry
+from yoloserve.tracking import mirror
+from yoloserve.tracking.settings import TrackingSettings
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
@@ -65,6 +71,8 @@ def _swap(registry: Registry, version: str, management_url: str, inference_url: 
         default = registry.load().default_version
         typer.echo(f"version {default} keeps serving", err=True)
         raise typer.Exit(1) from exc
+    finally:
+        mirror.sync_quietly(registry)
     if not result.promoted:
         typer.echo(f"version {version} was not promoted: {result.reason}", err=True)
         raise typer.Exit(1)
@@ -139,6 +147,29 @@ def list_versions(
     where = f"TorchServe at {management_url}"
     typer.echo(f"{where}: " + (f"loaded {loaded}" if loaded is not None else "not reachable"))
     typer.echo(f"registry default: {data.default_version}")
+
+
+@app.command("mlflow-sync")
+def mlflow_sync(registry_path: RegistryPath = paths.REGISTRY_FILE) -> None:
+    """Mirror the registry into MLflow (MLFLOW_TRACKING_URI): versions, tags, `champion`."""
+    settings = TrackingSettings()
+    if not settings.enabled:
+        typer.echo("MLFLOW_TRACKING_URI is not set: nothing to sync", err=True)
+        raise typer.Exit(2)
+    try:
+        report = mirror.sync(Registry(registry_path), settings)
+    except Exception as exc:
+        typer.echo(f"MLflow sync failed ({type(exc).__name__}): {exc}", err=True)
+        raise typer.Exit(1) from exc
+    from yoloserve.tracking import status
+
+    status.record_sync(paths.RUN_DIR)
+    typer.echo(f"MLflow at {settings.tracking_uri}: created versions {report.created or 'none'}, "
+               f"runs logged for {report.runs_logged or 'none'}, "
+               f"{settings.champion_alias} -> v{report.champion}")
+    if report.mismatched:
+        typer.echo(f"versions {report.mismatched} do not line up with MLflow's", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Annotated
 
 import typer
 
+from devstack import mlflow as mlflow_server
 from devstack.prometheus import prometheus_program
 from devstack.supervisor import Program, Supervisor
 from devstack.torchserve import TorchServeProcess
@@ -31,6 +32,8 @@ from devstack.waiting import NotReady, url_ready
 from scripts.bootstrap import ensure_model, ensure_reference_data
 from yoloserve import paths
 from yoloserve.modelserver.registry import Registry
+from yoloserve.tracking import mirror
+from yoloserve.tracking.settings import TrackingSettings
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
@@ -38,6 +41,7 @@ DEMO_ENV = paths.RUN_DIR / "demo.env"
 TS_RUN_DIR = paths.RUN_DIR / "torchserve"
 SUPERVISOR_DIR = paths.RUN_DIR / "supervisor"
 PROMETHEUS_RUN_DIR = paths.RUN_DIR / "prometheus"
+MLFLOW_RUN_DIR = paths.RUN_DIR / "mlflow"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Ports:
     management: int = 8086
     metrics: int = 8087
     prometheus: int = 9090
+    mlflow: int = 8083
 
 
 def _say(message: str) -> None:
@@ -93,12 +98,15 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
     ts = torchserve(ports)
     gateway_url = f"http://127.0.0.1:{ports.gateway}"
     evidently_url = f"http://127.0.0.1:{ports.evidently}"
+    mlflow_url = f"http://127.0.0.1:{ports.mlflow}"
     base_env = {"YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     # The gateway queues jobs and the trainer runs them with its own settings: both get these.
     retrain_env = {
         "RETRAIN_LAUNCHER": "queue",
         "RETRAIN_INFERENCE_URL": ts.inference_url,
         "RETRAIN_MANAGEMENT_URL": ts.management_url,
+        # Every retrain is an MLflow run, and the trainer mirrors the registry into MLflow.
+        "MLFLOW_TRACKING_URI": mlflow_url,
     }
     gateway_env = {
         **base_env,
@@ -107,6 +115,7 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         "GATEWAY_PORT": str(ports.gateway),
         "GATEWAY_TORCHSERVE_INFERENCE_URL": ts.inference_url,
         "GATEWAY_TORCHSERVE_MANAGEMENT_URL": ts.management_url,
+        "GATEWAY_MLFLOW_UI_URL": mlflow_url,  # /models links runs; the gateway has no mlflow
     }
     webapp_env = {
         **base_env,
@@ -117,6 +126,8 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         "WEBAPP_EVIDENTLY_URL": evidently_url,
     }
     return [
+        # First, so its slow first start (schema creation) overlaps the others'; waited for last.
+        mlflow_server.program(MLFLOW_RUN_DIR, ports.mlflow),
         ts.program(),
         Program("gateway", _python_module("gateway"), gateway_env,
                 ready=url_ready(f"{gateway_url}/ready")),
@@ -147,14 +158,25 @@ def up(
     services = programs(ports, keys)
     _say("starting services under supervisord ...")
     supervisor.apply(services)
-    for program in services:
+    # MLflow last: nothing else waits on it, and its first start is the slowest.
+    ordered = [p for p in services if p.name != "mlflow"] + [p for p in services
+                                                              if p.name == "mlflow"]
+    for program in ordered:
         try:
             seconds = supervisor.wait_ready(program.name, timeout)
         except NotReady as exc:
+            if program.name == "mlflow":  # tracking is optional: serving goes on without it
+                typer.echo(f"MLflow is not up yet ({exc}); runs are tracked once it is", err=True)
+                continue
             typer.echo(str(exc), err=True)
             typer.echo(f"{program.name} did not come up; `make stop` stops the rest", err=True)
             raise typer.Exit(1) from exc
         _say(f"{program.name} up (pid {supervisor.pid(program.name)}, {seconds:.0f} s)")
+    mlflow_url = f"http://127.0.0.1:{ports.mlflow}"
+    # The shipped model's training as a run, version 1 and `champion` (the trainer keeps it so).
+    report = mirror.sync_quietly(Registry(), TrackingSettings(tracking_uri=mlflow_url))
+    mirrored = (f"model `yolo`, champion v{report.champion}" if report
+                else "sync failed, see make mlflow-sync")
     gateway_url = f"http://127.0.0.1:{ports.gateway}"
     ts = torchserve(ports)
     user_key = keys["GATEWAY_API_KEYS"].split(",")[0]
@@ -167,6 +189,7 @@ def up(
                 f"  web app      http://127.0.0.1:{ports.webapp}",
                 f"  Evidently UI http://127.0.0.1:{ports.evidently}",
                 f"  Prometheus   http://127.0.0.1:{ports.prometheus}   (alerts: /alerts)",
+                f"  MLflow UI    {mlflow_url}   (runs, {mirrored})",
                 f"  TorchServe   {ts.inference_url} / {ts.management_url} / {ts.metrics_url}"
                 "  (internal)",
                 "",
