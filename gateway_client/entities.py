@@ -118,20 +118,34 @@ class ModelVersion:
     parent: str | None
     metrics: dict[str, float]
     trained_on: dict[str, Any]
+    eval_set: dict[str, Any] | None = None
+    benchmark: dict[str, Any] = field(default_factory=dict)
+    mlflow_run_url: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ModelVersion:
-        """Parse one version entry; everything but ``version`` may be missing."""
+        """Parse one version entry; everything but ``version`` may be missing.
+
+        ``metrics`` keeps the numbers; the set they come from is ``eval_set``
+        (``{"name", "images", "manifest_sha256"}``), and ``benchmark`` holds the scores on the
+        fixed benchmark set with its own ``set``.
+        """
         parent = data.get("parent")
+        raw = data.get("metrics") or {}
+        eval_set = raw.get("eval_set")
         return cls(
             version=str(data["version"]),
             status=data.get("status"),
             created_at=data.get("created_at"),
             parent=str(parent) if parent is not None else None,
             metrics={
-                str(k): float(v) for k, v in (data.get("metrics") or {}).items() if v is not None
+                str(k): float(v) for k, v in raw.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
             },
             trained_on=dict(data.get("trained_on") or {}),
+            eval_set=dict(eval_set) if isinstance(eval_set, Mapping) else None,
+            benchmark=dict(data.get("benchmark") or {}),
+            mlflow_run_url=data.get("mlflow_run_url"),
         )
 
 

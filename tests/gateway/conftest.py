@@ -41,6 +41,7 @@ def settings(tmp_path: Path) -> Settings:
         admin_api_keys=[],
         cors_origins=[],
         registry_path=tmp_path / "registry.json",
+        mlflow_status_dir=tmp_path / "run",
         embedder_path=tmp_path / "missing-embedder.npz",
         data_dir=tmp_path / "data",
         # The hot-swap retry pause only slows the failure tests down; its own tests set it.

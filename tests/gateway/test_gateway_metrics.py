@@ -133,3 +133,22 @@ def test_retrain_starts_exist_at_zero_for_every_trigger_and_outcome(client: Test
         for outcome in ("started", "already_running", "start_failed"):
             sample = f'gateway_retrains_total{{outcome="{outcome}",trigger="{trigger}"}} 0.0'
             assert sample in text
+
+
+def test_mlflow_mirror_outages_are_counted_from_the_status_file(
+    build_app: Callable[..., FastAPI], tmp_path: Path
+) -> None:
+    from yoloserve.tracking import status
+
+    with TestClient(build_app(mlflow_status_dir=tmp_path)) as client:
+        before = client.get("/metrics").text
+        status.record_failure(tmp_path, "log metrics", ConnectionError("refused"))
+        status.record_failure(tmp_path, "sync", ConnectionError("refused"))
+        failing = client.get("/metrics").text
+        status.record_sync(tmp_path)
+        repaired = client.get("/metrics").text
+    assert "gateway_mlflow_mirror_failures_total 0.0" in before
+    assert "gateway_mlflow_mirror_in_sync" not in before, "nothing tracked yet"
+    assert "gateway_mlflow_mirror_failures_total 2.0" in failing
+    assert "gateway_mlflow_mirror_in_sync 0.0" in failing
+    assert "gateway_mlflow_mirror_in_sync 1.0" in repaired

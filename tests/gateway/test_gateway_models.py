@@ -72,3 +72,40 @@ def test_corrupt_registry_is_a_500_json(build_app: Callable[..., FastAPI], tmp_p
     path.write_text(json.dumps({"versions": "not a list"}))
     with TestClient(build_app(registry_path=path)) as client:
         assert_error(client.get("/models"), 500, "registry_error")
+
+
+def test_models_name_their_sets_and_link_their_mlflow_runs(
+    build_app: Callable[..., FastAPI], tmp_path: Path
+) -> None:
+    path = tmp_path / "registry.json"
+    _write_registry(path)
+    bench = {"name": "shapes-test", "images": 150, "manifest_sha256": "9f" * 32}
+    with Registry(path).update() as data:
+        two = data.get("2")
+        two.metrics["eval_set"] = {"name": "r-0001 held-out", "images": 60,
+                                   "manifest_sha256": "51" * 32}
+        two.benchmark = {"set": bench, "map50": 0.97}
+        two.mlflow_run_id, two.mlflow_experiment_id = "abc123", "7"
+    app = build_app(registry_path=path, mlflow_ui_url="http://127.0.0.1:8083/")
+    with TestClient(app) as client:
+        body = client.get("/models").json()
+    by_version = {v["version"]: v for v in body["versions"]}
+    two_shown = by_version["2"]
+    assert two_shown["metrics"]["eval_set"]["images"] == 60
+    assert two_shown["benchmark"] == {"set": bench, "map50": 0.97}
+    assert two_shown["mlflow_run_id"] == "abc123"
+    assert two_shown["mlflow_run_url"] == "http://127.0.0.1:8083/#/experiments/7/runs/abc123"
+    assert by_version["1"]["mlflow_run_url"] is None and by_version["1"]["benchmark"] == {}
+
+
+def test_models_have_no_run_links_without_an_mlflow_ui(
+    build_app: Callable[..., FastAPI], tmp_path: Path
+) -> None:
+    path = tmp_path / "registry.json"
+    _write_registry(path)
+    with Registry(path).update() as data:
+        data.get("2").mlflow_run_id = "abc123"
+        data.get("2").mlflow_experiment_id = "7"
+    with TestClient(build_app(registry_path=path)) as client:
+        body = client.get("/models").json()
+    assert all(v["mlflow_run_url"] is None for v in body["versions"])

@@ -105,10 +105,25 @@ def _version_rows(info: ModelsInfo) -> list[dict[str, Any]]:
         for m in metric_names:
             value = v.metrics.get(m)
             row[m] = round(value, 4) if value is not None else None
+        # Which images the numbers above come from, then the same images for every version.
+        row["eval set"] = _set_label(v.eval_set)
+        for m in ("map50", "map50_95"):
+            value = v.benchmark.get(m)
+            row[f"benchmark {m}"] = round(value, 4) if isinstance(value, int | float) else None
+        row["benchmark set"] = _set_label(v.benchmark.get("set"))
         for k in trained_keys:
             row[f"trained_on.{k}"] = v.trained_on.get(k)
+        row["MLflow run"] = v.mlflow_run_url
         rows.append(row)
     return rows
+
+
+def _set_label(named: dict[str, Any] | None) -> str:
+    """``shapes-test · 150 images · 9f2c1a0b``: an eval set's name, size and manifest hash."""
+    if not named:
+        return ""
+    sha = str(named.get("manifest_sha256") or "")[:8]
+    return f"{named.get('name', '?')} · {named.get('images', '?')} images · {sha}"
 
 
 def _show_versions(settings: Settings) -> None:
@@ -127,7 +142,13 @@ def _show_versions(settings: Settings) -> None:
     if not info.versions:
         st.info("No model versions are registered yet.")
         return
-    st.dataframe(_version_rows(info), hide_index=True, width="stretch")
+    st.dataframe(
+        _version_rows(info), hide_index=True, width="stretch",
+        column_config={"MLflow run": st.column_config.LinkColumn("MLflow run",
+                                                                 display_text="open run")},
+    )
+    st.caption("Compare versions on the benchmark columns: the same images for every version. "
+               "The other metrics come from the set named in 'eval set'.")
 
     st.markdown("**Activate a version** (rollback or roll forward)")
     per_row = 6
