@@ -135,3 +135,32 @@ def test_monitoring_scrapes_what_compose_runs(resolved: dict) -> None:
     assert targets == {"gateway:8080", "serving:8087"}
     mounts = " ".join(str(v) for v in prometheus["volumes"] + grafana["volumes"])
     assert "deploy/prometheus" in mounts and "deploy/grafana/provisioning" in mounts
+
+
+def test_tracking_profile_is_mlflow_on_postgres_and_minio() -> None:
+    exe = shutil.which("docker-compose")
+    assert exe
+    env = {"MLFLOW_TRACKING_URI": "http://mlflow:5000", "MLFLOW_UI_URL": "http://h:8083",
+           "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([exe, "-f", str(COMPOSE), "--profile", "tracking", "config"],
+                         capture_output=True, text=True, cwd=ROOT, check=False, env=env)
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    mlflow = services["mlflow"]
+    assert re.fullmatch(r"ghcr\.io/mlflow/mlflow:v\d+\.\d+\.\d+-full", mlflow["image"])
+    args = " ".join(mlflow["command"])
+    assert "postgresql://" in args and "@mlflow-db:5432/" in args
+    assert "--artifacts-destination=s3://mlflow" in args
+    assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://mlflow-artifacts:9000"
+    assert [port_target(p) for p in mlflow["ports"]] == [5000]
+    for name in ("mlflow-db", "mlflow-artifacts"):
+        assert ":" in services[name]["image"] and "latest" not in services[name]["image"]
+        assert list(services[name]["networks"]) == ["backend"] and "ports" not in services[name]
+    assert services["trainer"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert services["gateway"]["environment"]["GATEWAY_MLFLOW_UI_URL"] == "http://h:8083"
+
+
+def test_without_tracking_nothing_points_at_mlflow(resolved: dict) -> None:
+    services = resolved["services"]
+    assert services["mlflow"]["profiles"] == ["tracking"]  # compose v1's config lists them all
+    assert not services["trainer"]["environment"].get("MLFLOW_TRACKING_URI")
