@@ -35,8 +35,7 @@ def command(run_dir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
 
 
 def program(run_dir: Path, port: int) -> Program:
-    """The demo's supervised MLflow server."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """The demo's supervised MLflow server (``run_dir`` must exist when it starts)."""
     env = {"MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "1"}
     return Program("mlflow", command(run_dir, port), env,
                    ready=url_ready(f"http://127.0.0.1:{port}/health"), start_secs=5)

@@ -105,8 +105,6 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         "RETRAIN_LAUNCHER": "queue",
         "RETRAIN_INFERENCE_URL": ts.inference_url,
         "RETRAIN_MANAGEMENT_URL": ts.management_url,
-        # Every retrain is an MLflow run, and the trainer mirrors the registry into MLflow.
-        "MLFLOW_TRACKING_URI": mlflow_url,
     }
     gateway_env = {
         **base_env,
@@ -132,8 +130,9 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         Program("gateway", _python_module("gateway"), gateway_env,
                 ready=url_ready(f"{gateway_url}/ready")),
         # Ready once started: it has no port; its heartbeat is in .run/trainers/.
+        # Every retrain is an MLflow run, and the trainer mirrors the registry into MLflow.
         Program("trainer", _python_module("yoloserve.retrain", "trainer"),
-                {**base_env, **retrain_env}),
+                {**base_env, **retrain_env, "MLFLOW_TRACKING_URI": mlflow_url}),
         Program("evidently", _python_module("reporting", "ui"),
                 {**base_env, "REPORTING_UI_PORT": str(ports.evidently)},
                 ready=url_ready(f"{evidently_url}/api/projects")),
@@ -155,6 +154,7 @@ def up(
     version = ensure_model(Registry())
     ensure_reference_data()
     supervisor = Supervisor(SUPERVISOR_DIR)
+    MLFLOW_RUN_DIR.mkdir(parents=True, exist_ok=True)  # SQLite does not create its folder
     services = programs(ports, keys)
     _say("starting services under supervisord ...")
     supervisor.apply(services)

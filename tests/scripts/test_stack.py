@@ -19,3 +19,22 @@ def test_the_demo_runs_a_trainer_beside_a_gateway_that_only_queues() -> None:
     assert not any(k.startswith("GATEWAY_") for k in trainer.env), "no API keys in the trainer"
     names = list(by_name)
     assert names.index("trainer") > names.index("gateway") > names.index("torchserve")
+
+
+def test_the_demo_tracks_runs_in_its_own_mlflow_server() -> None:
+    keys = {"GATEWAY_API_KEYS": "u", "GATEWAY_ADMIN_API_KEYS": "a"}
+    services = programs(Ports(), keys)
+    by_name = {p.name: p for p in services}
+
+    mlflow = by_name["mlflow"]
+    assert services[0] is mlflow, "started first: its first start is the slowest"
+    args = list(mlflow.command)
+    assert args[1:4] == ["-m", "mlflow", "server"]
+    assert args[args.index("--port") + 1] == "8083"
+    assert args[args.index("--host") + 1] == "127.0.0.1"
+    store = args[args.index("--backend-store-uri") + 1]
+    assert store.startswith("sqlite:///") and store.endswith(".run/mlflow/mlflow.db")
+    assert args[args.index("--artifacts-destination") + 1].endswith(".run/mlflow/artifacts")
+    assert by_name["trainer"].env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8083"
+    assert by_name["gateway"].env["GATEWAY_MLFLOW_UI_URL"] == "http://127.0.0.1:8083"
+    assert "MLFLOW_TRACKING_URI" not in by_name["gateway"].env, "the gateway tracks nothing"
