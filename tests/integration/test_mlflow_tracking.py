@@ -109,6 +109,32 @@ def _assert_mirrored(server: MlflowServer, registry: Registry, default: str) -> 
     assert _champion(server) == default == data.default_version
 
 
+def test_scripts_train_is_a_run(mlflow_server: MlflowServer, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from scripts.train import app
+
+    data = generate_dataset(tmp_path / "shapes", n_train=8, n_val=4, n_test=4, seed=3)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("TRACKING_EXPERIMENT", "train-cli")
+    result = CliRunner().invoke(app, ["train", "--data", str(data), "--epochs", "1",
+                                      "--batch", "4", "--runs", str(tmp_path / "runs"),
+                                      "--no-install"])
+    assert result.exit_code == 0, result.output
+    client = _client(mlflow_server)
+    experiment = client.get_experiment_by_name("train-cli")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "train default model"
+    assert run.data.params["epochs"] == "1" and run.data.params["data.train"] == "8"
+    assert 0.0 <= run.data.metrics["test.map50"] <= 1.0
+    assert "shapes-test" in run.data.params["eval_set"]
+    artifacts = _artifact_paths(client, run.info.run_id)
+    assert {"dataset/dataset_manifest.json", "weights/best.pt",
+            "plots/confusion_matrix.png", "plots/BoxPR_curve.png"} <= artifacts, artifacts
+    assert client.get_metric_history(run.info.run_id, "epoch/train/box_loss")
+
+
 def test_retrain_and_rollback_in_mlflow(stack: Stack, mlflow_server: MlflowServer,
                                         reference: Path, tmp_path: Path) -> None:
     registry = stack.registry
