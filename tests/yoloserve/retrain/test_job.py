@@ -42,7 +42,8 @@ def test_promoted_candidate_is_packaged_with_lineage(
                              "manifest_sha256": v2.trained_on["manifest_sha256"]}
     assert len(v2.trained_on["manifest_sha256"]) == 64, "the dataset manifest names its data"
     eval_images = job.data["ref_eval"] + job.data["feedback_eval"]
-    assert v2.metrics["eval_set"]["images"] == eval_images and job_id in v2.metrics["eval_set"]["name"]
+    assert v2.metrics["eval_set"]["images"] == eval_images
+    assert job_id in v2.metrics["eval_set"]["name"]
     assert v2.mlflow_run_id is None, "no MLFLOW_TRACKING_URI: no tracking, nothing breaks"
     assert (settings.store_dir / v2.mar).is_file()
     assert registry.load().default_version == "1", "not deployed: the default does not move"

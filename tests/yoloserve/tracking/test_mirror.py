@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from yoloserve.modelserver.registry import ModelVersion, RegistryData, RetrainJob
 from yoloserve.tracking import mirror
 
@@ -31,7 +33,7 @@ def test_a_rejected_candidate_is_tagged_with_its_gate_result() -> None:
 
 
 def test_the_shipped_benchmark_is_its_recorded_test_run_only_on_the_same_images(
-    monkeypatch,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shipped = {"split": "test", "images": 150, "map50": 0.977, "map50_95": 0.849}
     monkeypatch.setattr(mirror, "_shipped_metrics", lambda record: shipped)

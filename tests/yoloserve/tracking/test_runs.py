@@ -7,13 +7,15 @@ import math
 import time
 from pathlib import Path
 
+import pytest
+
 from devstack.ports import free_port
 from yoloserve.tracking import status
 from yoloserve.tracking.runs import RunTracker, flat
 from yoloserve.tracking.settings import TrackingSettings, run_url
 
 
-def test_tracking_is_off_without_a_uri(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_tracking_is_off_without_a_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert not TrackingSettings().enabled
     monkeypatch.setenv("MLFLOW_TRACKING_URI", " ")
