@@ -69,6 +69,8 @@ def run_job(job_id: str, settings: RetrainSettings, registry: Registry | None = 
         done = _run(job_id, settings, registry, deadline, tracker)
         tracker.tags(**{"yoloserve.state": done.state, "yoloserve.reason": done.reason})
         tracker.end("FINISHED" if done.state in ("succeeded", "rejected") else "FAILED")
+        # After the swap, never before it: MLflow mirrors the registry, it never gates it.
+        mirror.sync_quietly(registry, tracking, settings.run_dir)
         return done
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, RetrainFailed) else f"{type(exc).__name__}: {exc}"
@@ -77,14 +79,12 @@ def run_job(job_id: str, settings: RetrainSettings, registry: Registry | None = 
         expected = isinstance(exc, RetrainFailed)  # its message says it all: no traceback
         logger.error("job %s failed: %s", job_id, reason, exc_info=not expected)
         job = finish(registry, job_id, "failed", reason)
+        if not isinstance(exc, Exception):
+            raise  # stopping (SIGTERM): no MLflow calls on the way out; the next sync repairs
         tracker.tags(**{"yoloserve.state": "failed", "yoloserve.reason": reason})
         tracker.end("FAILED")
-        if not isinstance(exc, Exception):
-            raise
-        return job
-    finally:
-        # After the swap, never before it: MLflow mirrors the registry, it never gates it.
         mirror.sync_quietly(registry, tracking, settings.run_dir)
+        return job
 
 
 def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: float,

@@ -41,6 +41,7 @@ class SyncReport:
 
     created: list[str] = field(default_factory=list)
     runs_logged: list[str] = field(default_factory=list)
+    runs_closed: list[str] = field(default_factory=list)
     champion: str | None = None
     mismatched: list[str] = field(default_factory=list)
 
@@ -135,7 +136,8 @@ def _sync(registry: Registry, settings: TrackingSettings, run_dir: Path) -> Sync
     except MlflowException:
         mlflow_client.create_registered_model(
             name, description="Mirror of models/registry.json (the source of truth for serving)")
-    existing = {int(mv.version) for mv in mlflow_client.search_model_versions(f"name='{name}'")}
+    found = {int(mv.version): mv for mv in mlflow_client.search_model_versions(f"name='{name}'")}
+    existing = set(found)
     data = registry.load()
     for record in sorted(data.versions, key=lambda v: int(v.version)):
         if record.mlflow_run_id is None:
@@ -163,8 +165,11 @@ def _sync(registry: Registry, settings: TrackingSettings, run_dir: Path) -> Sync
                 report.mismatched.append(record.version)
             report.created.append(record.version)
         else:
+            have = found[int(record.version)].tags or {}
             for key, value in _tags(record, data).items():
-                mlflow_client.set_model_version_tag(name, record.version, key, value)
+                if have.get(key) != value:
+                    mlflow_client.set_model_version_tag(name, record.version, key, value)
+        _close_run(mlflow_client, record, data, report)
     if data.default_version and data.default_version not in report.mismatched:
         mlflow_client.set_registered_model_alias(name, settings.champion_alias,
                                                  data.default_version)
@@ -173,6 +178,19 @@ def _sync(registry: Registry, settings: TrackingSettings, run_dir: Path) -> Sync
         logger.warning("MLflow versions %s do not line up with the registry's (another "
                        "registry mirrored into the same server?)", report.mismatched)
     return report
+
+
+def _close_run(mlflow_client: Any, record: ModelVersion, data: RegistryData,
+               report: SyncReport) -> None:
+    # A job whose MLflow went down before it could end its run left it RUNNING for ever.
+    job = next((j for j in data.jobs if j.candidate_version == record.version), None)
+    if job is None or job.state in ("queued", "running") or record.mlflow_run_id is None:
+        return
+    if mlflow_client.get_run(record.mlflow_run_id).info.status != "RUNNING":
+        return
+    state = "FINISHED" if job.state in ("succeeded", "rejected") else "FAILED"
+    mlflow_client.set_terminated(record.mlflow_run_id, state)
+    report.runs_closed.append(record.version)
 
 
 def _remember_run(registry: Registry, version: str, tracker: RunTracker) -> ModelVersion:
