@@ -53,8 +53,13 @@ MODELS_BODY: dict[str, Any] = {
             "status": "serving",
             "created_at": "2026-11-22T10:00:00Z",
             "parent": "1",
-            "metrics": {"map50": 0.94, "map50_95": 0.77},
+            "metrics": {"map50": 0.94, "map50_95": 0.77, "eval_set": {
+                "name": "r-0001 held-out", "images": 60, "manifest_sha256": "51ab" * 16}},
             "trained_on": {"ref_images": 800, "feedback_images": 40},
+            "benchmark": {"set": {"name": "shapes-test", "images": 150,
+                                  "manifest_sha256": "9f2c" * 16},
+                          "map50": 0.971, "map50_95": 0.84},
+            "mlflow_run_url": "http://mlflow.test:8083/#/experiments/1/runs/abc",
         },
     ],
 }

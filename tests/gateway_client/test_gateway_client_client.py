@@ -84,6 +84,11 @@ def test_models_activate_retrain_and_job() -> None:
         assert info.classes == MODELS_BODY["classes"]
         assert info.versions[0].parent is None and info.versions[1].parent == "1"
         assert info.versions[1].metrics == {"map50": 0.94, "map50_95": 0.77}
+        assert info.versions[1].eval_set == {"name": "r-0001 held-out", "images": 60,
+                                             "manifest_sha256": "51ab" * 16}
+        assert info.versions[1].benchmark["set"]["name"] == "shapes-test"
+        assert info.versions[1].mlflow_run_url == MODELS_BODY["versions"][1]["mlflow_run_url"]
+        assert info.versions[0].eval_set is None and info.versions[0].mlflow_run_url is None
         assert gw.activate("1") == {"default_version": "1"}
         assert gw.retrain().job_id == "r-0008"
         job = gw.retrain_status("r-0007")

@@ -197,6 +197,11 @@ def test_models_page_lists_versions_and_activates(
     assert list(table["serving"]) == ["", "✅ default"]
     assert list(table["parent"]) == ["", "1"]
     assert list(table["trained_on.feedback_images"]) == [0, 40]
+    # Each number names its set; the benchmark columns line versions up on the same images.
+    assert list(table["eval set"]) == ["", f"r-0001 held-out · 60 images · {'51ab' * 2}"]
+    assert list(table["benchmark map50"].fillna(-1)) == [-1, 0.971]
+    assert list(table["benchmark set"])[1] == f"shapes-test · 150 images · {'9f2c' * 2}"
+    assert list(table["MLflow run"]) == [None, "http://mlflow.test:8083/#/experiments/1/runs/abc"]
     assert at.button(key="activate-2").disabled
     assert at.get("link_button")[0].proto.url == "http://evidently.test:8082"
 
