@@ -76,6 +76,17 @@ ENTRY_POINTS: dict[str, str] = {
         import yoloserve.retrain.__main__
         import yoloserve.retrain.job
         import yoloserve.retrain.trainer
+        # The MLflow client the trainer tracks with (mlflow-skinny): a run against a server
+        # that is down goes through the client's whole request path, then fails quietly.
+        from devstack.ports import free_port
+        from yoloserve.tracking import mirror
+        from yoloserve.tracking.runs import RunTracker
+        from yoloserve.tracking.settings import TrackingSettings
+        down = TrackingSettings(tracking_uri=f"http://127.0.0.1:{free_port()}", http_timeout_s=2)
+        tracker = RunTracker.start(down, TMP, name="closure")
+        assert tracker.run_id is None
+        assert mirror.sync_quietly(mirror.Registry(TMP / "r.json"), down, TMP) is None
+        from mlflow.entities import Metric, Param, RunTag
     """,
 }
 
