@@ -66,14 +66,15 @@ def _client(server: MlflowServer) -> Any:
 
 
 def _settings(stack: Stack, ref: Path, **kw: Any) -> RetrainSettings:
-    return RetrainSettings(
+    values: dict[str, Any] = dict(
         epochs=1, imgsz=320, batch=8, ref_train_images=16, ref_eval_images=8,
         benchmark_images=BENCHMARK_IMAGES, tolerance=1.0, timeout_s=900, drain_s=1.0,
         ref_dir=ref, feedback_dir=stack.data_dir / "feedback", registry_path=stack.registry.path,
         store_dir=stack.store_dir, run_dir=stack.run_dir, launcher="queue",
         management_url=stack.torchserve.management_url,
-        inference_url=stack.torchserve.inference_url, **kw,
+        inference_url=stack.torchserve.inference_url,
     )
+    return RetrainSettings(**{**values, **kw})
 
 
 def _champion(server: MlflowServer) -> str:
@@ -227,6 +228,43 @@ def _artifact_paths(client: Any, run_id: str, path: str | None = None) -> set[st
     for item in client.list_artifacts(run_id, path):
         out |= _artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
     return out
+
+
+def test_a_rejected_candidate_stays_a_version_tagged_with_its_gate_result(
+    stack: Stack, mlflow_server: MlflowServer, reference: Path
+) -> None:
+    registry = stack.registry
+    wait_no_active_job(registry)
+    first = registry.load().default_version
+    assert first is not None
+    settings = _settings(stack, reference, tolerance=-1.0)  # must beat the champion by 1.0
+    env = {**retrain_env(settings), "MLFLOW_TRACKING_URI": mlflow_server.url}
+    client = _client(mlflow_server)
+
+    with trainer_running(stack, env):
+        job_id = start_job_process(settings, trigger="test", registry=registry)
+        try:
+            job = wait_final(registry, job_id, timeout=900)
+            assert job.state == "rejected", job.reason
+            version = job.candidate_version
+            assert version is not None and registry.get(version).status == "rejected"
+            deadline = time.monotonic() + 60
+            while True:  # the job's own sync runs just after it is recorded final
+                try:
+                    mv = client.get_model_version(MODEL, version)
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, f"v{version} never reached MLflow"
+                    time.sleep(0.5)
+            assert mv.tags["gate"] == "rejected" and mv.tags["status"] == "rejected"
+            assert mv.tags["gate_reason"] == job.reason and mv.tags["job_id"] == job_id
+            assert _champion(mlflow_server) == first, "a rejected candidate is never champion"
+            run = client.get_run(registry.get(version).mlflow_run_id)
+            assert run.data.params["gate.promote"] == "False"
+            assert run.info.status == "FINISHED"
+        finally:
+            wait_no_active_job(registry)
+            restore_default(stack, first)
 
 
 def test_mlflow_outage_during_retrain(stack: Stack, mlflow_server: MlflowServer,
