@@ -115,6 +115,29 @@ async def _wait_live_worker(
         await asyncio.sleep(WORKER_POLL_S)
 
 
+async def _pending_requests(client: TorchServeClient, model_name: str, version: str) -> int:
+    try:
+        described = await client.describe_model(model_name, version)
+    except UnknownVersion:
+        return 0
+    status = (described[0].get("jobQueueStatus") or {}) if described else {}
+    return int(status.get("pendingRequests") or 0)
+
+
+async def _wait_queue_empty(
+    client: TorchServeClient, model_name: str, version: str, timeout: float
+) -> None:
+    """Until ``version``'s job queue is empty (or ``timeout``): unregistering a version drops
+    the requests still queued on it unanswered, so their clients would wait out their timeout."""
+    deadline = time.monotonic() + timeout
+    while (pending := await _pending_requests(client, model_name, version)) > 0:
+        if time.monotonic() >= deadline:
+            logger.warning("%s version %s still has %d queued requests after %.0f s: "
+                           "unregistering anyway", model_name, version, pending, timeout)
+            return
+        await asyncio.sleep(WORKER_POLL_S)
+
+
 async def _registered_versions(client: TorchServeClient, model_name: str) -> list[str]:
     try:
         described = await client.describe_model(model_name, "all")
@@ -243,6 +266,9 @@ async def _swap_locked(
     await asyncio.sleep(drain_s)
     for other in await _registered_versions(client, model_name):
         if not _same_version(other, version):
+            # A loaded CPU can take seconds per batch: a fixed drain alone may not be enough.
+            await _quietly(f"draining old version {other}",
+                           _wait_queue_empty(client, model_name, other, worker_timeout_s))
             await _quietly(f"unregistering old version {other}",
                            client.unregister(model_name, other))
             logger.info("unregistered %s version %s", model_name, other)

@@ -33,10 +33,13 @@ class FakeManagement:
         self.calls: list[str] = []
         self.ready_after_register = True
         self.fail: dict[str, int] = {}  # call name -> status to answer instead
+        self.pending: dict[str, int] = {}  # version -> queued requests, one served per describe
 
     def _describe(self, version: str) -> dict[str, object]:
         workers = [{"id": "9000", "status": "READY" if self.loaded[version] else "UNLOADING"}]
-        return {"modelName": "yolo", "modelVersion": version, "workers": workers}
+        queued = self.pending.get(version, 0)
+        return {"modelName": "yolo", "modelVersion": version, "workers": workers,
+                "jobQueueStatus": {"remainingCapacity": 100 - queued, "pendingRequests": queued}}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         parts = request.url.path.strip("/").split("/")
@@ -65,6 +68,8 @@ class FakeManagement:
             return httpx.Response(200, json=[self._describe(v) for v in self.loaded])
         if version is not None:  # asking for the default version is not a worker check
             self.calls.append(f"describe {version}")
+            # Each look at a version's queue finds one request fewer (the worker took it).
+            self.pending[version] = max(0, self.pending.get(version, 0) - 1)
         version = version or self.default
         if version not in self.loaded:
             return httpx.Response(404, json={"message": f"Model version not found: {version}"})
@@ -116,7 +121,8 @@ async def test_swap_registers_waits_sets_default_then_unregisters_old(
 ) -> None:
     await hot_swap(client, registry, "2", drain_s=0)
 
-    assert fake.calls == ["register 2", "describe 2", "set-default 2", "unregister 1"]
+    assert fake.calls == ["register 2", "describe 2", "set-default 2", "describe 1",
+                          "unregister 1"]
     assert fake.default == "2" and set(fake.loaded) == {"2"}
     data = registry.load()
     assert data.default_version == "2"
@@ -252,6 +258,16 @@ async def test_drain_happens_between_set_default_and_unregister(
     await hot_swap(client, registry, "2", drain_s=0.5)
     assert loop.time() - start >= 0.5
     assert fake.calls.index("set-default 2") < fake.calls.index("unregister 1")
+
+
+async def test_old_version_is_unregistered_only_once_its_queue_is_empty(
+    client: TorchServeClient, fake: FakeManagement, registry: Registry
+) -> None:
+    # Unregistering drops what is still queued on a version, unanswered.
+    fake.pending["1"] = 3
+    await hot_swap(client, registry, "2", drain_s=0)
+    assert fake.calls[-4:] == ["describe 1"] * 3 + ["unregister 1"], fake.calls
+    assert fake.pending["1"] == 0
 
 
 async def test_activate_rolls_back_and_returns_the_record(
