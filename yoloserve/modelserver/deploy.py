@@ -2,13 +2,17 @@
 
 A swap to version ``N`` of model ``yolo``, all through TorchServe's management API:
 
-1. ``POST /models?url=yolo_vN.mar&model_name=yolo&initial_workers=1&synchronous=true`` (already
-   registered is fine: activating a version that is loaded just skips this);
-2. wait until version ``N`` has a READY worker;
+1. ``POST /models?url=yolo_vN.mar&model_name=yolo&initial_workers=1&synchronous=false`` (already
+   registered is fine: activating a version that is loaded just skips this). Not synchronous:
+   TorchServe 0.12 answers a synchronous register from the Netty I/O thread that read it, blocked
+   for the whole worker start (30-40 s on a loaded 2-core box), and inference connections served
+   by that thread stall meanwhile: a request that lands there waits out its client's timeout;
+2. wait until version ``N`` has a READY worker (polling ``GET /models/yolo/N``);
 3. ``PUT /models/yolo/N/set-default``: unpinned predictions go to ``N`` from now on;
 4. ``registry.set_default(N)``: the registry says what TorchServe serves;
-5. wait ``drain_s`` so requests already queued on the old version finish, then
-   ``DELETE /models/yolo/<v>`` for every other registered version (404s are fine: gone already).
+5. wait ``drain_s``, then until the old version's job queue is empty (unregistering drops what
+   is still queued, unanswered), then ``DELETE /models/yolo/<v>`` for every other registered
+   version (404s are fine: gone already).
 
 Failure rules: anything that fails before step 3 unregisters what this swap registered and
 re-raises: the old version keeps serving, the registry is unchanged. If step 4 fails, TorchServe's
@@ -232,7 +236,7 @@ async def _swap_locked(
         if not loaded_before:
             try:
                 await client.register(
-                    record.mar, model_name, initial_workers=1, synchronous=True,
+                    record.mar, model_name, initial_workers=1, synchronous=False,
                     timeout=worker_timeout_s,
                 )
                 logger.info("registered %s version %s (%s)", model_name, version, record.mar)

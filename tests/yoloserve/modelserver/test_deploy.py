@@ -33,6 +33,7 @@ class FakeManagement:
         self.calls: list[str] = []
         self.ready_after_register = True
         self.fail: dict[str, int] = {}  # call name -> status to answer instead
+        self.register_params: dict[str, str] = {}
         self.pending: dict[str, int] = {}  # version -> queued requests, one served per describe
 
     def _describe(self, version: str) -> dict[str, object]:
@@ -45,6 +46,7 @@ class FakeManagement:
         parts = request.url.path.strip("/").split("/")
         if request.method == "POST" and parts == ["models"]:
             version = request.url.params["url"].removeprefix("yolo_v").removesuffix(".mar")
+            self.register_params = dict(request.url.params)
             return self._answer(f"register {version}", lambda: self._register(version))
         if request.method == "GET" and parts[:2] == ["models", "yolo"]:
             return self._get(parts[2] if len(parts) > 2 else None)
@@ -123,6 +125,8 @@ async def test_swap_registers_waits_sets_default_then_unregisters_old(
 
     assert fake.calls == ["register 2", "describe 2", "set-default 2", "describe 1",
                           "unregister 1"]
+    # Registered without waiting: a synchronous register blocks one of TorchServe's I/O threads.
+    assert fake.register_params["synchronous"] == "false"
     assert fake.default == "2" and set(fake.loaded) == {"2"}
     data = registry.load()
     assert data.default_version == "2"
