@@ -10,9 +10,10 @@ A swap to version ``N`` of model ``yolo``, all through TorchServe's management A
 2. wait until version ``N`` has a READY worker (polling ``GET /models/yolo/N``);
 3. ``PUT /models/yolo/N/set-default``: unpinned predictions go to ``N`` from now on;
 4. ``registry.set_default(N)``: the registry says what TorchServe serves;
-5. wait ``drain_s``, then until the old version's job queue is empty (unregistering drops what
-   is still queued, unanswered), then ``DELETE /models/yolo/<v>`` for every other registered
-   version (404s are fine: gone already).
+5. wait ``drain_s``, then send one request pinned to each old version and wait for its answer
+   (it queues behind every request already routed there: a drain barrier; unregistering kills
+   the worker mid-batch and TorchServe answers none of it), then ``DELETE /models/yolo/<v>`` for
+   every other registered version (404s are fine: gone already).
 
 Failure rules: anything that fails before step 3 unregisters what this swap registered and
 re-raises: the old version keeps serving, the registry is unchanged. If step 4 fails, TorchServe's
@@ -33,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -41,6 +44,7 @@ from typing import Any
 
 import filelock
 import httpx
+from PIL import Image
 
 from yoloserve.errors import (
     ModelNotReady,
@@ -119,27 +123,26 @@ async def _wait_live_worker(
         await asyncio.sleep(WORKER_POLL_S)
 
 
-async def _pending_requests(client: TorchServeClient, model_name: str, version: str) -> int:
+@functools.cache
+def _probe_image() -> bytes:
+    """A small blank PNG: the drain barrier's request (nothing to detect, cheap to run)."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (127, 127, 127)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def _drain(client: TorchServeClient, model_name: str, version: str) -> None:
+    """Return once every request already routed to ``version`` has been answered.
+
+    A request pinned to ``version`` queues behind them (one FIFO queue per version), so its
+    answer is the barrier. Unregistering earlier kills the worker mid-batch, and TorchServe 0.12
+    then answers neither the batch nor what is still queued ("Unexpected job in sendError()"):
+    their clients wait out their timeout. Nothing in the management API shows a busy worker.
+    """
     try:
-        described = await client.describe_model(model_name, version)
-    except UnknownVersion:
-        return 0
-    status = (described[0].get("jobQueueStatus") or {}) if described else {}
-    return int(status.get("pendingRequests") or 0)
-
-
-async def _wait_queue_empty(
-    client: TorchServeClient, model_name: str, version: str, timeout: float
-) -> None:
-    """Until ``version``'s job queue is empty (or ``timeout``): unregistering a version drops
-    the requests still queued on it unanswered, so their clients would wait out their timeout."""
-    deadline = time.monotonic() + timeout
-    while (pending := await _pending_requests(client, model_name, version)) > 0:
-        if time.monotonic() >= deadline:
-            logger.warning("%s version %s still has %d queued requests after %.0f s: "
-                           "unregistering anyway", model_name, version, pending, timeout)
-            return
-        await asyncio.sleep(WORKER_POLL_S)
+        await client.predict(_probe_image(), version=version)
+    except YoloServeError as exc:  # gone already, or unhealthy: unregistering is all that is left
+        logger.info("drain probe of %s version %s: %s", model_name, version, exc)
 
 
 async def _registered_versions(client: TorchServeClient, model_name: str) -> list[str]:
@@ -270,9 +273,8 @@ async def _swap_locked(
     await asyncio.sleep(drain_s)
     for other in await _registered_versions(client, model_name):
         if not _same_version(other, version):
-            # A loaded CPU can take seconds per batch: a fixed drain alone may not be enough.
-            await _quietly(f"draining old version {other}",
-                           _wait_queue_empty(client, model_name, other, worker_timeout_s))
+            # A loaded CPU can take seconds per batch: a fixed drain alone is not enough.
+            await _quietly(f"draining old version {other}", _drain(client, model_name, other))
             await _quietly(f"unregistering old version {other}",
                            client.unregister(model_name, other))
             logger.info("unregistered %s version %s", model_name, other)
