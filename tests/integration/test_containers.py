@@ -187,13 +187,15 @@ def test_redeploy_swaps_versions_with_no_failed_request(
     def load() -> None:
         with httpx.Client() as client:
             while not stop.is_set():
+                sent = time.strftime("%H:%M:%S")
                 try:
                     response = _predict(client, gateway_url, PHOTOS[0])
                 except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
+                    failures.append(f"sent {sent}: {exc!r}")
                     continue
                 if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text[:200]}")
+                    failures.append(f"sent {sent}, failed {time.strftime('%H:%M:%S')}: "
+                                    f"{response.status_code} {response.text[:200]}")
                 else:
                     versions.append(response.headers["X-Model-Version"])
 
@@ -211,7 +213,7 @@ def test_redeploy_swaps_versions_with_no_failed_request(
         report = ROOT / "tests" / "artifacts" / "containers-redeploy.log"
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text("\n".join([*failures, compose.logs("gateway", 200),
-                                      compose.logs("serving", 400), compose.logs("trainer", 100)]))
+                                      compose.logs("serving", 3000), compose.logs("trainer", 100)]))
         raise AssertionError(f"{len(failures)} failed requests, first: {failures[0][:300]}; "
                              f"logs in {report}")
     assert versions[0] == before and versions[-1] != before, (before, versions[-5:])
