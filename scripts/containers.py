@@ -163,8 +163,7 @@ def local_base(
 ) -> None:
     """A Debian bookworm + Python 3.11 base made with debootstrap (for hosts that pull nothing)."""
     name = engine()
-    if run([name, "image", "exists" if name == "podman" else "inspect", tag],
-           check=False, capture=True).returncode == 0:
+    if _image_exists(name, tag):
         _say(f"{tag} is there")
         return
     if not shutil.which("debootstrap"):
@@ -182,14 +181,36 @@ def local_base(
     _say(f"{tag} created")
 
 
+def _image_exists(name: str, image: str) -> bool:
+    return run([name, "image", "inspect", image], check=False, capture=True).returncode == 0
+
+
+def usable_base(name: str, base: str) -> str:
+    """``base``, pulled if missing; the local Debian base when the default cannot be pulled."""
+    if _image_exists(name, base):
+        return base
+    if run([name, "pull", base], check=False, capture=True).returncode == 0:
+        return base
+    if base != DEFAULT_BASE:
+        raise typer.BadParameter(f"base image {base} is neither here nor pullable")
+    _say(f"{base} cannot be pulled here: building on {LOCAL_BASE} (debootstrap) instead")
+    local_base(tag=LOCAL_BASE)
+    return LOCAL_BASE
+
+
 @app.command()
 def images(
     base: Annotated[str, typer.Option(envvar="BASE_IMAGE", help="Base of every image.")
                     ] = DEFAULT_BASE,
     only: Annotated[list[str] | None, typer.Option(help="Build just these targets.")] = None,
 ) -> None:
-    """Build every image (deploy/images/Dockerfile, one target each) and print their sizes."""
+    """Build every image (deploy/images/Dockerfile, one target each) and print their sizes.
+
+    The default base is pulled when missing; where nothing can be pulled (no registry reachable),
+    the build falls back to the local Debian base (`local-base`), saying so.
+    """
     name = engine()
+    base = usable_base(name, base)
     targets = only or list(IMAGES)
     sizes = {}
     for target in targets:
@@ -221,8 +242,7 @@ def up(
 ) -> None:
     """Start the stack in the background (images built first when missing)."""
     name = engine()
-    missing = [t for t in IMAGES if run([name, "image", "inspect", image_name(t)], check=False,
-                                        capture=True).returncode != 0]
+    missing = [t for t in IMAGES if not _image_exists(name, image_name(t))]
     if missing:
         images(base=os.environ.get("BASE_IMAGE", DEFAULT_BASE), only=missing)
     profile = ["--profile", "monitoring"] if monitoring else []

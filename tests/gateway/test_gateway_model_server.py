@@ -54,7 +54,7 @@ def _answer(status: int, body: object):  # noqa: ANN202 - a responder
         (_answer(413, {"code": 413, "message": "too big"}), {}, 413, "image_too_large"),
         (_answer(503, {"code": 503, "message": "no worker"}), {}, 503, "model_server_unavailable"),
         (_answer(507, {"code": 507, "message": "no memory"}), {}, 503, "model_server_unavailable"),
-        (_answer(500, {"code": 500, "message": "worker died"}), {}, 502, "model_server_error"),
+        (_answer(500, {"code": 500, "message": "handler failed"}), {}, 502, "model_server_error"),
         (_answer(200, {"unexpected": True}), {}, 502, "model_server_bad_response"),
         (
             _answer(200, {"model": {"name": "yolo"}, "boxes": [{"xyxy": [1, 2]}]}),

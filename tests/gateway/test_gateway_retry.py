@@ -64,8 +64,11 @@ def _predict(client: TestClient, png: bytes, **params: str) -> httpx.Response:
 
 @pytest.mark.parametrize(
     "first",
-    [MODEL_NOT_FOUND, NO_WORKER, CONNECT_ERROR, _raise(httpx.RemoteProtocolError("closed"))],
-    ids=["404-model-not-found", "503-no-worker", "connect-error", "dropped-connection"],
+    [MODEL_NOT_FOUND, NO_WORKER, CONNECT_ERROR, _raise(httpx.RemoteProtocolError("closed")),
+     # The swap unloaded the old version's worker while it held this request.
+     _status(500, {"code": 500, "type": "InternalServerException", "message": "Worker died."})],
+    ids=["404-model-not-found", "503-no-worker", "connect-error", "dropped-connection",
+         "500-worker-died"],
 )
 def test_unpinned_prediction_is_retried_once_during_a_swap(
     retry_client: TestClient, fake_ts: FakeTorchServe, png_bytes: bytes, first: Responder
@@ -133,7 +136,7 @@ def test_pinned_version_is_never_retried(
             "invalid_parameter",
         ),
         (_status(413, {"code": 413, "message": "too big"}), 413, "image_too_large"),
-        (_status(500, {"code": 500, "message": "worker died"}), 502, "model_server_error"),
+        (_status(500, {"code": 500, "message": "handler failed"}), 502, "model_server_error"),
         (_raise(httpx.ReadTimeout("slow")), 504, "model_server_timeout"),
         (_raise(httpx.PoolTimeout("pool full")), 503, "model_server_unavailable"),
     ],

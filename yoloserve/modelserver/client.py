@@ -5,7 +5,8 @@ lifespan, a retrain job) creates one, sets timeouts and connection limits on it,
 Every failure comes out as a domain error from :mod:`yoloserve.errors`, never as an httpx
 exception, so callers map errors in one place:
 
-- connect errors, dropped connections, TorchServe 503/507 -> ``ModelServerUnavailable``
+- connect errors, dropped connections, TorchServe 503/507, 500 "Worker died" ->
+  ``ModelServerUnavailable``
 - default model not registered, or no worker -> ``ModelNotReady`` (a ``ModelServerUnavailable``)
 - timeouts (read/write), TorchServe 408/504 -> ``ModelServerTimeout``
 - 404 for a pinned version -> ``UnknownVersion``
@@ -343,6 +344,11 @@ class TorchServeClient:
             raise InvalidParameter(message)
         if status in (503, 507):
             raise ModelServerUnavailable(message, upstream_status=status)
+        if status == 500 and "worker died" in message.lower():
+            # The worker holding the request stopped (a swap unloading it, a crash): no answer
+            # was produced, so the request may go again, to whatever serves now.
+            raise ModelServerUnavailable(f"the model server's worker stopped: {message}",
+                                         upstream_status=status)
         if status in (408, 504):
             raise ModelServerTimeout(message, upstream_status=status)
         raise ModelServerError(f"model server answered {status}: {message}", upstream_status=status)

@@ -2,13 +2,18 @@
 
 A swap to version ``N`` of model ``yolo``, all through TorchServe's management API:
 
-1. ``POST /models?url=yolo_vN.mar&model_name=yolo&initial_workers=1&synchronous=true`` (already
-   registered is fine: activating a version that is loaded just skips this);
-2. wait until version ``N`` has a READY worker;
+1. ``POST /models?url=yolo_vN.mar&model_name=yolo&initial_workers=1&synchronous=false`` (already
+   registered is fine: activating a version that is loaded just skips this). Not synchronous:
+   TorchServe 0.12 answers a synchronous register from the Netty I/O thread that read it, blocked
+   for the whole worker start (30-40 s on a loaded 2-core box), and inference connections served
+   by that thread stall meanwhile: a request that lands there waits out its client's timeout;
+2. wait until version ``N`` has a READY worker (polling ``GET /models/yolo/N``);
 3. ``PUT /models/yolo/N/set-default``: unpinned predictions go to ``N`` from now on;
 4. ``registry.set_default(N)``: the registry says what TorchServe serves;
-5. wait ``drain_s`` so requests already queued on the old version finish, then
-   ``DELETE /models/yolo/<v>`` for every other registered version (404s are fine: gone already).
+5. wait ``drain_s``, then send one request pinned to each old version and wait for its answer
+   (it queues behind every request already routed there: a drain barrier; unregistering kills
+   the worker mid-batch and TorchServe answers none of it), then ``DELETE /models/yolo/<v>`` for
+   every other registered version (404s are fine: gone already).
 
 Failure rules: anything that fails before step 3 unregisters what this swap registered and
 re-raises: the old version keeps serving, the registry is unchanged. If step 4 fails, TorchServe's
@@ -29,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -37,6 +44,7 @@ from typing import Any
 
 import filelock
 import httpx
+from PIL import Image
 
 from yoloserve.errors import (
     ModelNotReady,
@@ -113,6 +121,28 @@ async def _wait_live_worker(
                 f"{model_name} version {version} has no READY worker after {timeout:.0f} s"
             )
         await asyncio.sleep(WORKER_POLL_S)
+
+
+@functools.cache
+def _probe_image() -> bytes:
+    """A small blank PNG: the drain barrier's request (nothing to detect, cheap to run)."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (127, 127, 127)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def _drain(client: TorchServeClient, model_name: str, version: str) -> None:
+    """Return once every request already routed to ``version`` has been answered.
+
+    A request pinned to ``version`` queues behind them (one FIFO queue per version), so its
+    answer is the barrier. Unregistering earlier kills the worker mid-batch, and TorchServe 0.12
+    then answers neither the batch nor what is still queued ("Unexpected job in sendError()"):
+    their clients wait out their timeout. Nothing in the management API shows a busy worker.
+    """
+    try:
+        await client.predict(_probe_image(), version=version)
+    except YoloServeError as exc:  # gone already, or unhealthy: unregistering is all that is left
+        logger.info("drain probe of %s version %s: %s", model_name, version, exc)
 
 
 async def _registered_versions(client: TorchServeClient, model_name: str) -> list[str]:
@@ -209,7 +239,7 @@ async def _swap_locked(
         if not loaded_before:
             try:
                 await client.register(
-                    record.mar, model_name, initial_workers=1, synchronous=True,
+                    record.mar, model_name, initial_workers=1, synchronous=False,
                     timeout=worker_timeout_s,
                 )
                 logger.info("registered %s version %s (%s)", model_name, version, record.mar)
@@ -243,6 +273,8 @@ async def _swap_locked(
     await asyncio.sleep(drain_s)
     for other in await _registered_versions(client, model_name):
         if not _same_version(other, version):
+            # A loaded CPU can take seconds per batch: a fixed drain alone is not enough.
+            await _quietly(f"draining old version {other}", _drain(client, model_name, other))
             await _quietly(f"unregistering old version {other}",
                            client.unregister(model_name, other))
             logger.info("unregistered %s version %s", model_name, other)

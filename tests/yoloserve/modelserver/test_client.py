@@ -124,3 +124,19 @@ async def test_pool_timeout_is_unavailable(ts: TorchServeClient, recorder: Recor
     recorder.answer = full
     with pytest.raises(e.ModelServerUnavailable):
         await ts.ping()
+
+
+async def test_a_worker_that_died_holding_the_request_is_unavailable(
+    ts: TorchServeClient, recorder: Recorder
+) -> None:
+    # TorchServe's answer when a swap unloads (or a crash ends) the worker mid-request: nothing
+    # was computed, so the gateway may send it again.
+    recorder.answer = lambda request: httpx.Response(
+        500, json={"code": 500, "type": "InternalServerException", "message": "Worker died."}
+    )
+    with pytest.raises(e.ModelServerUnavailable, match="worker stopped"):
+        await ts.predict(b"...")
+    recorder.answer = lambda request: httpx.Response(500, json={"message": "handler bug"})
+    with pytest.raises(e.ModelServerError) as caught:
+        await ts.predict(b"...")
+    assert not isinstance(caught.value, e.ModelServerUnavailable)

@@ -33,6 +33,7 @@ class FakeManagement:
         self.calls: list[str] = []
         self.ready_after_register = True
         self.fail: dict[str, int] = {}  # call name -> status to answer instead
+        self.register_params: dict[str, str] = {}
 
     def _describe(self, version: str) -> dict[str, object]:
         workers = [{"id": "9000", "status": "READY" if self.loaded[version] else "UNLOADING"}]
@@ -42,7 +43,10 @@ class FakeManagement:
         parts = request.url.path.strip("/").split("/")
         if request.method == "POST" and parts == ["models"]:
             version = request.url.params["url"].removeprefix("yolo_v").removesuffix(".mar")
+            self.register_params = dict(request.url.params)
             return self._answer(f"register {version}", lambda: self._register(version))
+        if request.method == "POST" and parts[:2] == ["predictions", "yolo"] and len(parts) == 3:
+            return self._answer(f"probe {parts[2]}", lambda: self._predict(parts[2]))
         if request.method == "GET" and parts[:2] == ["models", "yolo"]:
             return self._get(parts[2] if len(parts) > 2 else None)
         if request.method == "PUT" and len(parts) == 4 and parts[3] == "set-default":
@@ -69,6 +73,13 @@ class FakeManagement:
         if version not in self.loaded:
             return httpx.Response(404, json={"message": f"Model version not found: {version}"})
         return httpx.Response(200, json=[self._describe(version)])
+
+    def _predict(self, version: str) -> httpx.Response:
+        if version not in self.loaded:
+            return httpx.Response(404, json={"message": f"Model version not found: {version}"})
+        return httpx.Response(200, json={"model": {"name": "yolo", "version": version},
+                                         "image": {"width": 64, "height": 64}, "boxes": [],
+                                         "timing_ms": {"total": 1.0, "model": 1.0}})
 
     def _register(self, version: str) -> httpx.Response:
         if version in self.loaded:
@@ -116,7 +127,10 @@ async def test_swap_registers_waits_sets_default_then_unregisters_old(
 ) -> None:
     await hot_swap(client, registry, "2", drain_s=0)
 
-    assert fake.calls == ["register 2", "describe 2", "set-default 2", "unregister 1"]
+    assert fake.calls == ["register 2", "describe 2", "set-default 2", "probe 1",
+                          "unregister 1"]
+    # Registered without waiting: a synchronous register blocks one of TorchServe's I/O threads.
+    assert fake.register_params["synchronous"] == "false"
     assert fake.default == "2" and set(fake.loaded) == {"2"}
     data = registry.load()
     assert data.default_version == "2"
@@ -252,6 +266,23 @@ async def test_drain_happens_between_set_default_and_unregister(
     await hot_swap(client, registry, "2", drain_s=0.5)
     assert loop.time() - start >= 0.5
     assert fake.calls.index("set-default 2") < fake.calls.index("unregister 1")
+
+
+async def test_old_version_is_unregistered_after_a_pinned_probe_answers(
+    client: TorchServeClient, fake: FakeManagement, registry: Registry
+) -> None:
+    # The probe queues behind what was routed to version 1: its answer means they all are done.
+    await hot_swap(client, registry, "2", drain_s=0)
+    assert fake.calls.index("set-default 2") < fake.calls.index("probe 1")
+    assert fake.calls.index("probe 1") == fake.calls.index("unregister 1") - 1
+
+
+async def test_a_failing_probe_does_not_keep_the_old_version(
+    client: TorchServeClient, fake: FakeManagement, registry: Registry
+) -> None:
+    fake.fail["probe"] = 503
+    await hot_swap(client, registry, "2", drain_s=0)
+    assert set(fake.loaded) == {"2"}
 
 
 async def test_activate_rolls_back_and_returns_the_record(
