@@ -239,6 +239,9 @@ def compose_env(name: str) -> dict[str, str]:
 def up(
     monitoring: Annotated[bool, typer.Option(
         envvar="MONITORING", help="Also start Prometheus and Grafana (official images).")] = False,
+    tracking: Annotated[bool, typer.Option(
+        envvar="TRACKING", help="Also start MLflow with PostgreSQL and MinIO (official images)."
+    )] = False,
 ) -> None:
     """Start the stack in the background (images built first when missing)."""
     name = engine()
@@ -246,7 +249,12 @@ def up(
     if missing:
         images(base=os.environ.get("BASE_IMAGE", DEFAULT_BASE), only=missing)
     profile = ["--profile", "monitoring"] if monitoring else []
-    run([*compose_command(name), *profile, "up", "-d"], env=compose_env(name))
+    env = compose_env(name)
+    if tracking:
+        profile += ["--profile", "tracking"]
+        env.setdefault("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+        env.setdefault("MLFLOW_UI_URL", f"http://127.0.0.1:{os.environ.get('MLFLOW_PORT', '8083')}")
+    run([*compose_command(name), *profile, "up", "-d"], env=env)
     wait()
     port = os.environ.get("GATEWAY_PORT", "8080")
     typer.echo(f"gateway http://127.0.0.1:{port}  web app http://127.0.0.1:"
@@ -344,8 +352,8 @@ def down(
 ) -> None:
     """Stop and remove the stack's containers (volumes are kept unless --volumes)."""
     name = engine()
-    run([*compose_command(name), "--profile", "monitoring", "down", *(["-v"] if volumes else [])],
-        env=compose_env(name))
+    run([*compose_command(name), "--profile", "monitoring", "--profile", "tracking", "down",
+         *(["-v"] if volumes else [])], env=compose_env(name))
 
 
 if __name__ == "__main__":
