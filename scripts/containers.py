@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -224,15 +225,39 @@ def images(
     typer.echo(json.dumps({k: round(v) for k, v in sizes.items()}, indent=2))
 
 
+def stored_secret(name: str, path: Path | None = None) -> str:
+    """``name`` from the environment, else from .run/demo.env, else a new random one stored there.
+
+    Grafana's admin password this way is never the image's admin/admin on a published port.
+    """
+    from scripts.stack import DEMO_ENV
+
+    if os.environ.get(name):
+        return os.environ[name]
+    path = path or DEMO_ENV
+    lines = path.read_text().splitlines() if path.is_file() else []
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name and value.strip():
+            return value.strip()
+    value = secrets.token_urlsafe(18)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in [*lines, f"{name}={value}"]))
+    path.chmod(0o600)
+    return value
+
+
 def compose_env(name: str) -> dict[str, str]:
-    """The engine's environment plus the API keys (created once, as `make demo` does)."""
+    """The engine's environment plus the API keys and Grafana's admin password (created once,
+    in .run/demo.env, as `make demo` does)."""
     from scripts.stack import load_keys  # the demo's keys: one place creates them
 
     keys = {**load_keys(), **{k: v for k, v in os.environ.items() if k.endswith("_API_KEYS")}}
     # The web app offers "retrain now" too, an admin route (as in `make demo`).
     webapp_key = keys["GATEWAY_ADMIN_API_KEYS"].split(",")[0]
     return {**engine_env(name), "IMAGE_PREFIX": image_prefix(), "IMAGE_TAG": image_tag(),
-            "WEBAPP_API_KEY": webapp_key, **keys}
+            "WEBAPP_API_KEY": webapp_key,
+            "GRAFANA_ADMIN_PASSWORD": stored_secret("GRAFANA_ADMIN_PASSWORD"), **keys}
 
 
 @app.command()

@@ -73,3 +73,18 @@ def test_image_names_follow_prefix_and_tag(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("IMAGE_TAG", "0.2.0")
     monkeypatch.setenv("IMAGE_PREFIX", "registry.example/yolo")
     assert containers.image_name("gateway") == "registry.example/yolo/gateway:0.2.0"
+
+
+def test_grafana_password_is_made_once_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GRAFANA_ADMIN_PASSWORD", raising=False)
+    env_file = tmp_path / "demo.env"
+    env_file.write_text("GATEWAY_API_KEYS=u\nGATEWAY_ADMIN_API_KEYS=a\n")
+    first = containers.stored_secret("GRAFANA_ADMIN_PASSWORD", env_file)
+    assert len(first) >= 20 and first != "admin"
+    assert containers.stored_secret("GRAFANA_ADMIN_PASSWORD", env_file) == first
+    assert env_file.read_text().startswith("GATEWAY_API_KEYS=u\nGATEWAY_ADMIN_API_KEYS=a\n")
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv("GRAFANA_ADMIN_PASSWORD", "from-env")
+    assert containers.stored_secret("GRAFANA_ADMIN_PASSWORD", env_file) == "from-env"
