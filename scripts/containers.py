@@ -34,6 +34,7 @@ from typing import Annotated
 
 import typer
 
+from scripts.demo_env import DEMO_ENV, read_env_file
 from yoloserve import paths
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
@@ -230,16 +231,12 @@ def stored_secret(name: str, path: Path | None = None) -> str:
 
     Grafana's admin password this way is never the image's admin/admin on a published port.
     """
-    from scripts.stack import DEMO_ENV
-
     if os.environ.get(name):
         return os.environ[name]
     path = path or DEMO_ENV
+    if stored := read_env_file(path).get(name):
+        return stored
     lines = path.read_text().splitlines() if path.is_file() else []
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == name and value.strip():
-            return value.strip()
     value = secrets.token_urlsafe(18)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{line}\n" for line in [*lines, f"{name}={value}"]))
@@ -350,8 +347,8 @@ def wait(
 
 
 def _exec_trainer(name: str, args: Sequence[str], stdin: Path | None = None) -> None:
-    flags = ["-T"] if name == "docker" else ["-T"]
-    run([*compose_command(name), "exec", *flags, "trainer", *args], env=compose_env(name),
+    # -T: no TTY, so a file can be piped in (both compose tools take it).
+    run([*compose_command(name), "exec", "-T", "trainer", *args], env=compose_env(name),
         input_file=stdin)
 
 

@@ -30,6 +30,7 @@ from devstack.supervisor import Program, Supervisor
 from devstack.torchserve import TorchServeProcess
 from devstack.waiting import NotReady, url_ready
 from scripts.bootstrap import ensure_model, ensure_reference_data
+from scripts.demo_env import DEMO_ENV, read_env_file
 from yoloserve import paths
 from yoloserve.modelserver.registry import Registry
 from yoloserve.tracking import mirror
@@ -37,7 +38,6 @@ from yoloserve.tracking.settings import TrackingSettings
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
-DEMO_ENV = paths.RUN_DIR / "demo.env"
 TS_RUN_DIR = paths.RUN_DIR / "torchserve"
 SUPERVISOR_DIR = paths.RUN_DIR / "supervisor"
 PROMETHEUS_RUN_DIR = paths.RUN_DIR / "prometheus"
@@ -66,14 +66,13 @@ def _python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+KEY_NAMES = ("GATEWAY_API_KEYS", "GATEWAY_ADMIN_API_KEYS")
+
+
 def load_keys() -> dict[str, str]:
     """The demo's API keys: read from .run/demo.env, created (random, mode 0600) the first time."""
-    keys: dict[str, str] = {}
-    if DEMO_ENV.is_file():
-        for line in DEMO_ENV.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and not name.startswith("#"):
-                keys[name.strip()] = value.strip()
+    # Only the gateway's keys: the file also keeps other secrets (Grafana's, for `make up`).
+    keys = {k: v for k, v in read_env_file(DEMO_ENV).items() if k in KEY_NAMES}
     if not keys.get("GATEWAY_API_KEYS") or not keys.get("GATEWAY_ADMIN_API_KEYS"):
         keys = {
             "GATEWAY_API_KEYS": "user-" + secrets.token_urlsafe(12),

@@ -9,21 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yoloserve import paths
+from scripts.demo_env import DEMO_ENV, read_env_file
 
-DEMO_ENV = paths.RUN_DIR / "demo.env"
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """``NAME=value`` lines of a file such as ``.run/demo.env`` (comments skipped; {} if absent)."""
-    if not path.is_file():
-        return {}
-    values = {}
-    for line in path.read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not name.strip().startswith("#"):
-            values[name.strip()] = value.strip()
-    return values
+__all__ = ["DEMO_ENV", "first_key", "read_env_file", "resolve_keys"]
 
 
 def first_key(value: str | None) -> str | None:

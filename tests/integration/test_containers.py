@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from devstack.ports import free_ports
+from scripts import containers
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "data" / "samples"
@@ -57,7 +58,7 @@ class Compose:
         return result
 
     def engine(self) -> str:
-        return self.env.get("CONTAINER_ENGINE", "podman")
+        return containers.engine()  # the one make up uses (CONTAINER_ENGINE, else detected)
 
     def container(self, service: str) -> str:
         out = subprocess.run(
