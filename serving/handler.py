@@ -1,7 +1,8 @@
 """TorchServe handler for an Ultralytics YOLO detector, batched and in original pixel coordinates.
 
 The handler is packed into the ``.mar`` and runs inside TorchServe's Python worker, so it imports
-only torch, ultralytics, numpy, PIL, OpenCV and the standard library: never ``yoloserve``.
+only torch, ultralytics, numpy, PIL, OpenCV, the standard library and the runtime of its export
+(onnxruntime or openvino, when the version was packaged so): never ``yoloserve``.
 TorchServe instantiates *the one class* defined at module level (it refuses a module with more),
 so the small helper types live inside ``YoloHandler``.
 
@@ -13,7 +14,9 @@ what ``YOLO(weights).predict(path, imgsz=..., conf=..., iou=...)`` answers for t
 * ``LetterBox`` with the predictor's arguments (minimum rectangle when every image of the batch has
   the same shape, square ``imgsz`` otherwise), HWC -> CHW, BGR -> RGB, ``/ 255``;
 * one forward of the whole batch through ``AutoBackend`` (Conv+BN fused, channels-last on CPU, as
-  the predictor builds it);
+  the predictor builds it) running the runtime the version was packaged with: the ``.pt``, or its
+  ONNX / OpenVINO / TorchScript export (``export:`` section of the model YAML, written by the
+  packager), with thread counts set here rather than left to each runtime's own guess;
 * per request ``non_max_suppression`` with that request's ``conf``/``iou``/``max_det``, then
   ``scale_boxes`` back to the decoded image's pixels (no resize-and-crop anywhere).
 
@@ -64,7 +67,14 @@ DEFAULTS: dict[str, Any] = {
     "torch_threads": 0,  # 0 = one per CPU core
     "max_image_pixels": 40_000_000,
     "warmup": True,
+    "device": "cpu",  # "cuda" / "cuda:1": ONNX Runtime's CUDA provider, PyTorch / TorchScript CUDA
+    # ONNX Runtime providers in order of preference; empty = CUDA on a GPU device, else CPU.
+    # ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"] for TensorRT.
+    "onnx_providers": [],
 }
+# What the packager writes into the per-version model YAML; a hand-made .mar without it serves
+# its .pt, as every archive did before exported runtimes.
+EXPORT_DEFAULTS: dict[str, Any] = {"runtime": "torch", "file": None, "dynamic": True}
 MAX_DET_LIMIT = 1000  # the public contract caps max_det at 1000
 
 
@@ -271,6 +281,8 @@ class YoloHandler(BaseHandler):
         self.model_version = "0"
         self.names: dict[int, str] = {}
         self.threads = 1
+        self.runtime = "torch"
+        self.rect = True
         self._letterbox: Any = None
         self._nms: Any = None
         self._scale_boxes: Any = None
@@ -299,30 +311,73 @@ class YoloHandler(BaseHandler):
         yaml_config = getattr(context, "model_yaml_config", None) or {}
         cfg = {**DEFAULTS, **(yaml_config.get("handler") or {})}
 
-        weights = self._find_weights(
-            Path(context.system_properties["model_dir"]), model_meta.get("serializedFile")
-        )
+        export = {**EXPORT_DEFAULTS, **(yaml_config.get("export") or {})}
+        self.runtime = str(export["runtime"])
+        model_dir = Path(context.system_properties["model_dir"])
+        if self.runtime == "torch":
+            weights = self._find_weights(model_dir, model_meta.get("serializedFile"))
+        else:
+            weights = model_dir / str(export["file"])
+            if not weights.exists():
+                raise FileNotFoundError(f"the {self.runtime} export {weights} is not in the .mar")
+        # Ultralytics' select_device() would leave 1 thread on a 2-core box, and TorchServe may
+        # export OMP_NUM_THREADS to its workers: the thread count is a decision, made here.
+        self.threads = int(cfg["torch_threads"]) or (os.cpu_count() or 1)
+        torch.set_num_threads(self.threads)
+        device = torch.device(str(cfg["device"]))
         # Built like DetectionPredictor.setup_model: fused Conv+BN, channels-last on x86 CPUs.
-        self.model = AutoBackend(str(weights), device=torch.device("cpu"), fuse=True, verbose=False)
+        self.model = AutoBackend(str(weights), device=device, fuse=True, verbose=False)
         self.model.eval()
+        self._tune_runtime(weights, device, list(cfg["onnx_providers"] or []))
+        # predict() letterboxes to the minimum rectangle only for models that take any shape.
+        self.rect = self.runtime == "torch" or bool(export["dynamic"])
         self.names = {int(k): str(v) for k, v in self.model.names.items()}
         self.imgsz = check_imgsz(int(cfg["imgsz"]), stride=self.model.stride, min_dim=2)
         self.defaults = parse_params([cfg], self.defaults)
         self.max_pixels = int(cfg["max_image_pixels"])
         self._letterbox, self._nms, self._scale_boxes = LetterBox, non_max_suppression, scale_boxes
-
-        # Ultralytics' select_device() would leave 1 thread on a 2-core box, and TorchServe may
-        # export OMP_NUM_THREADS to its workers: the thread count is a decision, made here.
-        self.threads = int(cfg["torch_threads"]) or (os.cpu_count() or 1)
-        torch.set_num_threads(self.threads)
         if cfg["warmup"]:
             self._warmup()
         self.initialized = True
         logger.info(
-            "yolo handler ready: %s v%s, weights %s, imgsz %s, defaults %s, %d torch threads",
-            self.model_name, self.model_version, weights.name, self.imgsz, self.defaults,
-            self.threads,
+            "yolo handler ready: %s v%s, %s runtime (%s), imgsz %s, defaults %s, %d threads",
+            self.model_name, self.model_version, self.runtime, weights.name, self.imgsz,
+            self.defaults, self.threads,
         )
+
+    def _tune_runtime(self, weights: Path, device: torch.device, providers: list[str]) -> None:
+        """Rebuild the exported runtime's session with the settings chosen here.
+
+        AutoBackend builds ONNX Runtime and OpenVINO sessions with their own defaults: ORT with
+        inter-op threads of its choosing, OpenVINO with bf16 inference wherever the CPU has AMX or
+        AVX512-BF16, which moves confidences by ~0.01 and breaks parity with the ``.pt``. The
+        session is built again, once, at load time.
+        """
+        backend = self.model.backend
+        if self.runtime == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1  # one graph at a time: a YOLO graph is a chain
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            chosen = providers or backend.session.get_providers()
+            backend.session = ort.InferenceSession(str(weights), options, providers=chosen)
+            logger.info("ONNX Runtime %s providers %s", ort.__version__, chosen)
+        elif self.runtime == "openvino":
+            import openvino as ov
+
+            core = ov.Core()
+            xml = weights if weights.is_file() else next(weights.glob("*.xml"))
+            config = {
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_NUM_THREADS": self.threads,
+            }
+            target = "GPU" if device.type == "cuda" else "CPU"  # an Intel GPU, for OpenVINO
+            model = core.read_model(str(xml))
+            backend.ov_compiled_model = core.compile_model(model, target, config)
 
     @staticmethod
     def _find_weights(model_dir: Path, serialized: str | None) -> Path:
@@ -397,7 +452,9 @@ class YoloHandler(BaseHandler):
         images: list[np.ndarray] = [item.image for item in items]
         # BasePredictor.pre_transform: auto (minimum rectangle) only when one shape fits all.
         same_shapes = len({im.shape for im in images}) == 1
-        letterbox = self._letterbox(self.imgsz, auto=same_shapes, stride=self.model.stride)
+        letterbox = self._letterbox(
+            self.imgsz, auto=same_shapes and self.rect, stride=self.model.stride
+        )
         boxed = [letterbox(image=im) for im in images]
         # BasePredictor.preprocess, op for op, so the input tensor (and the result) is identical.
         if len(boxed) == 1:
@@ -405,6 +462,7 @@ class YoloHandler(BaseHandler):
         else:
             tensor = torch.from_numpy(np.stack(boxed))
         tensor = tensor.permute(0, 3, 1, 2).contiguous().flip(1).float().div_(255)
+        tensor = tensor.to(self.model.device)
         t1 = time.perf_counter()
         preds = self.model(tensor)
         t2 = time.perf_counter()

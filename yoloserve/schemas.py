@@ -145,6 +145,16 @@ class ModelVersionInfo(_Response):
     mlflow_run_url: str | None = Field(
         default=None, description="That run in the MLflow UI (GATEWAY_MLFLOW_UI_URL set)"
     )
+    runtime: Literal["onnx", "openvino", "torchscript", "torch"] = Field(
+        default="torch", description="What serves it: ONNX Runtime, OpenVINO, TorchScript, the .pt"
+    )
+    parity: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The export's parity with the .pt on fixed real images, measured at package "
+        "time; {} for the torch runtime",
+        examples=[{"passed": True, "images": 7, "boxes": 66, "max_box_px": 0.005,
+                   "max_conf": 5e-05, "limits": {"px": 0.5, "conf": 0.001}}],
+    )
 
 
 class ModelsResponse(_Response):

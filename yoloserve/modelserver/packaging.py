@@ -2,12 +2,18 @@
 
 ``build_mar`` runs ``torch-model-archiver`` with ``serving/handler.py`` and
 ``serving/model-config.yaml`` and leaves ``models/store/yolo_v<N>.mar``. ``package`` does the
-whole step a new model goes through: hash the weights, read their class names, pick the next
-version, build the archive and record it, under the registry's lock so that two packagers never
-pick the same version.
+whole step a new model goes through: hash the weights, export them for the chosen runtime
+(``yoloserve.modelserver.export``, ONNX Runtime by default), run the packed handler on the export
+and check its parity with the ``.pt`` on fixed real images (``yoloserve.modelserver.parity``:
+refused with ``ParityError`` when it breaks), then pick the next version, build the archive and
+record it with its runtime and measured parity, under the registry's lock so that two packagers
+never pick the same version. The ``.pt`` is always the archive's serialized file (retraining and
+provenance read it back with ``extract_weights``); the export and a model YAML naming it are extra
+files.
 
-Packaging weights whose sha256 is already in the registry reuses that version (no new version for
-the same bytes): it only rebuilds the ``.mar`` if the store lost it (the store is a build output).
+Packaging weights whose sha256 is already in the registry with the same runtime reuses that
+version (no new version for the same bytes): it only rebuilds the ``.mar`` if the store lost it
+(the store is a build output).
 
 Example:
     >>> from yoloserve.modelserver.packaging import package
@@ -30,7 +36,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from yoloserve.modelserver import MODEL_NAME
+from yoloserve.modelserver.export import DEFAULT_RUNTIME, Export, check_runtime, export_model
+from yoloserve.modelserver.local_handler import CONFIG_NAME, LocalHandler
+from yoloserve.modelserver.parity import (
+    ParityLimits,
+    ParityReport,
+    answer_array,
+    check_parity,
+    parity_images,
+)
 from yoloserve.modelserver.registry import ModelVersion, Registry, RegistryError
 from yoloserve.offline import configure_offline
 from yoloserve.paths import SERVING_DIR, STORE_DIR
@@ -42,6 +59,16 @@ METRIC_KEYS = ("map50", "map50_95", "precision", "recall")
 
 class PackagingError(RegistryError):
     """torch-model-archiver failed or the weights are unusable."""
+
+
+class ParityError(PackagingError):
+    """The export does not answer what the ``.pt`` answers; nothing was registered."""
+
+    code = "parity_failed"
+
+    def __init__(self, message: str, report: ParityReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def mar_name(version: str, model_name: str = MODEL_NAME) -> str:
@@ -106,6 +133,7 @@ def build_mar(
     model_name: str = MODEL_NAME,
     handler: Path = HANDLER,
     config_file: Path = MODEL_CONFIG,
+    extra_files: Path | None = None,
 ) -> Path:
     """Build ``<store_dir>/<model_name>_v<version>.mar`` from ``weights``.
 
@@ -120,6 +148,7 @@ def build_mar(
         model_name: model name inside TorchServe.
         handler: the handler file packed into the archive.
         config_file: per-model YAML packed into the archive.
+        extra_files: a folder whose entries (files and folders) go to the archive's root.
 
     Returns:
         Path of the archive.
@@ -144,6 +173,8 @@ def build_mar(
             "--export-path", tmp,
             "--force",
         ]
+        if extra_files is not None:
+            cmd += ["--extra-files", str(Path(extra_files).resolve())]
         # The archiver stages files in <TMPDIR>/<model_name>, shared by every build on the
         # machine: a private TMPDIR keeps parallel builds from deleting each other's files.
         env = {**os.environ, "TMPDIR": tmp, "TEMP": tmp, "TMP": tmp}
@@ -167,6 +198,77 @@ def sidecar_metrics(weights: Path) -> dict[str, Any]:
     return {k: raw[k] for k in METRIC_KEYS if isinstance(raw.get(k), int | float)}
 
 
+def serving_imgsz(config_file: Path = MODEL_CONFIG) -> int:
+    """The inference size the handler is configured with (``handler.imgsz``)."""
+    config = yaml.safe_load(Path(config_file).read_text()) or {}
+    return int((config.get("handler") or {}).get("imgsz", 320))
+
+
+class Staged:
+    """What goes into one ``.mar``, laid out as TorchServe unpacks it, checked for parity.
+
+    ``model/`` holds the weights, the export and ``model-config.yaml`` (the shared YAML plus an
+    ``export:`` section naming the runtime and its file); ``extra/`` links the export for the
+    archiver, which copies a folder's entries, not the folder.
+    """
+
+    def __init__(self, weights: Path, exported: Export, root: Path, config_file: Path) -> None:
+        self.weights = Path(weights)
+        self.export = exported
+        self.model_dir = root / "model"
+        self.model_dir.mkdir(parents=True)
+        shutil.copyfile(self.weights, self.model_dir / self.weights.name)
+        self.config_file = self.model_dir / CONFIG_NAME
+        text = Path(config_file).read_text()
+        self.extra_dir: Path | None = None
+        if exported.runtime != "torch":
+            target = self.model_dir / exported.path.name
+            shutil.move(str(exported.path), target)
+            self.extra_dir = root / "extra"
+            self.extra_dir.mkdir()
+            (self.extra_dir / target.name).symlink_to(target)
+            section = {"runtime": exported.runtime, "file": target.name,
+                       "dynamic": exported.dynamic}
+            # Appended, so the shared YAML's comments stay in the archive.
+            text += "\n# Written by the packager: what the handler runs.\n"
+            text += yaml.safe_dump({"export": section}, sort_keys=False)
+        self.config_file.write_text(text)
+
+    def check(self, limits: ParityLimits | None = None) -> ParityReport:
+        """Run the packed handler on this folder and compare it with ``predict`` on the ``.pt``."""
+        handler = LocalHandler(self.model_dir, self.weights.name)
+        images = parity_images()
+
+        def detect(image: Path, conf: float) -> Any:
+            return answer_array(handler.predict(image.read_bytes(), conf=conf))
+
+        return check_parity(
+            self.weights, detect, images, imgsz=handler.handler.imgsz[0], limits=limits
+        )
+
+    def build(self, version: str, store_dir: Path) -> Path:
+        """The ``.mar`` of ``version`` in ``store_dir``."""
+        return build_mar(
+            self.model_dir / self.weights.name, version, store_dir,
+            config_file=self.config_file, extra_files=self.extra_dir,
+        )
+
+
+def stage(
+    weights: Path, runtime: str, root: Path, *, config_file: Path = MODEL_CONFIG,
+    dynamic: bool = True,
+) -> Staged:
+    """Export ``weights`` for ``runtime`` and lay the archive's contents out under ``root``.
+
+    Raises:
+        ExportError: unknown runtime, or the exporter failed.
+    """
+    exported = export_model(
+        weights, runtime, root / "export", imgsz=serving_imgsz(config_file), dynamic=dynamic
+    )
+    return Staged(weights, exported, root, config_file)
+
+
 def package(
     weights: Path,
     registry: Registry,
@@ -180,8 +282,10 @@ def package(
     benchmark: dict[str, Any] | None = None,
     mlflow_run_id: str | None = None,
     mlflow_experiment_id: str | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    dynamic: bool = True,
 ) -> ModelVersion:
-    """Hash, archive and register ``weights`` as the next model version.
+    """Hash, export, check, archive and register ``weights`` as the next model version.
 
     Args:
         weights: Ultralytics ``.pt`` weights.
@@ -191,47 +295,74 @@ def package(
         store_dir: TorchServe model store.
         trained_on: what the weights were trained on.
         make_default: make the new version the default; ``None`` = only if there is none yet.
-        reuse: return the existing version when these exact weights were packaged before
-            (rebuilding its ``.mar`` if the store lost it) instead of adding a new version.
+        reuse: return the existing version when these exact weights were packaged before with
+            this runtime (rebuilding its ``.mar`` if the store lost it) instead of adding one.
         benchmark: scores on the fixed benchmark set (``ModelVersion.benchmark``).
         mlflow_run_id, mlflow_experiment_id: the MLflow run that produced the weights.
+        runtime: what the handler runs (``yoloserve.modelserver.export.RUNTIMES``).
+        dynamic: export with dynamic shapes; ``False`` only to see a static export refused.
 
     Returns:
         The registry record (new, or the reused one).
 
     Raises:
+        ExportError: unknown runtime, or the exporter failed.
+        ParityError: the export breaks parity with the ``.pt``; nothing is registered.
         PackagingError: the archiver failed.
         RegistryError: the classes differ from the registry's, or ``parent`` is unknown.
     """
     weights = Path(weights)
+    runtime = check_runtime(runtime)
     sha256 = sha256_file(weights)
     metrics = sidecar_metrics(weights) if metrics is None else metrics
-    # Version choice, archive and record happen under one lock: no two packagers share a version.
-    with registry.update() as data:
-        existing = [v for v in data.versions if v.sha256 == sha256] if reuse else []
-        if existing:
-            record = max(existing, key=lambda v: int(v.version))
-            if not (store_dir / record.mar).is_file():
-                build_mar(weights, record.version, store_dir)
-            return record
-        classes = class_names(weights)
-        version = data.next_version()
-        if parent is not None:
-            data.get(parent)  # fail before the slow archive build
-        mar = build_mar(weights, version, store_dir)
-        record = ModelVersion(
-            version=version,
-            sha256=sha256,
-            mar=mar.name,
-            metrics=metrics,
-            parent=parent,
-            trained_on=trained_on or {},
-            benchmark=benchmark or {},
-            mlflow_run_id=mlflow_run_id,
-            mlflow_experiment_id=mlflow_experiment_id,
-        )
-        try:
-            return data.add_version(record, classes, make_default)
-        except RegistryError:
-            mar.unlink(missing_ok=True)  # an archive no record points to would only mislead
-            raise
+
+    def reusable(versions: list[ModelVersion]) -> ModelVersion | None:
+        same = [v for v in versions if v.sha256 == sha256 and v.runtime == runtime]
+        return max(same, key=lambda v: int(v.version)) if reuse and same else None
+
+    found = reusable(registry.load().versions)
+    if found is not None and (store_dir / found.mar).is_file():
+        return found
+    if parent is not None:
+        registry.get(parent)  # fail before the slow export
+    classes = class_names(weights)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    # Export and parity take seconds: done before the lock, so no other writer waits on them.
+    with tempfile.TemporaryDirectory(prefix=".stage-", dir=store_dir) as tmp:
+        staged = stage(weights, runtime, Path(tmp), dynamic=dynamic)
+        report = staged.check() if runtime != "torch" else None
+        if report is not None and not report.passed:
+            failures = "; ".join(report.failures[:5])
+            raise ParityError(
+                f"the {runtime} export of {weights} breaks parity with the .pt, so it was not "
+                f"packaged: {report.summary()}. {failures}. Package it with another runtime "
+                "(RUNTIME=torch always has parity).",
+                report,
+            )
+        # Version choice, archive and record happen under one lock: no two packagers share one.
+        with registry.update() as data:
+            existing = reusable(data.versions)
+            if existing is not None:
+                if not (store_dir / existing.mar).is_file():
+                    staged.build(existing.version, store_dir)
+                return existing
+            version = data.next_version()
+            mar = staged.build(version, store_dir)
+            record = ModelVersion(
+                version=version,
+                sha256=sha256,
+                mar=mar.name,
+                metrics=metrics,
+                parent=parent,
+                trained_on=trained_on or {},
+                benchmark=benchmark or {},
+                mlflow_run_id=mlflow_run_id,
+                mlflow_experiment_id=mlflow_experiment_id,
+                runtime=runtime,
+                parity=report.model_dump() if report is not None else {},
+            )
+            try:
+                return data.add_version(record, classes, make_default)
+            except RegistryError:
+                mar.unlink(missing_ok=True)  # an archive no record points to would only mislead
+                raise

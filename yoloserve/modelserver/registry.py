@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
 from yoloserve.files import atomic_write
 from yoloserve.modelserver import MODEL_NAME
+from yoloserve.modelserver.export import Runtime
 from yoloserve.paths import REGISTRY_FILE
 
 VersionStatus = Literal["ready", "serving", "rejected", "retired"]
@@ -67,6 +68,14 @@ class ModelVersion(BaseModel):
     )
     mlflow_run_id: str | None = Field(default=None, description="MLflow run that made it.")
     mlflow_experiment_id: str | None = Field(default=None, description="That run's experiment.")
+    runtime: Runtime = Field(
+        default="torch", description="What the handler runs: the .pt or its export."
+    )
+    parity: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The export's parity with the .pt, measured before it was registered "
+        "(yoloserve.modelserver.parity.ParityReport); {} for the torch runtime.",
+    )
 
 
 class RetrainJob(BaseModel):
