@@ -8,6 +8,8 @@ PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.setup-done
 SYSSTAMP := .run/.system-deps-done
 WEIGHTS ?= models/default/best.pt
+# What the handler runs: onnx (ONNX Runtime, the fastest with parity here), openvino, torchscript, torch
+RUNTIME ?= onnx
 VERSION ?=
 ARGS ?=
 PYTEST_ARGS ?=
@@ -88,17 +90,17 @@ train: setup ## Regenerate the synthetic dataset and retrain the default model (
 	$(PY) -m scripts.train dataset
 	$(PY) -m scripts.train train
 
-package: setup ## Package WEIGHTS (default: shipped model) as a new .mar version in the registry
-	$(PY) -m scripts.package --weights $(WEIGHTS)
+package: setup ## Package WEIGHTS (default: shipped model) for RUNTIME (onnx) as a new .mar version
+	$(PY) -m scripts.package --weights $(WEIGHTS) --runtime $(RUNTIME)
 
 # STACK=compose: the same verbs on the compose stack (run inside its trainer container).
 STACK ?= demo
 
 redeploy: setup ## Package WEIGHTS and hot-register it on the running TorchServe (STACK=compose too)
 ifeq ($(STACK),compose)
-	$(CONTAINERS) redeploy --weights $(WEIGHTS)
+	$(CONTAINERS) redeploy --weights $(WEIGHTS) --runtime $(RUNTIME)
 else
-	$(PY) -m scripts.models redeploy --weights $(WEIGHTS)
+	$(PY) -m scripts.models redeploy --weights $(WEIGHTS) --runtime $(RUNTIME)
 endif
 
 mlflow-sync: setup ## Mirror models/registry.json into MLflow (versions, tags, champion alias)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -31,7 +32,8 @@ from devstack.supervisor import Program, Supervisor
 from devstack.torchserve import TorchServeProcess
 from devstack.waiting import NotReady, url_ready
 from yoloserve import paths
-from yoloserve.modelserver.packaging import MODEL_NAME, build_mar, package
+from yoloserve.modelserver.export import DEFAULT_RUNTIME
+from yoloserve.modelserver.packaging import MODEL_NAME, package, stage
 from yoloserve.modelserver.registry import ModelVersion, Registry
 from yoloserve.retrain.heartbeat import is_fresh, read_heartbeats
 from yoloserve.retrain.settings import RetrainSettings
@@ -85,6 +87,7 @@ class LocalStack:
         model_config: Path | None = None,
         ts_properties: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        runtime: str = DEFAULT_RUNTIME,
     ) -> LocalStack:
         """Copy the models and samples under ``root``, package ``weights``; start nothing yet.
 
@@ -100,6 +103,7 @@ class LocalStack:
             ts_properties: ``config.properties`` keys to override for this TorchServe.
             extra_env: environment variables of the gateway (and of the jobs and CLIs run with
                 :meth:`environment`), set over everything else.
+            runtime: what version 1 runs (``yoloserve.modelserver.export.RUNTIMES``).
         """
         root = Path(root)
         models_dir, data_dir, run_dir = root / "models", root / "data", root / "run"
@@ -112,14 +116,13 @@ class LocalStack:
             models_dir / "default" / "best.pt",
             Registry(models_dir / "registry.json"),
             store_dir=models_dir / "store",
+            runtime=runtime,
         )
-        if model_config is not None:  # same version and name, other serving settings
-            build_mar(
-                models_dir / "default" / "best.pt",
-                record.version,
-                models_dir / "store",
-                config_file=model_config,
-            )
+        if model_config is not None:  # same version, name and runtime, other serving settings
+            with tempfile.TemporaryDirectory(dir=models_dir) as tmp:
+                staged = stage(models_dir / "default" / "best.pt", runtime, Path(tmp),
+                               config_file=model_config)
+                staged.build(record.version, models_dir / "store")
         inference, management, metrics = free_ports(3)
         ts = TorchServeProcess(
             run_dir / "torchserve",

@@ -36,6 +36,7 @@ import typer
 
 from scripts.demo_env import DEMO_ENV, read_env_file
 from yoloserve import paths
+from yoloserve.modelserver.export import DEFAULT_RUNTIME
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
@@ -353,12 +354,18 @@ def _exec_trainer(name: str, args: Sequence[str], stdin: Path | None = None) -> 
 
 
 @app.command()
-def redeploy(weights: Annotated[Path, typer.Option(help="A .pt to package and serve.")]) -> None:
+def redeploy(
+    weights: Annotated[Path, typer.Option(help="A .pt to package and serve.")],
+    runtime: Annotated[str, typer.Option(help="onnx, openvino, torchscript or torch.")] = (
+        DEFAULT_RUNTIME
+    ),
+) -> None:
     """Package WEIGHTS inside the trainer container and hot-swap it in (no restart)."""
     name = engine()
     upload = "/tmp/redeploy-weights.pt"
     _exec_trainer(name, ["sh", "-c", f"cat > {upload}"], stdin=weights)
-    _exec_trainer(name, ["python", "-m", "scripts.models", "redeploy", "--weights", upload])
+    _exec_trainer(name, ["python", "-m", "scripts.models", "redeploy", "--weights", upload,
+                         "--runtime", runtime])
 
 
 @app.command()

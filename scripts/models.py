@@ -36,6 +36,7 @@ from yoloserve.modelserver.deployers import (
     deployer_from_settings,
     run_sync,
 )
+from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
 from yoloserve.modelserver.packaging import MODEL_NAME, package
 from yoloserve.modelserver.registry import Registry
 from yoloserve.tracking import mirror
@@ -90,6 +91,9 @@ def redeploy(
     inference_url: InferenceUrl = DEFAULT_INFERENCE_URL,
     drain_s: DrainS = 2.0,
     worker_timeout_s: WorkerTimeout = 180.0,
+    runtime: Annotated[
+        str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}.")
+    ] = DEFAULT_RUNTIME,
 ) -> None:
     """Package WEIGHTS (or reuse their version) and make it the serving default, no restart."""
     if not weights.is_file():
@@ -97,11 +101,11 @@ def redeploy(
         raise typer.Exit(2)
     registry = Registry(registry_path)
     try:
-        record = package(weights, registry, parent=parent, store_dir=store)
-    except YoloServeError as exc:  # PackagingError included
+        record = package(weights, registry, parent=parent, store_dir=store, runtime=runtime)
+    except YoloServeError as exc:  # PackagingError and ParityError included
         typer.echo(f"packaging failed: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"version {record.version}: {store / record.mar}")
+    typer.echo(f"version {record.version}: {store / record.mar} ({record.runtime})")
     _swap(registry, record.version, management_url, inference_url, drain_s, worker_timeout_s)
     typer.echo(f"version {record.version} serves now")
 

@@ -1,7 +1,8 @@
 """Package YOLO weights as a new model version: a TorchServe .mar in models/store and a record in
 models/registry.json. Packaging the same weights again reuses their version (see --new-version).
 
-    python -m scripts.package --weights models/default/best.pt
+    python -m scripts.package --weights models/default/best.pt                 # ONNX Runtime
+    python -m scripts.package --weights models/default/best.pt --runtime torch
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import typer
 
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
+from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
 from yoloserve.modelserver.packaging import package
+from yoloserve.modelserver.parity import ParityReport
 from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -45,6 +48,9 @@ def main(
     registry: Annotated[Path, typer.Option(help="Registry file.")] = paths.REGISTRY_FILE,
     store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+    runtime: Annotated[
+        str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}.")
+    ] = DEFAULT_RUNTIME,
 ) -> None:
     """Build the .mar and record the version; print the version and the archive."""
     try:
@@ -56,6 +62,7 @@ def main(
             store_dir=store,
             make_default=set_default,
             reuse=not new_version,
+            runtime=runtime,
         )
     except YoloServeError as exc:
         typer.echo(f"packaging failed: {exc}", err=True)
@@ -63,10 +70,13 @@ def main(
     if as_json:
         typer.echo(record.model_dump_json(indent=2))
         return
+    if record.parity:
+        typer.echo(ParityReport.model_validate(record.parity).summary())
     default = Registry(registry).load().default_version
     typer.echo(
-        f"version {record.version}: {store / record.mar} (sha256 {record.sha256[:12]}, "
-        f"status {record.status}{', default' if default == record.version else ''})"
+        f"version {record.version}: {store / record.mar} ({record.runtime}, sha256 "
+        f"{record.sha256[:12]}, status {record.status}"
+        f"{', default' if default == record.version else ''})"
     )
 
 

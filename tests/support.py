@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,3 +32,34 @@ def assert_same_boxes(ours: list[dict[str, Any]], result: Any) -> None:
         )
         assert match is not None, f"no match for {cls} {conf:.4f} {xyxy}"
         unmatched.remove(match)
+
+
+def real_photos(folder: Path) -> dict[str, Path]:
+    """Real photos of every kind a user uploads, from scikit-image's bundled data (no download).
+
+    ``grey`` (8-bit L PNG), ``rgba`` (PNG with alpha), ``png`` (RGB), ``jpeg``, ``exif_jpeg`` (a
+    JPEG stored sideways with EXIF orientation 6, which decoders must turn upright) and ``scene``
+    (a shipped parity scene, so that every run has boxes of the shapes classes to compare).
+    """
+    import skimage
+    from PIL import Image
+
+    bundled = Path(skimage.__file__).parent / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    exif_jpeg = folder / "rocket_exif6.jpg"
+    if not exif_jpeg.exists():
+        with Image.open(bundled / "rocket.jpg") as upright:
+            # Stored rotated 90 CCW; orientation 6 says "rotate 90 CW to display".
+            stored = upright.transpose(Image.Transpose.ROTATE_90)
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            stored.save(exif_jpeg, quality=92, exif=exif.tobytes())
+    scenes = Path(__file__).resolve().parents[1] / "yoloserve" / "modelserver" / "parity_images"
+    return {
+        "grey": bundled / "camera.png",
+        "rgba": bundled / "logo.png",
+        "png": bundled / "coffee.png",
+        "jpeg": bundled / "rocket.jpg",
+        "exif_jpeg": exif_jpeg,
+        "scene": scenes / "scene_2.jpg",
+    }

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from yoloserve import paths
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
+from yoloserve.modelserver.export import Runtime
 
 LOCK_NAME = "retrain.lock"
 JOBS_DIR = "retrain"
@@ -58,6 +59,11 @@ class RetrainSettings(BaseSettings):
     inference_url: str = DEFAULT_INFERENCE_URL
     model_name: str = MODEL_NAME
     deploy: bool = Field(default=True, description="Hot-swap a promoted candidate")
+    runtime: Runtime | None = Field(
+        default=None,
+        description="What serves the candidate (onnx, openvino, torchscript, torch); unset: the "
+        "runtime of the version it was tuned from, so a retrain never changes how serving runs",
+    )
     drain_s: float = Field(default=2.0, ge=0)
     worker_timeout_s: float = Field(default=180.0, gt=0)
     lock_wait_s: float = Field(default=60.0, ge=0, description="Child waits this for the lock")

@@ -256,8 +256,10 @@ def package_candidate(
 
     Returns the version's record (``ModelVersion`` as a JSON dict).
     """
+    runtime = settings.runtime or registry.get(parent_version).runtime
     record = package(
         Path(weights), registry, parent=parent_version, metrics=_headline(candidate_metrics),
+        runtime=runtime,
         store_dir=settings.store_dir, trained_on=dict(trained_on), make_default=False,
         reuse=False, benchmark=dict(benchmark or {}),
         mlflow_run_id=tracker.run_id if tracker else None,
