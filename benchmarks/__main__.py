@@ -39,7 +39,7 @@ import yaml
 from rich.console import Console
 
 from benchmarks.context import BenchContext, SectionOptions
-from benchmarks.images import bench_image
+from benchmarks.images import bench_image, bench_photos
 from benchmarks.report import load_average, machine, report_markdown
 from benchmarks.sections import DEFAULT_SECTIONS, SECTIONS, summary
 from devstack.stack import LocalStack
@@ -109,6 +109,9 @@ def main(
     requests: Annotated[int, typer.Option(help="Timed requests per figure.")] = 40,
     warmup: Annotated[int, typer.Option(help="Untimed requests before each figure.")] = 5,
     sizes: Annotated[str, typer.Option(help="Image sizes in px, comma-separated.")] = "640,320",
+    photos: Annotated[
+        bool, typer.Option(help="serving: also the real photos (a JPEG and a PNG).")
+    ] = True,
     clients: Annotated[int, typer.Option(help="Concurrent clients of the throughput run.")] = 8,
     rounds: Annotated[
         int, typer.Option(help="Split the throughput runs into rounds that interleave the targets.")
@@ -216,10 +219,12 @@ def main(
             ctx = BenchContext(
                 stack, root, USER_KEY, images, image_files, requests, warmup, clients, rounds,
                 model_config, console, raw_threads, options=options,
+                photos=bench_photos(Path(tmp) / "photos") if photos else {},
             )
             report: dict[str, Any] = {
                 "command": shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]),
                 "options": {"requests": requests, "warmup": warmup, "sizes": size_list,
+                            "photos": photos,
                             "clients": clients, "rounds": rounds, "set": set_ or [],
                             "ts_property": properties, "raw_threads": raw_threads,
                             "sections": chosen, **{k: str(v) if isinstance(v, Path) else v

@@ -59,6 +59,7 @@ class BenchContext:
     raw_threads: int | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     options: SectionOptions = field(default_factory=SectionOptions)
+    photos: dict[str, Path] = field(default_factory=dict)
 
     @property
     def handler_config(self) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """What the benchmark sends: seeded bench images and the labels of feedback uploads.
 
-``bench_image`` is the one image of the serving and hot-swap sections (a generated shapes scene,
-square, JPEG); ``feedback_boxes`` turns a generated image's true shapes into the ``boxes`` of
-``POST /feedback``; ``grid_boxes`` makes dense labels (many disjoint boxes) for a write-load test.
+``bench_image`` is the synthetic image of the serving and hot-swap sections (a generated shapes
+scene, square, JPEG); ``bench_photos`` the real photos of the serving section (a JPEG and a PNG
+bundled with scikit-image); ``feedback_boxes`` turns a generated image's true shapes into the
+``boxes`` of ``POST /feedback``; ``grid_boxes`` makes dense labels (many disjoint boxes) for a
+write-load test.
 
 Example:
     >>> [box["name"] for box in grid_boxes(100, 100, 3, ["circle", "square"])]
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import io
 import math
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from yoloserve.training.dataset import Shape, iter_images
@@ -33,6 +37,24 @@ def bench_image(size: int, seed: int = IMAGE_SEED, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     image.resize((size, size), Image.Resampling.LANCZOS).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+# Real photos users send, as they come from a camera or a screenshot tool: no resize, no
+# re-encode. PNG costs more than JPEG to decode, at every hop that decodes it.
+PHOTOS = {"photo JPEG": "rocket.jpg", "photo PNG": "coffee.png"}
+
+
+def bench_photos(folder: Path) -> dict[str, Path]:
+    """The real photos, copied into ``folder``: label -> file (640x427 JPEG, 600x400 PNG)."""
+    import skimage
+
+    bundled = Path(skimage.__file__).parent / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for label, name in PHOTOS.items():
+        out[label] = folder / name
+        shutil.copyfile(bundled / name, out[label])
+    return out
 
 
 def feedback_boxes(shapes: Sequence[Shape]) -> list[dict[str, Any]]:

@@ -24,9 +24,13 @@ def _report() -> dict[str, Any]:
         "machine": {"cpu_count": 2, "torch": "2.x", "load_average_start": (1.0, 2.0, 3.0),
                     "load_average_end": (1.5, 2.0, 3.0)},
         "sections": {
-            "serving": {"worker_torch_threads": 2, "raw_torch_threads": 2, "imgsz": 320,
-                        "sizes": {"640": {"runs": runs,
-                                          "ratios": {"torchserve": ratio, "gateway": ratio}}}},
+            "serving": {"runtime": "onnx", "worker_threads": 2, "raw_default_threads": 1,
+                        "raw_torch_threads": 2, "imgsz": 320,
+                        "images": {"640 px": {"runs": runs,
+                                              "ratios": {"torchserve": ratio, "gateway": ratio}},
+                                   "photo PNG": {"runs": runs,
+                                                 "ratios": {"torchserve": ratio,
+                                                            "gateway": ratio}}}},
             "feedback": {"writers": 32, "calls": 400, "gateway": {"shapes": write},
                          "predict": {"shapes": write}, "recorder": {"shapes": write},
                          "append": {"shapes": write}},
@@ -56,6 +60,8 @@ def test_report_markdown_renders_every_section() -> None:
     assert text.startswith("`python -m benchmarks`\n\n2 cores, torch 2.x; load average")
     assert "1.00 / 2.00 / 3.00 at start, 1.50 / 2.00 / 3.00 at end." in text
     assert "| 640 px | gateway | 50.0 | 70.0 | 1.10 | 1.05 | 19.50 | 19.50 | 1.02 |" in text
+    assert "| photo PNG | raw | 50.0 | 70.0 | 1.00 | 1.00 | 19.50 | | |" in text
+    assert "Runtime onnx; worker threads 2" in text
     assert "| `CsvStore.append` in process | shapes | 18.4 | 2.4 | 44 |" in text
     assert "**0 failed of 2000**" in text and "| between swaps | 0 | None |" in text
     assert "(existing)." in text and "| serving | 250.0 | 250.0 |" in text
