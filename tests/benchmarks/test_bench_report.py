@@ -31,6 +31,10 @@ def _report() -> dict[str, Any]:
                                    "photo PNG": {"runs": runs,
                                                  "ratios": {"torchserve": ratio,
                                                             "gateway": ratio}}}},
+            "hops": {"images": {"photo PNG": {
+                "transport": {"rest-multipart": run, "grpc": {**run, "p50_ms": 40.0}},
+                "route_work": {"boxes": 3, "inspect_image_us": 20.0, "json_loads_us": 5.0,
+                               "parse_and_validate_us": 60.0}}}},
             "feedback": {"writers": 32, "calls": 400, "gateway": {"shapes": write},
                          "predict": {"shapes": write}, "recorder": {"shapes": write},
                          "append": {"shapes": write}},
@@ -62,6 +66,7 @@ def test_report_markdown_renders_every_section() -> None:
     assert "| 640 px | gateway | 50.0 | 70.0 | 1.10 | 1.05 | 19.50 | 19.50 | 1.02 |" in text
     assert "| photo PNG | raw | 50.0 | 70.0 | 1.00 | 1.00 | 19.50 | | |" in text
     assert "Runtime onnx; worker threads 2" in text
+    assert "| photo PNG | grpc | 40.0 | 70.0 | 0.80 |" in text
     assert "| `CsvStore.append` in process | shapes | 18.4 | 2.4 | 44 |" in text
     assert "**0 failed of 2000**" in text and "| between swaps | 0 | None |" in text
     assert "(existing)." in text and "| serving | 250.0 | 250.0 |" in text
