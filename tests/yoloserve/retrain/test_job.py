@@ -37,6 +37,8 @@ def test_promoted_candidate_is_packaged_with_lineage(
 
     v2 = registry.get("2")
     assert v2.parent == "1" and v2.status == "ready"
+    assert v2.runtime == registry.get("1").runtime == "onnx", "a retrain keeps the runtime"
+    assert v2.parity["passed"] is True
     assert v2.metrics["map50"] == 0.9 and v2.metrics["eval_images"] == 5
     assert v2.trained_on == {"ref_images": 6, "feedback_images": job.data["feedback_train"],
                              "manifest_sha256": v2.trained_on["manifest_sha256"]}

@@ -33,10 +33,14 @@ from yoloserve.retrain.trainer import Trainer
 
 @pytest.fixture
 def queued(settings: RetrainSettings) -> RetrainSettings:
-    """The ``queue`` launcher, with a fast trainer: stale after 4 x 0.3 s."""
+    """The ``queue`` launcher, with a fast trainer: stale after 4 x 0.3 s.
+
+    Candidates are packaged as ``.pt`` here: these tests are about who runs a job, and an ONNX
+    export's seconds of full CPU, on a loaded 2-core box, can starve a 0.3 s heartbeat.
+    """
     return settings.model_copy(update={"launcher": "queue", "trainer_poll_s": 0.1,
                                        "trainer_heartbeat_s": 0.3,
-                                       "trainer_stale_heartbeats": 4})
+                                       "trainer_stale_heartbeats": 4, "runtime": "torch"})
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
@@ -228,7 +232,8 @@ def test_two_trainers_never_run_one_job_twice(
         job_id = start_job_process(queued, trigger="test", registry=registry)
         with pytest.raises(RetrainAlreadyRunning):  # queued or running: one at a time
             start_job_process(queued, trigger="test", registry=registry)
-        assert _final(registry, job_id).state == "succeeded"
+        final = _final(registry, job_id)
+        assert final.state == "succeeded", final.reason
         ran.append(job_id)
     calls = _train_calls(trainers)
     assert sorted(str(c["job_id"]) for c in calls) == sorted(ran), "each job trained once"
