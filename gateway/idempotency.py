@@ -9,9 +9,9 @@ with the prediction's ``request_id`` in ``labels``, it may simply send the same 
   (one write to ``prod_data.csv``, under its file lock, fsynced; a torn row is dropped by the next
   append). No second file has to agree with the CSV for the key to be known: either the rows are
   there, and so is the key, or neither is.
-* the first answer (status 201, body, ``X-Model-Version``) is then appended to a journal,
-  ``<data_dir>/prod_data.idempotency.jsonl`` (beside the CSV), fsynced before the answer leaves, so a replay is
-  byte for byte the first body, also after a restart.
+* the first answer (status 201, body, ``X-Model-Version``) is then appended to a journal beside
+  the CSV, ``<data_dir>/prod_data.idempotency.jsonl``, fsynced before the answer leaves, so a
+  replay is byte for byte the first body, also after a restart.
 * after a crash between the rows and the journal line (the gateway SIGKILLed under load: rows
   written, nobody answered), the index is rebuilt from both files on the first keyed request:
   a key whose rows are in the CSV but whose answer is not in the journal gets its answer
@@ -47,7 +47,6 @@ import json
 import logging
 import os
 import re
-import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +55,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from yoloserve.errors import IdempotencyKeyReused, InvalidIdempotencyKey
+from yoloserve.files import GroupCommit
 from yoloserve.schemas import FeedbackLabels
 
 logger = logging.getLogger("gateway.idempotency")
@@ -142,7 +142,8 @@ class IdempotencyStore:
         self._index: dict[str, Answer] | None = None
         self._loading = asyncio.Lock()
         self._key_locks: dict[str, asyncio.Lock] = {}
-        self._write_lock = threading.Lock()
+        # Answers arriving together share one fsync, as the rows they follow did.
+        self._writes: GroupCommit[bytes, None] = GroupCommit(self._append)
 
     async def find(self, feedback_id: str, print_: str, *, strict: bool) -> Answer | None:
         """The stored feedback of this id, or None when nothing of it is on disk.
@@ -178,16 +179,23 @@ class IdempotencyStore:
     async def remember(self, answer: Answer) -> None:
         """Journal a 201 (fsynced) and index it; call before the answer is sent."""
         line = (json.dumps(asdict(answer), separators=(",", ":")) + "\n").encode()
-        await run_in_threadpool(self._append, line)
+        await run_in_threadpool(self._writes.submit, line)
         (await self._loaded())[answer.feedback_id] = answer
 
-    def _append(self, line: bytes) -> None:
-        with self._write_lock:
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.journal, "ab") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+    def _append(self, lines: list[bytes]) -> list[None]:
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.journal, "a+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                # A line torn by a crash must not swallow the next answer: end it first.
+                torn = f.read(1) != b"\n"
+                if torn:
+                    f.write(b"\n")
+            f.write(b"".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+        return [None] * len(lines)
 
     async def _loaded(self) -> dict[str, Answer]:
         if self._index is None:
