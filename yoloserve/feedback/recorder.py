@@ -217,12 +217,9 @@ class FeedbackRecorder:
             raise ValueError(f"feedback_id {feedback_id!r} is not a safe file name")
         image_path = self.images_dir / f"{feedback_id}.{ext}"
         label_path = self.labels_dir / f"{feedback_id}.txt"
-        self.images_dir.mkdir(parents=True, exist_ok=True)
-        self.labels_dir.mkdir(parents=True, exist_ok=True)
-        # Temp names end in .tmp, so the retrain job's image listing never picks one up.
         label = _yolo_label(gt, classes, width, height).encode()
-        atomic_write(label_path, label, temp_suffix=".tmp")
-        atomic_write(image_path, image_bytes, temp_suffix=".tmp")
+        _write(label_path, label)
+        _write(image_path, image_bytes)
 
         embeddings = self._embed(image, [m.xyxy for m in matches], known_embeddings or {})
         timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -263,6 +260,16 @@ class FeedbackRecorder:
             computed[box] if box in computed else np.asarray(known[box], dtype=np.float32)
             for box in boxes
         ]
+
+
+def _write(path: Path, data: bytes) -> None:
+    # Temp names end in .tmp, so the retrain job's image listing never picks one up. The folder
+    # is made only when it is missing (first feedback, or moved aside): not two mkdirs per call.
+    try:
+        atomic_write(path, data, temp_suffix=".tmp")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, temp_suffix=".tmp")
 
 
 def _image_extension(data: bytes) -> str:
