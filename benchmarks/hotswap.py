@@ -261,17 +261,18 @@ def hotswap_section(ctx: BenchContext) -> dict[str, Any]:
         "warmup_requests": opts.hotswap_warmup,
         "slow_by_phase": slow_by_phase(outcomes, timed),
         "phase_s": _phase_seconds(timed),
-        "by_warmup": {
-            str(n): {"swaps": sum(s.warmup == n for s in timed),
-                     "latency_during_swaps": latency_figures(
-                         [o for o in during if overlaps(o.start, o.end, [
-                             (s.start, s.end) for s in timed if s.warmup == n])]),
-                     "slow_by_phase": slow_by_phase(outcomes, [s for s in timed if s.warmup == n])}
-            for n in sorted({s.warmup for s in timed})
-        },
+        "by_warmup": {str(n): _group_figures(outcomes, [s for s in timed if s.warmup == n])
+                      for n in sorted({s.warmup for s in timed})},
     }
     _print_hotswap(ctx, out)
     return out
+
+
+def _group_figures(outcomes: list[Outcome], swaps: list[Swap]) -> dict[str, Any]:
+    """Latency of the requests that met one of ``swaps``, and where their slow ones started."""
+    met = [o for o in outcomes if overlaps(o.start, o.end, [(s.start, s.end) for s in swaps])]
+    return {"swaps": len(swaps), "latency_during_swaps": latency_figures(met),
+            "slow_by_phase": slow_by_phase(met, swaps)}
 
 
 def _phase_seconds(swaps: list[Swap]) -> dict[str, dict[str, float]]:
