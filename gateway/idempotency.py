@@ -48,7 +48,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,12 @@ class Answer:
     prod_rows_total: int
 
 
+@dataclass
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class IdempotencyStore:
     """Which keyed feedback is stored, and the answers it got (see the module docstring).
 
@@ -141,7 +147,7 @@ class IdempotencyStore:
         self.prod_csv = Path(prod_csv)
         self._index: dict[str, Answer] | None = None
         self._loading = asyncio.Lock()
-        self._key_locks: dict[str, asyncio.Lock] = {}
+        self._key_locks: dict[str, _KeyLock] = {}
         # Answers arriving together share one fsync, as the rows they follow did.
         self._writes: GroupCommit[bytes, None] = GroupCommit(self._append)
 
@@ -168,12 +174,16 @@ class IdempotencyStore:
     @contextlib.asynccontextmanager
     async def hold(self, feedback_id: str) -> AsyncIterator[None]:
         """Serialise requests of one id: a concurrent retry waits, then finds the first answer."""
-        lock = self._key_locks.setdefault(feedback_id, asyncio.Lock())
+        # Counted, not just looked at: a released lock may still have a waiter, and a new lock
+        # for a third request would let it run beside that waiter.
+        entry = self._key_locks.setdefault(feedback_id, _KeyLock())
+        entry.users += 1
         try:
-            async with lock:
+            async with entry.lock:
                 yield
         finally:
-            if not lock.locked() and self._key_locks.get(feedback_id) is lock:
+            entry.users -= 1
+            if entry.users == 0:
                 del self._key_locks[feedback_id]
 
     async def remember(self, answer: Answer) -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.config import Settings
-from gateway.idempotency import JOURNAL_NAME, MAX_KEY_LENGTH
+from gateway.idempotency import JOURNAL_NAME, MAX_KEY_LENGTH, IdempotencyStore
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error, encode_image
 from tests.gateway.test_gateway_feedback import GT_BOX, feedback_form, read_rows, seed_registry
 
@@ -206,3 +206,30 @@ async def test_concurrent_requests_with_one_key_store_it_once(
     assert sum("Idempotent-Replayed" not in a.headers for a in answers) == 1
     assert len(read_rows(settings.data_dir)) == 3
     assert json.loads(answers[0].content)["rows_written"] == 3
+
+
+async def test_one_key_is_held_by_one_request_at_a_time(tmp_path: Path) -> None:
+    """Also when a third request comes just as the first lets go while the second still waits."""
+    store = IdempotencyStore(tmp_path / JOURNAL_NAME, tmp_path / "prod_data.csv")
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    first_in = asyncio.Event()
+
+    async def request(name: str, hold_s: float) -> None:
+        async with store.hold("idem-x"):
+            inside.append(name)
+            if len(inside) > 1:
+                overlaps.append(tuple(inside))
+            first_in.set()
+            await asyncio.sleep(hold_s)
+            inside.remove(name)
+
+    first = asyncio.create_task(request("a", 0.02))
+    await first_in.wait()
+    second = asyncio.create_task(request("b", 0.02))
+    await first  # "a" let go; "b" is woken but has not run yet
+    third = asyncio.create_task(request("c", 0.02))
+    await asyncio.gather(second, third)
+
+    assert overlaps == []
+    assert store._key_locks == {}, "no lock is kept once nobody holds or waits"
