@@ -166,6 +166,14 @@ def main(
     hotswap_drain: Annotated[
         float, typer.Option(help="hotswap: the swap's drain before the old version goes.")
     ] = SectionOptions.hotswap_drain,
+    hotswap_warmup: Annotated[
+        int, typer.Option(help="hotswap: warm-up predictions pinned to the new version before "
+                               "set-default (0: none).")
+    ] = SectionOptions.hotswap_warmup,
+    hotswap_ab: Annotated[
+        bool, typer.Option(help="hotswap: alternate pairs of swaps without and with the warm-up "
+                                "(both figures from one run).")
+    ] = SectionOptions.hotswap_ab,
     loop_k: Annotated[
         int, typer.Option(help="loop: RETRAIN_EVERY_K, feedback rows that start a retrain.")
     ] = SectionOptions.loop_k,
@@ -187,7 +195,7 @@ def main(
     options = SectionOptions(
         feedback_calls, feedback_writers, feedback_dense_boxes, hotswap_requests,
         hotswap_clients, hotswap_pause, hotswap_drain, loop_k, loop_ref_dir, loop_generate_ref,
-        loop_timeout,
+        loop_timeout, hotswap_warmup=hotswap_warmup, hotswap_ab=hotswap_ab,
     )
     size_list = [int(s) for s in sizes.split(",") if s.strip()]
     model_config = yaml.safe_load(MODEL_CONFIG.read_text())

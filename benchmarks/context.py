@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from devstack.stack import LocalStack
+from yoloserve.modelserver.deploy import WARMUP_REQUESTS
 
 
 @dataclass
@@ -34,6 +35,8 @@ class SectionOptions:
     loop_ref_dir: Path | None = None
     loop_generate_ref: bool = False
     loop_timeout: float = 1800.0
+    hotswap_warmup: int = WARMUP_REQUESTS
+    hotswap_ab: bool = False
 
 
 @dataclass

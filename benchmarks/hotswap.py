@@ -8,7 +8,16 @@ bench image, one event loop on its own thread), then swaps v1 -> v2 -> v1 ... wi
 swap durations, latency of the requests that met a swap and of those that did not, and the
 answers still from the old version after a swap returned.
 
+Where the slow requests come from: the swap's own HTTP calls are timed (a recording transport
+under ``hot_swap_sync``), which splits each swap into phases: ``loading`` (register until the
+last worker poll saw READY), ``warm-up`` (the pinned warm-up predictions), ``drain`` (set-default
+until the old version is unregistered). Every request over 1 s is counted by the phase it
+started in and the version that answered it. With ``--hotswap-ab`` the swaps alternate in pairs
+between no warm-up and ``--hotswap-warmup`` predictions, so one run on one (loaded) machine
+gives both figures side by side.
+
     python -m benchmarks --sections hotswap --hotswap-requests 2000 --hotswap-clients 8
+    python -m benchmarks --sections hotswap --hotswap-ab        # cold and warm swaps, one run
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -28,6 +38,7 @@ from benchmarks.http_load import HttpCall
 from benchmarks.measure import spread
 from benchmarks.serving import serving_calls
 from benchmarks.timeline import overlaps
+from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.deploy import hot_swap_sync
 from yoloserve.modelserver.packaging import package
 
@@ -86,6 +97,78 @@ class BackgroundLoad:
         self._thread.join(180)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One HTTP call the swap made (perf_counter times)."""
+
+    method: str
+    path: str
+    start: float
+    end: float
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """The real network, with every call's method, path and times kept in ``calls``."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.calls: list[Call] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        t0 = time.perf_counter()
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        self.calls.append(Call(request.method, request.url.path, t0, time.perf_counter()))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One swap: its target, wall interval, warm-up size and phase marks (perf_counter)."""
+
+    target: str
+    start: float
+    end: float
+    warmup: int
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def phase_at(self, t: float) -> str:
+        """``loading``, ``warm-up``, ``drain`` inside the swap; ``outside`` before or after."""
+        if not self.start <= t <= self.end:
+            return "outside"
+        ready = self.marks.get("ready", self.start)
+        default = self.marks.get("set_default", ready)
+        return "loading" if t < ready else "warm-up" if t < default else "drain"
+
+
+def swap_marks(calls: list[Call], target: str, model: str) -> dict[str, float]:
+    """Phase marks of one swap from its calls: READY seen, set-default answered, old unloaded."""
+    polls = [c.end for c in calls if c.method == "GET" and c.path == f"/models/{model}/{target}"]
+    default = [c.end for c in calls if c.method == "PUT" and c.path.endswith("/set-default")]
+    unloaded = [c.end for c in calls if c.method == "DELETE"]
+    marks = {"ready": max(polls)} if polls else {}
+    if default:
+        marks["set_default"] = default[0]
+    if unloaded:
+        marks["unregistered"] = max(unloaded)
+    return marks
+
+
+def slow_by_phase(outcomes: list[Outcome], swaps: list[Swap],
+                  limit_s: float = 1.0) -> dict[str, int]:
+    """Requests over ``limit_s``: ``"<phase it started in> -> v<answering version>": count``."""
+    counts: Counter[str] = Counter()
+    for o in outcomes:
+        if o.status == 200 and o.end - o.start > limit_s:
+            phase = next((s.phase_at(o.start) for s in swaps if s.start <= o.start <= s.end),
+                         "outside")
+            counts[f"{phase} -> v{o.version}"] += 1
+    return dict(sorted(counts.items()))
+
+
 def latency_figures(outcomes: list[Outcome]) -> dict[str, Any]:
     ms = [(o.end - o.start) * 1e3 for o in outcomes if o.status == 200]
     if not ms:
@@ -124,26 +207,32 @@ def hotswap_section(ctx: BenchContext) -> dict[str, Any]:
     ctx.console.print(f"[bold]hotswap[/bold]: {opts.hotswap_clients} clients on /predict "
                       f"({size} px) while v{first} <-> v{second} swap, until "
                       f">= {opts.hotswap_requests} requests")
-    swaps: list[tuple[str, float, float]] = []
+    timed: list[Swap] = []
     with BackgroundLoad(call, opts.hotswap_clients) as load:
         while len(load.outcomes) < 20:  # the clients' connections and the JIT are warm
             time.sleep(0.2)
         t_start = time.perf_counter()
         try:
-            while (load.count_since(t_start) < opts.hotswap_requests or len(swaps) % 2
-                   or len(swaps) < 2):
-                target = (second, first)[len(swaps) % 2]
+            while (load.count_since(t_start) < opts.hotswap_requests or len(timed) % 2
+                   or len(timed) < (4 if opts.hotswap_ab else 2)):
+                target = (second, first)[len(timed) % 2]
+                # A/B: pairs of swaps without warm-up, then pairs with it, and so on.
+                warmup = 0 if opts.hotswap_ab and len(timed) % 4 < 2 else opts.hotswap_warmup
+                recorder = RecordingTransport()
                 t0 = time.perf_counter()
-                hot_swap_sync(*urls, registry, target, drain_s=opts.hotswap_drain)
-                swaps.append((target, t0, time.perf_counter()))
-                ctx.console.print(f"  swap {len(swaps)} to v{target}: "
-                                  f"{swaps[-1][2] - t0:.1f} s, "
+                hot_swap_sync(*urls, registry, target, drain_s=opts.hotswap_drain,
+                              warmup_requests=warmup, transport=recorder)
+                timed.append(Swap(target, t0, time.perf_counter(), warmup,
+                                  swap_marks(recorder.calls, target, MODEL_NAME)))
+                ctx.console.print(f"  swap {len(timed)} to v{target} (warm-up {warmup}): "
+                                  f"{timed[-1].end - t0:.1f} s, "
                                   f"{load.count_since(t_start)} requests so far")
                 time.sleep(opts.hotswap_pause)
         finally:
             if registry.load().default_version != first:  # a failed swap: leave v1 serving
                 hot_swap_sync(*urls, registry, first, drain_s=opts.hotswap_drain)
         t_end = time.perf_counter()
+    swaps = [(s.target, s.start, s.end) for s in timed]
     outcomes = [o for o in load.outcomes if t_start <= o.start <= t_end]
     failed = [o for o in outcomes if o.status != 200]
     windows = [(t0, t1) for _, t0, t1 in swaps]
@@ -169,9 +258,36 @@ def hotswap_section(ctx: BenchContext) -> dict[str, Any]:
         "latency_all": latency_figures(outcomes),
         "latency_during_swaps": latency_figures(during),
         "latency_between_swaps": latency_figures(between),
+        "warmup_requests": opts.hotswap_warmup,
+        "slow_by_phase": slow_by_phase(outcomes, timed),
+        "phase_s": _phase_seconds(timed),
+        "by_warmup": {str(n): _group_figures(outcomes, [s for s in timed if s.warmup == n])
+                      for n in sorted({s.warmup for s in timed})},
     }
     _print_hotswap(ctx, out)
     return out
+
+
+def _group_figures(outcomes: list[Outcome], swaps: list[Swap]) -> dict[str, Any]:
+    """Latency of the requests that met one of ``swaps``, and where their slow ones started."""
+    met = [o for o in outcomes if overlaps(o.start, o.end, [(s.start, s.end) for s in swaps])]
+    return {"swaps": len(swaps), "latency_during_swaps": latency_figures(met),
+            "slow_by_phase": slow_by_phase(met, swaps)}
+
+
+def _phase_seconds(swaps: list[Swap]) -> dict[str, dict[str, float]]:
+    """Median seconds of each phase over the swaps."""
+    spans: dict[str, list[float]] = {"loading": [], "warm-up": [], "drain": []}
+    for s in swaps:
+        ready = s.marks.get("ready")
+        default = s.marks.get("set_default")
+        if ready is not None:
+            spans["loading"].append(ready - s.start)
+        if ready is not None and default is not None:
+            spans["warm-up"].append(default - ready)
+        if default is not None:
+            spans["drain"].append(s.marks.get("unregistered", s.end) - default)
+    return {name: spread(values) for name, values in spans.items()}
 
 
 def _print_hotswap(ctx: BenchContext, out: dict[str, Any]) -> None:
@@ -189,6 +305,13 @@ def _print_hotswap(ctx: BenchContext, out: dict[str, Any]) -> None:
                       f"{ctx.options.hotswap_requests}: {out['failed']} of {out['requests']}; "
                       f"{out['stale_answers_after_swap']} answers from the old version after a "
                       "swap returned")
+    ctx.console.print(f"  phases (s): {out['phase_s']}; requests over 1 s by the phase they "
+                      f"started in -> the version that answered: {out['slow_by_phase']}")
+    for n, group in out["by_warmup"].items():
+        f = group["latency_during_swaps"]
+        ctx.console.print(f"  warm-up {n}: {group['swaps']} swaps, during them p50/p99/max "
+                          f"{f.get('p50_ms')}/{f.get('p99_ms')}/{f.get('max_ms')} ms, "
+                          f"{f.get('over_1s')} over 1 s {group['slow_by_phase']}")
 
 
 def hotswap_markdown(report: dict[str, Any], hotswap: dict[str, Any]) -> list[str]:
@@ -208,9 +331,16 @@ def hotswap_markdown(report: dict[str, Any], hotswap: dict[str, Any]) -> list[st
         "| requests | count | p50 ms | p95 ms | p99 ms | max ms | over 1 s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("all", "during_swaps", "between_swaps"):
-        f = hotswap[f"latency_{name}"]
-        lines.append(f"| {name.replace('_', ' ')} | {f['requests']} | {f.get('p50_ms')} | "
+    rows = [(name.replace("_", " "), hotswap[f"latency_{name}"])
+            for name in ("all", "during_swaps", "between_swaps")]
+    rows += [(f"during swaps with warm-up {n} ({group['swaps']} swaps)",
+              group["latency_during_swaps"])
+             for n, group in hotswap.get("by_warmup", {}).items()]
+    for name, f in rows:
+        lines.append(f"| {name} | {f['requests']} | {f.get('p50_ms')} | "
                      f"{f.get('p95_ms')} | {f.get('p99_ms')} | {f.get('max_ms')} | "
                      f"{f.get('over_1s')} |")
+    if "slow_by_phase" in hotswap:
+        lines += ["", f"Phases, median s: {hotswap['phase_s']}. Requests over 1 s by the phase "
+                      f"they started in -> the version that answered: {hotswap['slow_by_phase']}."]
     return lines

@@ -117,6 +117,19 @@ class Settings(BaseSettings):
     embedder_retry_s: float = Field(
         default=30.0, ge=0, description="Wait before retrying a failed embedder load"
     )
+    prediction_cache_entries: int = Field(
+        default=2048,
+        ge=0,
+        description=(
+            "Recent /predict answers kept for the feedback on the same image (no second "
+            "inference); 0 = off"
+        ),
+    )
+    prediction_cache_ttl_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="How long a cached prediction may stand in for a fresh one in /feedback",
+    )
 
     @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
     @classmethod

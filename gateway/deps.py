@@ -24,8 +24,10 @@ from fastapi.security import APIKeyHeader
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider
 from gateway.feedback import FeedbackService
+from gateway.idempotency import IdempotencyStore
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import request_id_of
+from gateway.prediction_cache import PredictionCache
 from gateway.retrain_trigger import RetrainTrigger
 from yoloserve.errors import Forbidden, Unauthorized
 from yoloserve.modelserver.client import TorchServeClient
@@ -81,6 +83,18 @@ async def get_feedback_service(request: Request) -> FeedbackService:
     return service
 
 
+async def get_prediction_cache(request: Request) -> PredictionCache:
+    """Recent predictions, for the feedback on the same image."""
+    cache: PredictionCache = request.app.state.prediction_cache
+    return cache
+
+
+async def get_idempotency_store(request: Request) -> IdempotencyStore:
+    """Which keyed feedback is stored, and its first answers (owned by the lifespan)."""
+    store: IdempotencyStore = request.app.state.idempotency
+    return store
+
+
 async def get_retrain_trigger(request: Request) -> RetrainTrigger:
     """Starts retrain jobs."""
     trigger: RetrainTrigger = request.app.state.retrain
@@ -102,6 +116,8 @@ RequestIdDep = Annotated[str, Depends(get_request_id)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 FeedbackDep = Annotated[FeedbackService, Depends(get_feedback_service)]
 RetrainDep = Annotated[RetrainTrigger, Depends(get_retrain_trigger)]
+PredictionCacheDep = Annotated[PredictionCache, Depends(get_prediction_cache)]
+IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency_store)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 ApiKeyHeaderDep = Annotated[str | None, Security(_api_key_header)]

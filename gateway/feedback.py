@@ -86,13 +86,22 @@ class FeedbackService:
             ModelNotReady: No model is registered yet, so no class names are known.
             RegistryError: The registry file cannot be read.
         """
+        return self.model_facts()[0]
+
+    def model_facts(self) -> tuple[list[str], str | None]:
+        """The class names and the default version, from one read of the registry.
+
+        Raises:
+            ModelNotReady: No model is registered yet, so no class names are known.
+            RegistryError: The registry file cannot be read.
+        """
         try:
-            classes = self.registry.load().classes
+            data = self.registry.load()
         except (OSError, ValueError) as exc:
             raise RegistryError(f"the registry cannot be read: {exc}") from exc
-        if not classes:
+        if not data.classes:
             raise ModelNotReady("no model is registered yet, so there are no class names")
-        return list(classes)
+        return list(data.classes), data.default_version
 
     def recorder_for(self, backend: EmbeddingBackend) -> FeedbackRecorder:
         """The recorder writing rows of ``backend``'s embedder (built once per backend).

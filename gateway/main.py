@@ -20,8 +20,10 @@ from gateway.config import Settings, get_settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend, default_loader
 from gateway.errors import install_error_handlers
 from gateway.feedback import FeedbackService
+from gateway.idempotency import JOURNAL_NAME, IdempotencyStore
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from gateway.prediction_cache import PredictionCache
 from gateway.retrain_trigger import (
     RetrainTrigger,
     count_job_states,
@@ -99,6 +101,10 @@ def create_app(
             )
             # Created here, not at build time: its lock belongs to the serving event loop.
             app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)
+            # Its index is rebuilt from disk on first use: a restart finds what was stored.
+            app.state.idempotency = IdempotencyStore(
+                feedback.data_dir / JOURNAL_NAME, feedback.prod_path
+            )
             yield
 
     app = FastAPI(
@@ -110,13 +116,17 @@ def create_app(
     registry = Registry(settings.registry_path)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.prediction_cache = cache = PredictionCache(
+        settings.prediction_cache_entries, settings.prediction_cache_ttl_s
+    )
     app.state.metrics = metrics = GatewayMetrics(
         job_states=lambda: count_job_states(registry),
         serving_version=lambda: serving_version(registry),
         drift_summary=lambda: read_summary(settings.drift_summary_file),
         mlflow_status=lambda: read_status(settings.mlflow_status_dir),
+        prediction_cache=lambda: cache.stats,
     )
-    app.state.feedback = FeedbackService(settings.data_dir, registry)
+    app.state.feedback = feedback = FeedbackService(settings.data_dir, registry)
     app.state.retrain = RetrainTrigger(
         retrain_settings_for(settings, retrain_settings), registry, metrics
     )
@@ -136,8 +146,10 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID", "Idempotency-Key"],
+            expose_headers=[
+                "X-Request-ID", "X-Model-Version", "Retry-After", "Idempotent-Replayed"
+            ],
         )
     app.add_middleware(RequestIdMiddleware)
     return app

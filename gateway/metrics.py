@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from gateway.prediction_cache import CacheStats
 from yoloserve.drift_summary import DriftSummary
 
 logger = logging.getLogger("gateway.metrics")
@@ -69,6 +70,9 @@ class GatewayMetrics:
       rejected, failed); a job's outcome is decided in the job's own process.
     * ``gateway_serving_version{version}``: 1 for the registry's default version, the one
       unpinned predictions get (a retrain or an operator may change it at any time).
+    * ``gateway_prediction_cache_lookups_total{result}`` (``hit``/``miss``) and
+      ``gateway_prediction_cache_entries``: the feedback route's reuse of recent predictions
+      (:mod:`gateway.prediction_cache`); a miss costs a model call.
     * ``gateway_drift_share``, ``gateway_drift_detected``, ``gateway_embedding_drift``,
       ``gateway_drift_prod_rows``, ``gateway_drift_run_timestamp_seconds``: the latest drift
       report of the reporting watcher (:mod:`yoloserve.drift_summary`).
@@ -85,6 +89,7 @@ class GatewayMetrics:
         serving_version: Callable[[], str | None] | None = None,
         drift_summary: Callable[[], DriftSummary | None] | None = None,
         mlflow_status: Callable[[], Mapping[str, Any]] | None = None,
+        prediction_cache: Callable[[], CacheStats] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("route", "method", "status")
@@ -141,6 +146,8 @@ class GatewayMetrics:
             self.registry.register(_DriftCollector(drift_summary))
         if mlflow_status is not None:
             self.registry.register(_MlflowMirrorCollector(mlflow_status))
+        if prediction_cache is not None:
+            self.registry.register(_PredictionCacheCollector(prediction_cache))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one answered HTTP request."""
@@ -215,6 +222,29 @@ class _MlflowMirrorCollector(Collector):
         yield CounterMetricFamily(*self._FAILURES, value=float(data.get("failures_total", 0)))
         if data.get("in_sync") is not None:
             yield GaugeMetricFamily(*self._IN_SYNC, value=1.0 if data["in_sync"] else 0.0)
+
+
+class _PredictionCacheCollector(Collector):
+    """Lookups of ``POST /feedback`` in the prediction cache, and its size, at scrape time."""
+
+    _LOOKUPS = ("gateway_prediction_cache_lookups",
+                "Prediction cache lookups of POST /feedback, by result (a miss runs the model)")
+    _ENTRIES = ("gateway_prediction_cache_entries", "Predictions held in the cache")
+
+    def __init__(self, read: Callable[[], CacheStats]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(*self._LOOKUPS, labels=("result",))
+        yield GaugeMetricFamily(*self._ENTRIES)
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._read()
+        lookups = CounterMetricFamily(*self._LOOKUPS, labels=("result",))
+        lookups.add_metric(("hit",), stats.hits)
+        lookups.add_metric(("miss",), stats.misses)
+        yield lookups
+        yield GaugeMetricFamily(*self._ENTRIES, value=stats.entries)
 
 
 class _DriftCollector(Collector):

@@ -32,6 +32,7 @@ from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend
 from gateway.images import ImageInfo, inspect_image
 from gateway.metrics import GatewayMetrics
+from gateway.prediction_cache import PredictionCache
 from yoloserve.errors import (
     ImageTooLarge,
     InvalidImage,
@@ -196,6 +197,7 @@ async def predict_upload(
     request_id: str,
     started_at: float,
     metrics: GatewayMetrics | None = None,
+    cache: PredictionCache | None = None,
 ) -> Prediction:
     """Validate the upload, ask the model server, optionally embed each box.
 
@@ -208,11 +210,34 @@ async def predict_upload(
         request_id: Goes into the response body.
         started_at: ``time.perf_counter()`` at the start of the request, for ``timing_ms.total``.
         metrics: Counts hot-swap retries when given.
+        cache: Remembers the answer for a feedback on the same image (``/predict`` routes).
 
     Raises:
         YoloServeError: Any domain error; the gateway's error handlers answer it.
     """
     data, info = await read_upload(file, settings)
+    prediction = await predict_data(
+        data, info, params, settings=settings, torchserve=torchserve, embedder=embedder,
+        request_id=request_id, started_at=started_at, metrics=metrics,
+    )
+    if cache is not None:
+        cache.put(data, (params.conf, params.iou, params.max_det), prediction.response)
+    return prediction
+
+
+async def predict_data(
+    data: bytes,
+    info: ImageInfo,
+    params: PredictParams,
+    *,
+    settings: Settings,
+    torchserve: TorchServeClient,
+    embedder: EmbedderProvider | None,
+    request_id: str,
+    started_at: float,
+    metrics: GatewayMetrics | None = None,
+) -> Prediction:
+    """:func:`predict_upload` on an upload already read and checked by :func:`read_upload`."""
     # Fail before spending model time when embeddings cannot be computed anyway.
     backend = await embedder.get() if embedder is not None else None
     model_started = time.perf_counter()

@@ -9,6 +9,7 @@ Hierarchy::
     YoloServeError                       code
     ├── InputError                       invalid_input
     │   ├── InvalidParameter             invalid_parameter
+    │   │   └── InvalidIdempotencyKey    invalid_idempotency_key
     │   ├── InvalidLabels                invalid_labels
     │   │   └── UnknownClass             unknown_class
     │   ├── InvalidImage                 invalid_image
@@ -26,6 +27,7 @@ Hierarchy::
     │   ├── VersionAlreadyRegistered     version_already_registered
     │   ├── VersionRejected              version_rejected
     │   ├── SwapInProgress               swap_in_progress
+    │   ├── IdempotencyKeyReused         idempotency_key_reused
     │   └── CsvSchemaError               csv_schema_mismatch
     ├── ModelServerError                 model_server_error
     │   ├── ModelServerUnavailable       model_server_unavailable
@@ -80,6 +82,13 @@ class InvalidParameter(InputError):
 
     code = "invalid_parameter"
     default_message = "invalid parameter"
+
+
+class InvalidIdempotencyKey(InvalidParameter):
+    """An ``Idempotency-Key`` that is empty, too long or not printable ASCII."""
+
+    code = "invalid_idempotency_key"
+    default_message = "invalid idempotency key"
 
 
 class InvalidLabels(InputError):
@@ -208,6 +217,13 @@ class SwapInProgress(Conflict):
 
     code = "swap_in_progress"
     default_message = "another model swap is in progress"
+
+
+class IdempotencyKeyReused(Conflict):
+    """An idempotency key sent again with other content than the request that first used it."""
+
+    code = "idempotency_key_reused"
+    default_message = "this idempotency key belongs to another request"
 
 
 class CsvSchemaError(Conflict):

@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import EmbedderDep, MetricsDep, RequestIdDep, SettingsDep, TorchServeDep
+from gateway.deps import (
+    EmbedderDep,
+    MetricsDep,
+    PredictionCacheDep,
+    RequestIdDep,
+    SettingsDep,
+    TorchServeDep,
+)
 from gateway.errors import error_responses
 from gateway.images import decode_rgb, draw_boxes
 from gateway.prediction import PredictParams, predict_params, predict_upload
@@ -50,6 +57,7 @@ async def predict(
     embedder: EmbedderDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    cache: PredictionCacheDep,
     embeddings: Annotated[
         bool, Query(description="Add a per-box `embedding` (503 embeddings_unavailable if none)")
     ] = False,
@@ -64,6 +72,7 @@ async def predict(
         request_id=request_id,
         started_at=_started_at(request),
         metrics=metrics,
+        cache=cache,
     )
     version = result.response.model.version
     metrics.predictions.labels(model_version=version).inc()
@@ -92,6 +101,7 @@ async def predict_image(
     torchserve: TorchServeDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    cache: PredictionCacheDep,
     image_format: Annotated[
         Literal["png", "jpeg"], Query(alias="format", description="Output encoding")
     ] = "png",
@@ -106,6 +116,7 @@ async def predict_image(
         request_id=request_id,
         started_at=_started_at(request),
         metrics=metrics,
+        cache=cache,
     )
     image = await run_in_threadpool(decode_rgb, result.image_bytes)
     content = await run_in_threadpool(draw_boxes, image, result.response.boxes, image_format)

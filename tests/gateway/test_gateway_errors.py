@@ -54,6 +54,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (PackagingError("archiver failed"), 500, "registry_error"),
         (e.VersionRejected(), 409, "version_rejected"),
         (e.SwapInProgress(), 409, "swap_in_progress"),
+        (e.InvalidIdempotencyKey(), 400, "invalid_idempotency_key"),
+        (e.IdempotencyKeyReused(), 409, "idempotency_key_reused"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -98,6 +100,8 @@ def test_every_domain_error_class_is_covered() -> None:
         "CsvSchemaError",
         "VersionRejected",
         "SwapInProgress",
+        "InvalidIdempotencyKey",
+        "IdempotencyKeyReused",
         "PackagingError",
         "KubernetesError",
     }

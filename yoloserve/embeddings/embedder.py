@@ -43,6 +43,7 @@ from yoloserve.files import atomic_write
 
 DEFAULT_PATH = paths.EMBEDDER_DIR / "embedder.npz"
 _ARRAYS = ("mean", "scale", "components", "pca_mean")
+_ORIENTATION = 0x0112  # the EXIF tag exif_transpose acts on
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -63,8 +64,13 @@ def decode_image(data: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            upright = ImageOps.exif_transpose(img)
-            return np.asarray(upright.convert("RGB"), dtype=np.uint8)
+            # Same pixels as exif_transpose(img).convert("RGB"), without the two copies those
+            # make when there is nothing to turn or convert (the usual upload): this runs once
+            # per feedback.
+            turned = img.getexif().get(_ORIENTATION, 1) != 1
+            upright = ImageOps.exif_transpose(img) if turned else img
+            rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
+            return np.asarray(rgb, dtype=np.uint8)
     # ImportError: once Ultralytics is imported in the process it patches Image.open, which
     # then tries to import pi_heif for bytes Pillow cannot identify (and fails without it).
     except (OSError, SyntaxError, ValueError, ImportError, Image.DecompressionBombError) as exc:

@@ -35,11 +35,12 @@ import io
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from yoloserve.boxes import XYXY, yolo_label_line
@@ -59,6 +60,7 @@ from yoloserve.files import atomic_write
 IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
 _MAX_TEXT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FEEDBACK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 __all__ = [
     "FeedbackRecorder",
@@ -147,6 +149,9 @@ class FeedbackRecorder:
         model_version: str,
         request_id: str | None,
         classes: list[str],
+        *,
+        feedback_id: str | None = None,
+        known_embeddings: Mapping[tuple[float, ...], Sequence[float]] | None = None,
     ) -> FeedbackResult:
         """Store one feedback image with its label and append its rows to prod_data.csv.
 
@@ -158,6 +163,13 @@ class FeedbackRecorder:
             model_version: the version that produced ``predicted``.
             request_id: links the rows to the prediction request, if known.
             classes: the model's class names; a label's index in this list is its YOLO class.
+            feedback_id: the id to store under, instead of a new one. The caller makes it
+                unique; an idempotent retry passes the same id again, so a retry after a crash
+                overwrites the image and label the first attempt may have left behind.
+            known_embeddings: vectors already computed by ``self.embedder`` for boxes of this
+                image (exact xyxy -> vector, e.g. from ``/predict?embeddings=true``); a row whose
+                box is among them is not embedded again (a box embeds to the same bits alone or
+                in a batch, so the row is identical either way).
 
         Returns:
             The feedback id, the rows written and the CSV's row total after the append.
@@ -199,17 +211,17 @@ class FeedbackRecorder:
                 pred.append((box, str(name), float(conf)))
         matches = match(gt, pred, self.iou_thr)
 
-        feedback_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+        if feedback_id is None:
+            feedback_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+        elif not _FEEDBACK_ID.fullmatch(feedback_id):
+            raise ValueError(f"feedback_id {feedback_id!r} is not a safe file name")
         image_path = self.images_dir / f"{feedback_id}.{ext}"
         label_path = self.labels_dir / f"{feedback_id}.txt"
-        self.images_dir.mkdir(parents=True, exist_ok=True)
-        self.labels_dir.mkdir(parents=True, exist_ok=True)
-        # Temp names end in .tmp, so the retrain job's image listing never picks one up.
         label = _yolo_label(gt, classes, width, height).encode()
-        atomic_write(label_path, label, temp_suffix=".tmp")
-        atomic_write(image_path, image_bytes, temp_suffix=".tmp")
+        _write(label_path, label)
+        _write(image_path, image_bytes)
 
-        embeddings = self.embedder.embed(image, [m.xyxy for m in matches])
+        embeddings = self._embed(image, [m.xyxy for m in matches], known_embeddings or {})
         timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         image_rel = image_path.relative_to(self.data_dir).as_posix()
         rows: list[dict[str, object]] = [
@@ -233,6 +245,31 @@ class FeedbackRecorder:
             label_path.unlink(missing_ok=True)
             raise
         return FeedbackResult(feedback_id, len(rows), total)
+
+    def _embed(
+        self,
+        image: np.ndarray,
+        boxes: list[XYXY],
+        known: Mapping[tuple[float, ...], Sequence[float]],
+    ) -> list[np.ndarray]:
+        missing = [box for box in boxes if box not in known]
+        computed: dict[XYXY, np.ndarray] = {}
+        if missing:
+            computed = dict(zip(missing, self.embedder.embed(image, missing), strict=True))
+        return [
+            computed[box] if box in computed else np.asarray(known[box], dtype=np.float32)
+            for box in boxes
+        ]
+
+
+def _write(path: Path, data: bytes) -> None:
+    # Temp names end in .tmp, so the retrain job's image listing never picks one up. The folder
+    # is made only when it is missing (first feedback, or moved aside): not two mkdirs per call.
+    try:
+        atomic_write(path, data, temp_suffix=".tmp")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, temp_suffix=".tmp")
 
 
 def _image_extension(data: bytes) -> str:

@@ -4,7 +4,9 @@ Several gateway workers, threads and the ref-data builder may append to the same
 every append holds an exclusive file lock (``<file>.lock``, works across threads and processes),
 writes the header if the file is new, refuses a file whose header differs (it is never truncated
 or rewritten: it holds acknowledged rows), and flushes + fsyncs before returning, so a row that
-was acknowledged is on disk.
+was acknowledged is on disk. Appends of one store that arrive together share one lock hold and
+one fsync (``yoloserve.files.GroupCommit``): under 32 concurrent feedback writers the fsync under
+the lock was the queue every writer waited in.
 
 One row is always one line: values containing a line break are refused. That keeps ``count()`` a
 plain newline count and lets an append recognise a row torn by a crash (a last line without
@@ -30,7 +32,7 @@ import numpy as np
 from filelock import FileLock
 
 from yoloserve.errors import CsvSchemaError  # callers may import it from here too
-from yoloserve.files import fsync_dir
+from yoloserve.files import GroupCommit, fsync_dir
 
 PROD_EXTRA_COLUMNS: tuple[str, ...] = (
     "prediction", "timestamp", "feedback_id", "request_id", "model_version", "image",
@@ -156,6 +158,7 @@ class CsvStore:
         # rewritten, so later counts only read what was appended since.
         self._cache: tuple[int, int, int] | None = None
         self._cache_guard = threading.Lock()
+        self._group: GroupCommit[tuple[bytes, int], int] = GroupCommit(self._commit)
 
     def append(self, rows: list[dict[str, object]]) -> int:
         """Append rows atomically with respect to other writers and return the total row count.
@@ -171,20 +174,31 @@ class CsvStore:
             CsvSchemaError: a row has missing or unknown columns or a value with a line break,
                 or the existing file has another header (the file is left untouched).
         """
+        # Checked here, in the caller's thread: a bad row fails its own call, not the batch.
         payload = self._encode([self._values(row) for row in rows])
+        return self._group.submit((payload, len(rows)))
+
+    def _commit(self, batch: list[tuple[bytes, int]]) -> list[int]:
+        """Append a batch of payloads under the locks, fsync once; each one's total after it."""
         with self._thread_lock, self._file_lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
             with open(self.path, "a+b") as f:
                 self._prepare(f)
-                if payload:
-                    f.write(payload)
+                f.write(b"".join(payload for payload, _ in batch))
                 f.flush()
                 os.fsync(f.fileno())
             if created:
                 # A new file's directory entry must be durable too, or a crash loses the file.
                 fsync_dir(self.path.parent)
-            return self.count()
+            total = self.count()
+        # The batch went in, in order, while nobody else could write: each payload's total is
+        # the file's total less the rows of the payloads after it.
+        totals, after = [], total
+        for _, n in reversed(batch):
+            totals.append(after)
+            after -= n
+        return totals[::-1]
 
     def count(self) -> int:
         """Data rows in the file: complete lines after the header (0 if the file is missing).

@@ -7,7 +7,13 @@ A swap to version ``N`` of model ``yolo``, all through TorchServe's management A
    TorchServe 0.12 answers a synchronous register from the Netty I/O thread that read it, blocked
    for the whole worker start (30-40 s on a loaded 2-core box), and inference connections served
    by that thread stall meanwhile: a request that lands there waits out its client's timeout;
-2. wait until version ``N`` has a READY worker (polling ``GET /models/yolo/N``);
+2. wait until version ``N`` has a READY worker (polling ``GET /models/yolo/N``), then **warm it
+   up**: ``warmup_requests`` predictions pinned to ``N``, sent at once (so TorchServe batches
+   them as it batches real traffic). READY only means the handler loaded; the first requests
+   through the frontend, the worker's decode path and batched forwards are still cold, and
+   without this the first clients after set-default paid for it (requests over 1 s under 8
+   clients, docs/benchmarks.md). A warm-up that fails fails the swap: a version that cannot
+   answer a prediction must not take traffic;
 3. ``PUT /models/yolo/N/set-default``: unpinned predictions go to ``N`` from now on;
 4. ``registry.set_default(N)``: the registry says what TorchServe serves;
 5. wait ``drain_s``, then send one request pinned to each old version and wait for its answer
@@ -65,6 +71,8 @@ from yoloserve.modelserver.registry import ModelVersion, Registry
 logger = logging.getLogger("yoloserve.modelserver.deploy")
 
 WORKER_POLL_S = 0.5
+# Two batches of the model config's batchSize (4): the batched forward is warmed as well.
+WARMUP_REQUESTS = 8
 LOCK_POLL_S = 0.2
 SWAP_LOCK_NAME = ".swap.lock"
 
@@ -125,10 +133,35 @@ async def _wait_live_worker(
 
 @functools.cache
 def _probe_image() -> bytes:
-    """A small blank PNG: the drain barrier's request (nothing to detect, cheap to run)."""
+    """A small blank PNG: the request of the warm-up and of the drain barrier (cheap to run)."""
     out = io.BytesIO()
     Image.new("RGB", (64, 64), (127, 127, 127)).save(out, format="PNG")
     return out.getvalue()
+
+
+async def _warm_up(
+    client: TorchServeClient, model_name: str, version: str, requests: int
+) -> None:
+    """Send ``requests`` predictions pinned to ``version`` at once and wait for every answer.
+
+    Raises:
+        ModelNotReady: one of them failed (the message says how).
+    """
+    if requests <= 0:
+        return
+    started = time.monotonic()
+    answers = await asyncio.gather(
+        *(client.predict(_probe_image(), version=version) for _ in range(requests)),
+        return_exceptions=True,
+    )
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    if failed:
+        raise ModelNotReady(
+            f"{model_name} version {version} has a READY worker but {len(failed)} of {requests} "
+            f"warm-up predictions failed: {failed[0]}"
+        )
+    logger.info("warmed up %s version %s with %d predictions in %.2f s", model_name, version,
+                requests, time.monotonic() - started)
 
 
 async def _drain(client: TorchServeClient, model_name: str, version: str) -> None:
@@ -191,6 +224,7 @@ async def hot_swap(
     drain_s: float = 2.0,
     worker_timeout_s: float = 180.0,
     lock_timeout_s: float | None = None,
+    warmup_requests: int = WARMUP_REQUESTS,
 ) -> None:
     """Make ``version`` the serving default without a restart or a dropped request.
 
@@ -203,12 +237,14 @@ async def hot_swap(
             queued on them finish.
         worker_timeout_s: how long loading the new version's worker may take.
         lock_timeout_s: how long to wait for another swap; default ``2 * worker_timeout_s``.
+        warmup_requests: predictions pinned to ``version`` before it becomes the default
+            (0 skips the warm-up).
 
     Raises:
         UnknownVersion: ``version`` is not in the registry.
         VersionRejected: ``version`` failed the retrain gate.
         SwapInProgress: another swap held the lock for too long.
-        ModelNotReady: the new version got no READY worker in time.
+        ModelNotReady: the new version got no READY worker in time, or failed its warm-up.
         ModelServerError: TorchServe refused or failed a step (message included).
     """
     record = registry.get(version)
@@ -216,7 +252,9 @@ async def hot_swap(
         raise VersionRejected(f"version {version} was rejected by the retrain gate")
     lock_timeout = 2 * worker_timeout_s + drain_s if lock_timeout_s is None else lock_timeout_s
     async with swap_lock(registry, lock_timeout):
-        await _swap_locked(client, registry, record, model_name, drain_s, worker_timeout_s)
+        await _swap_locked(
+            client, registry, record, model_name, drain_s, worker_timeout_s, warmup_requests
+        )
 
 
 async def _swap_locked(
@@ -226,6 +264,7 @@ async def _swap_locked(
     model_name: str,
     drain_s: float,
     worker_timeout_s: float,
+    warmup_requests: int,
 ) -> None:
     version = record.version
     loaded_before = any(
@@ -247,6 +286,7 @@ async def _swap_locked(
                 registered_here = False  # somebody else loaded it meanwhile: not ours to drop
                 logger.info("%s version %s is already registered", model_name, version)
         await _wait_live_worker(client, model_name, version, worker_timeout_s)
+        await _warm_up(client, model_name, version, warmup_requests)
         await client.set_default(model_name, version)
     except BaseException:
         # Nothing switched yet: drop what we loaded; the old default never stopped serving.
@@ -324,6 +364,7 @@ def hot_swap_sync(
     drain_s: float = 2.0,
     worker_timeout_s: float = 180.0,
     lock_timeout_s: float | None = None,
+    warmup_requests: int = WARMUP_REQUESTS,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
     """``hot_swap`` for synchronous callers (CLIs, the retrain job), with its own HTTP client.
@@ -335,7 +376,7 @@ def hot_swap_sync(
             _hot_swap_with_client(
                 management_url, inference_url, registry, version, transport,
                 model_name=model_name, drain_s=drain_s, worker_timeout_s=worker_timeout_s,
-                lock_timeout_s=lock_timeout_s,
+                lock_timeout_s=lock_timeout_s, warmup_requests=warmup_requests,
             )
         )
 

@@ -17,7 +17,13 @@ import pytest
 
 from yoloserve import errors as e
 from yoloserve.modelserver.client import TorchServeClient
-from yoloserve.modelserver.deploy import activate, hot_swap, hot_swap_sync, swap_lock_path
+from yoloserve.modelserver.deploy import (
+    WARMUP_REQUESTS,
+    activate,
+    hot_swap,
+    hot_swap_sync,
+    swap_lock_path,
+)
 from yoloserve.modelserver.registry import Registry
 
 MGMT = "http://ts:8086"
@@ -32,7 +38,7 @@ class FakeManagement:
         self.default = default
         self.calls: list[str] = []
         self.ready_after_register = True
-        self.fail: dict[str, int] = {}  # call name -> status to answer instead
+        self.fail: dict[str, int] = {}  # call ("probe 1") or its name ("probe") -> status
         self.register_params: dict[str, str] = {}
 
     def _describe(self, version: str) -> dict[str, object]:
@@ -57,7 +63,7 @@ class FakeManagement:
 
     def _answer(self, call: str, act: Callable[[], httpx.Response]) -> httpx.Response:
         self.calls.append(call)
-        name = call.split()[0]
+        name = call if call in self.fail else call.split()[0]
         if name in self.fail:
             return httpx.Response(self.fail[name], json={"message": f"{name} failed on purpose"})
         return act()
@@ -127,8 +133,8 @@ async def test_swap_registers_waits_sets_default_then_unregisters_old(
 ) -> None:
     await hot_swap(client, registry, "2", drain_s=0)
 
-    assert fake.calls == ["register 2", "describe 2", "set-default 2", "probe 1",
-                          "unregister 1"]
+    assert fake.calls == ["register 2", "describe 2", *["probe 2"] * WARMUP_REQUESTS,
+                          "set-default 2", "probe 1", "unregister 1"]
     # Registered without waiting: a synchronous register blocks one of TorchServe's I/O threads.
     assert fake.register_params["synchronous"] == "false"
     assert fake.default == "2" and set(fake.loaded) == {"2"}
@@ -210,7 +216,8 @@ async def test_registry_failure_puts_torchserve_default_back(
         await hot_swap(client, registry, "2", drain_s=0)
 
     assert fake.calls == [
-        "register 2", "describe 2", "set-default 2", "set-default 1", "unregister 2"
+        "register 2", "describe 2", *["probe 2"] * WARMUP_REQUESTS, "set-default 2",
+        "set-default 1", "unregister 2",
     ]
     assert fake.default == "1" and set(fake.loaded) == {"1"}
     assert registry.load().default_version == "1"
@@ -280,7 +287,7 @@ async def test_old_version_is_unregistered_after_a_pinned_probe_answers(
 async def test_a_failing_probe_does_not_keep_the_old_version(
     client: TorchServeClient, fake: FakeManagement, registry: Registry
 ) -> None:
-    fake.fail["probe"] = 503
+    fake.fail["probe 1"] = 503  # the drain barrier on the old version
     await hot_swap(client, registry, "2", drain_s=0)
     assert set(fake.loaded) == {"2"}
 
@@ -349,3 +356,35 @@ async def test_a_cancelled_swap_rolls_back_and_frees_the_lock(
     fake.ready_after_register = True
     await hot_swap(client, registry, "2", drain_s=0, lock_timeout_s=0.5)
     assert fake.default == "2"
+
+
+async def test_new_version_is_warmed_up_before_it_takes_traffic(
+    client: TorchServeClient, fake: FakeManagement, registry: Registry
+) -> None:
+    await hot_swap(client, registry, "2", drain_s=0, warmup_requests=3)
+
+    warm = [i for i, call in enumerate(fake.calls) if call == "probe 2"]
+    assert len(warm) == 3
+    # After the worker is READY, before any unpinned request can reach it.
+    assert fake.calls.index("describe 2") < warm[0] and warm[-1] < fake.calls.index("set-default 2")
+
+
+async def test_failed_warm_up_fails_the_swap_and_the_old_version_keeps_serving(
+    client: TorchServeClient, fake: FakeManagement, registry: Registry
+) -> None:
+    fake.fail["probe"] = 500  # READY, but it cannot answer a prediction
+
+    with pytest.raises(e.ModelNotReady, match="warm-up"):
+        await hot_swap(client, registry, "2", drain_s=0)
+
+    assert "set-default 2" not in fake.calls and fake.calls[-1] == "unregister 2"
+    assert fake.default == "1" and set(fake.loaded) == {"1"}
+    assert registry.load().default_version == "1"
+
+
+async def test_no_warm_up_when_asked_for_none(
+    client: TorchServeClient, fake: FakeManagement, registry: Registry
+) -> None:
+    await hot_swap(client, registry, "2", drain_s=0, warmup_requests=0)
+
+    assert "probe 2" not in fake.calls

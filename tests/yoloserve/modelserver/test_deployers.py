@@ -13,6 +13,7 @@ import pytest
 
 from tests.yoloserve.modelserver.test_deploy import CLASSES, MGMT, FakeManagement
 from yoloserve import errors as e
+from yoloserve.modelserver.deploy import WARMUP_REQUESTS
 from yoloserve.modelserver.deployers import (
     DeploySettings,
     SwapOptions,
@@ -65,8 +66,8 @@ def test_torchserve_deploy_is_the_hot_swap(registry: Registry) -> None:
     result = run_sync(torchserve(fake, registry).deploy("2"))
 
     assert result.promoted and result.backend == "torchserve" and result.previous == "1"
-    assert fake.calls == ["register 2", "describe 2", "set-default 2", "probe 1",
-                          "unregister 1"]
+    assert fake.calls == ["register 2", "describe 2", *["probe 2"] * WARMUP_REQUESTS,
+                          "set-default 2", "probe 1", "unregister 1"]
     assert registry.load().default_version == "2"
 
 
