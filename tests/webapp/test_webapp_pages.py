@@ -194,7 +194,7 @@ def test_models_page_lists_versions_and_activates(
     assert list(table["version"]) == ["1", "2"]
     assert list(table["map50"]) == [0.842, 0.94]
     assert list(table["map50_95"]) == [0.73, 0.77]
-    assert list(table["serving"]) == ["", "✅ default"]
+    assert list(table["serving"]) == ["", "default"]
     assert list(table["parent"]) == ["", "1"]
     assert list(table["trained_on.feedback_images"]) == [0, 40]
     # Each number names its set; the benchmark columns line versions up on the same images.
@@ -208,7 +208,7 @@ def test_models_page_lists_versions_and_activates(
     at.button(key="activate-1").click().run()
     assert gateway.last("POST", "/models/1/activate").headers["X-API-Key"] == API_KEY
     assert any("Version 1 is now the default" in s.value for s in at.success)
-    assert list(at.dataframe[0].value["serving"]) == ["✅ default", ""]
+    assert list(at.dataframe[0].value["serving"]) == ["default", ""]
 
 
 def test_retrain_and_job_lookup(make_app: Callable[[], AppTest], gateway: FakeGateway) -> None:
@@ -234,3 +234,4 @@ def test_retrain_and_job_lookup(make_app: Callable[[], AppTest], gateway: FakeGa
     at.text_input(key="job_lookup").set_value("r-9999")
     at.button(key="job_check").click().run()
     assert "unknown_job" in _errors(at)
+

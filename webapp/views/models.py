@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from gateway_client import GatewayError, ModelsInfo, RetrainJob
+from webapp import icons
 from webapp.client import make_client
 from webapp.config import Settings
 from webapp.views.common import error_text, settings_or_stop, show_error
@@ -24,15 +25,6 @@ SECTION_RETRAIN = "retrain"
 JOB_INPUT_KEY = "job_lookup"
 #: Session-state key of the last job status looked up.
 JOB_STATUS_KEY = "job_status"
-
-#: How each job state is shown.
-_STATE_ICONS = {
-    "queued": "⏳",
-    "running": "🏃",
-    "succeeded": "✅",
-    "rejected": "🛑",
-    "failed": "❌",
-}
 
 
 def _flash(section: str, kind: str, text: str) -> None:
@@ -97,7 +89,7 @@ def _version_rows(info: ModelsInfo) -> list[dict[str, Any]]:
     for v in info.versions:
         row: dict[str, Any] = {
             "version": v.version,
-            "serving": "✅ default" if v.version == info.default_version else "",
+            "serving": "default" if v.version == info.default_version else "",
             "status": v.status or "",
             "created_at": v.created_at or "",
             "parent": v.parent or "",
@@ -168,7 +160,7 @@ def _show_versions(settings: Settings) -> None:
 
 def _show_job(job: RetrainJob) -> None:
     """A job's state, times, candidate and the metrics it was judged on."""
-    icon = _STATE_ICONS.get(job.state or "", "❔")
+    icon = icons.JOB_STATES.get(job.state or "", icons.UNKNOWN)
     st.markdown(f"{icon} Job `{job.job_id}`: **{job.state or 'unknown'}**")
     facts = {
         "started": job.started_at,
@@ -221,5 +213,5 @@ def render() -> None:
     _show_versions(settings)
     _show_retraining(settings)
     st.subheader("Monitoring")
-    st.link_button("Open the Evidently dashboard", settings.evidently_url, icon="📈")
+    st.link_button("Open the Evidently dashboard", settings.evidently_url, icon=icons.MONITORING)
     st.caption(f"Data drift and production accuracy reports at {settings.evidently_url}")
