@@ -138,6 +138,7 @@ def test_sidebar_and_page_icons_render_as_glyphs(
 
     page.get_by_role("link", name="Models").click()
     page.get_by_role("heading", name="Models").wait_for()
+    page.get_by_role("link", name="Open the Evidently dashboard").wait_for()  # the page's end
     page.evaluate("document.fonts.ready")
     page.screenshot(path=str(artifacts / "browser_icons_models.png"))
     _check_icons(page, "[data-testid='stMain']", artifacts, 1, "models")  # the Evidently link
