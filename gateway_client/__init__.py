@@ -25,6 +25,7 @@ from gateway_client.entities import (
     ModelVersion,
     Prediction,
     RetrainJob,
+    RetrainProgress,
 )
 from gateway_client.errors import GatewayError, GatewayUnreachable
 
@@ -39,4 +40,5 @@ __all__ = [
     "ModelsInfo",
     "Prediction",
     "RetrainJob",
+    "RetrainProgress",
 ]

@@ -1,8 +1,9 @@
 """Drift and quality monitoring of the detection service with Evidently.
 
+    python -m reporting bootstrap    # project, dashboard and the reference-only run (idempotent)
     python -m reporting run-once     # one run from data/ref_data.csv + data/prod_data.csv now
     python -m reporting watch        # a run every --interval s and every --every-rows new rows
-    python -m reporting ui           # Evidently UI on the workspace, http://127.0.0.1:8082
+    python -m reporting ui           # bootstrap, then the Evidently UI, http://127.0.0.1:8082
     python -m reporting latest       # headline values of the latest stored run (--json)
 
 Every option defaults to a REPORTING_* environment variable (see reporting/config.py).
@@ -45,6 +46,22 @@ def _settings(**overrides: Any) -> Settings:
 
 def _log(message: str) -> None:
     typer.echo(f"{datetime.now():%H:%M:%S} {message}")
+
+
+@app.command("bootstrap")
+def bootstrap_cmd(workspace: WorkspaceOpt = None, ref: RefOpt = None) -> None:
+    """Create the project, its dashboard and the reference-only run; nothing when they exist.
+
+    `watch` does this first; run it by hand to get the dashboard without a watcher.
+    """
+    settings = _settings(workspace=workspace, ref_csv=ref)
+    from reporting.service import bootstrap
+
+    try:
+        _log(bootstrap(settings).message)
+    except (FileNotFoundError, ValueError) as exc:
+        _log(f"error: {exc}")
+        raise typer.Exit(1) from exc
 
 
 @app.command("run-once")
@@ -103,16 +120,31 @@ def watch_cmd(
         float | None, typer.Option(help="Seconds between row counts (env REPORTING_POLL_S, 2).")
     ] = None,
 ) -> None:
-    """Add a run now, every --interval seconds, and whenever prod crosses a multiple of k rows."""
+    """Add a run now, every --interval seconds, and whenever prod crosses a multiple of k rows.
+
+    First makes sure the project, its dashboard and the reference-only run exist (as
+    `bootstrap`), so the UI shows them before any feedback.
+    """
     settings = _settings(
         workspace=workspace, ref_csv=ref, prod_csv=prod, window_rows=window_rows,
         every_rows=every_rows, interval_s=interval, poll_s=poll,
     )
-    from reporting.service import run_once
+    from reporting.service import bootstrap, run_once
     from reporting.watch import watch_loop
     from yoloserve.feedback.store import count_rows
 
+    bootstrapped = False
+
     def run(reason: str) -> None:
+        nonlocal bootstrapped
+        # Before the first run (and again at each run until it succeeds, e.g. while the
+        # reference CSV is still being built): the dashboard must not wait for feedback.
+        if not bootstrapped:
+            try:
+                _log(f"[{reason}] {bootstrap(settings).message}")
+                bootstrapped = True
+            except Exception as exc:  # noqa: BLE001 - logged; retried at the next run
+                _log(f"[{reason}] bootstrap failed: {type(exc).__name__}: {exc}")
         try:
             _log(f"[{reason}] {run_once(settings).message}")
         except Exception as exc:  # noqa: BLE001 - a daemon logs a failed run and waits for the next
@@ -162,13 +194,30 @@ def latest_cmd(
 @app.command("ui")
 def ui_cmd(
     workspace: WorkspaceOpt = None,
+    ref: RefOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind host (env REPORTING_UI_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env REPORTING_UI_PORT, 8082).")] = None,
+    with_bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--bootstrap/--no-bootstrap",
+            help="First create the project, its dashboard and the reference-only run (as "
+            "`bootstrap`), so the UI lists them from its first answer.",
+        ),
+    ] = True,
 ) -> None:
     """Run `evidently ui` on the workspace (DO_NOT_TRACK=1) in this process; Ctrl-C stops it."""
     from reporting.ui import exec_ui
 
-    settings = _settings(workspace=workspace, ui_host=host, ui_port=port)
+    settings = _settings(workspace=workspace, ref_csv=ref, ui_host=host, ui_port=port)
+    if with_bootstrap:
+        from reporting.service import bootstrap
+
+        try:
+            _log(bootstrap(settings).message)
+        except (FileNotFoundError, ValueError) as exc:
+            # The UI comes up anyway; the watcher retries the bootstrap at each of its runs.
+            _log(f"bootstrap skipped: {exc}")
     _log(f"Evidently UI on {settings.ui_url} (workspace {settings.workspace})")
     exec_ui(settings)
 

@@ -23,7 +23,7 @@ import pandas as pd
 from evidently.core.report import Snapshot
 from evidently.ui.workspace import Project, WorkspaceBase
 
-from reporting.project import DRIFT_TAG, QUALITY_TAG
+from reporting.project import DRIFT_TAG, QUALITY_TAG, REFERENCE_TAG
 from reporting.snapshots import (
     DriftOptions,
     classification_snapshot,
@@ -147,6 +147,7 @@ def read_latest_values(
         workspace: Evidently workspace.
         project_id: Project id (UUID or its string).
         run_id: The run (snapshot metadata ``run_id``); None: the latest run by timestamp.
+            The reference-only run (:mod:`reporting.reference`) is never one of them.
 
     Returns:
         Same keys as :attr:`RunResult.values`; empty when there is no such run.
@@ -155,7 +156,8 @@ def read_latest_values(
     newest: tuple[datetime, str] | None = None
     for snapshot_id in workspace.list_runs(project_id):
         model = workspace.get_run(project_id, snapshot_id)
-        if model is None:
+        # The reference run describes ref_data.csv, not production: never "the latest run".
+        if model is None or REFERENCE_TAG in model.tags:
             continue
         snapshot_run = str(model.metadata.get("run_id", snapshot_id))
         by_run.setdefault(snapshot_run, []).append(model)

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,13 @@ from filelock import FileLock
 
 from reporting.config import Settings
 from reporting.project import find_project, get_or_create_project, open_workspace
+from reporting.reference import (
+    ReferenceMarker,
+    file_sha256,
+    read_marker,
+    reference_snapshot,
+    write_marker,
+)
 from reporting.runs import RunResult, add_run, build_run, read_latest_values
 from reporting.snapshots import DriftOptions, embedding_columns
 from yoloserve.drift_summary import DriftSummary, write_summary
@@ -142,6 +150,72 @@ def run_once(settings: Settings, timestamp: datetime | None = None) -> RunOutcom
     if run.skipped:
         message += " [skipped " + "; ".join(run.skipped) + "]"
     return RunOutcome(message, run=run, html=html, project_id=str(project.id))
+
+
+@dataclass
+class BootstrapOutcome:
+    """What one ``bootstrap`` call did.
+
+    Attributes:
+        message: One human line.
+        project_id: The project (created or found).
+        snapshot_id: The reference run's snapshot (stored now or earlier).
+        added: Whether this call stored the reference run (False: it was already there).
+    """
+
+    message: str
+    project_id: str
+    snapshot_id: str
+    added: bool
+
+
+def bootstrap(settings: Settings, timestamp: datetime | None = None) -> BootstrapOutcome:
+    """Make the project, its dashboard and the reference-only run exist; no-op when they do.
+
+    What ``watch`` does first, so the Evidently UI has a project, panels and the Reference
+    tab's data before any production row exists. Safe to repeat (a restarted demo): the project
+    and panels are found by name and title, and the reference run is stored once per content of
+    ``ref_csv`` (see :mod:`reporting.reference`).
+
+    Args:
+        settings: Workspace, project name and reference CSV.
+        timestamp: Timestamp of a newly stored reference run; now if None.
+
+    Raises:
+        FileNotFoundError: the reference CSV is missing.
+        ValueError: it lacks the emb_* or target columns.
+    """
+    if not settings.ref_csv.exists():
+        raise FileNotFoundError(f"reference data not found: {settings.ref_csv}")
+    sha = file_sha256(settings.ref_csv)
+    # One lock for the check and the write: two starting watchers cannot both add the run.
+    with workspace_lock(settings):
+        workspace = open_workspace(settings.workspace)
+        project = get_or_create_project(workspace, settings.project_name)
+        marker = read_marker(settings.workspace)
+        if (
+            marker is not None
+            and marker.project_id == str(project.id)
+            and marker.ref_sha256 == sha
+            and marker.snapshot_id in {str(s) for s in workspace.list_runs(project.id)}
+        ):
+            return BootstrapOutcome(
+                f"project '{settings.project_name}' ready; reference run already stored "
+                f"({marker.rows} rows)",
+                str(project.id), marker.snapshot_id, added=False,
+            )
+        ref = read_csv(settings.ref_csv)
+        snapshot = reference_snapshot(
+            ref, timestamp or datetime.now(), {"run_id": uuid.uuid4().hex, "ref_sha256": sha}
+        )
+        ref_id = str(workspace.add_run(project.id, snapshot).id)
+        write_marker(
+            settings.workspace, ReferenceMarker(str(project.id), ref_id, sha, rows=len(ref))
+        )
+    return BootstrapOutcome(
+        f"project '{settings.project_name}' ready; reference run stored ({len(ref)} rows)",
+        str(project.id), ref_id, added=True,
+    )
 
 
 def drift_summary(run: RunResult) -> DriftSummary | None:

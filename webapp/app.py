@@ -15,13 +15,14 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from webapp import icons  # noqa: E402
 from webapp.views.common import render_sidebar, settings_or_stop  # noqa: E402
 
-st.set_page_config(page_title="YOLO detection", page_icon="🎯", layout="wide")
+st.set_page_config(page_title="YOLO detection", page_icon=icons.APP, layout="wide")
 render_sidebar(settings_or_stop())
 st.navigation(
     [
-        st.Page("app_pages/detect.py", title="Detect", icon="🔍", default=True),
-        st.Page("app_pages/models.py", title="Models", icon="🧠"),
+        st.Page("app_pages/detect.py", title="Detect", icon=icons.DETECT, default=True),
+        st.Page("app_pages/models.py", title="Models", icon=icons.MODELS),
     ]
 ).run()

@@ -26,6 +26,7 @@ XYXY = Annotated[
 ]
 
 RetrainState = Literal["queued", "running", "succeeded", "rejected", "failed"]
+RetrainPhaseName = Literal["dataset", "training", "evaluating", "packaging", "swapping"]
 
 
 def _is_none(value: object) -> bool:
@@ -231,6 +232,18 @@ class RetrainMetrics(_Response):
     current: dict[str, Any] | None = None
 
 
+class RetrainProgressStatus(_Response):
+    """Where a job is: its phase, and while training, epoch i of N with an ETA."""
+
+    phase: RetrainPhaseName
+    epoch: int | None = Field(default=None, description="Epochs finished (training phase)")
+    epochs: int | None = Field(default=None, description="Epochs in all (training phase)")
+    eta_s: float | None = Field(
+        default=None, description="Seconds training still needs (mean measured epoch x epochs left)"
+    )
+    updated_at: datetime | None = None
+
+
 class RetrainJobStatus(_Response):
     """Answer of ``GET /retrain/{job_id}`` and ``POST /retrain``."""
 
@@ -241,3 +254,8 @@ class RetrainJobStatus(_Response):
     candidate_version: str | None = None
     metrics: RetrainMetrics = Field(default_factory=RetrainMetrics)
     reason: str | None = None
+    progress: RetrainProgressStatus | None = Field(
+        default=None,
+        description="Phase reached (dataset, training, evaluating, packaging, swapping); "
+        "null until the job runs; kept after it ends",
+    )

@@ -7,6 +7,7 @@ it); here it is replaced by a recorder, and the gateway's decisions around it ar
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from gateway.retrain_trigger import crosses_multiple, next_multiple, retrain_set
 from tests.gateway.fake_torchserve import HANDLER_ANSWER, FakeTorchServe, assert_error
 from tests.gateway.test_gateway_feedback import feedback_form, read_rows, seed_registry
 from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import Registry, RetrainProgress
 from yoloserve.retrain import jobs as retrain
 from yoloserve.retrain.settings import RetrainSettings
 
@@ -220,7 +221,9 @@ def test_post_retrain_starts_a_job(build_app: Callable[..., FastAPI], starter: F
         "candidate_version",
         "metrics",
         "reason",
+        "progress",
     }
+    assert body["progress"] is None  # queued: not running yet
     assert [call["trigger"] for call in starter.calls] == ["api"]
     assert 'gateway_retrains_total{outcome="started",trigger="api"} 1.0' in text
 
@@ -278,7 +281,25 @@ def test_get_retrain_reports_the_job_record(
         "candidate_version": "4",
         "metrics": {"candidate": {"map50": 0.91}, "current": {"map50": 0.93}},
         "reason": "candidate map50 0.91 < current 0.93 - tolerance 0.01",
+        "progress": None,  # recorded before progress existed: still a valid record
     }
+
+
+def test_get_retrain_reports_the_progress_of_a_running_job(
+    client: TestClient, settings: Settings
+) -> None:
+    registry = Registry(settings.registry_path)
+    registry.record_job(job_id="r-0008", state="running", started_at=datetime.now(UTC),
+                        pid=os.getpid())  # a live process: not reaped as stale
+    updated = datetime(2026, 11, 23, 10, 3, tzinfo=UTC)
+    registry.set_job_progress("r-0008", RetrainProgress(
+        phase="training", epoch=3, epochs=8, eta_s=95.0, updated_at=updated))
+
+    body = client.get("/retrain/r-0008").json()
+
+    assert body["state"] == "running"
+    assert body["progress"] == {"phase": "training", "epoch": 3, "epochs": 8, "eta_s": 95.0,
+                                "updated_at": "2026-11-23T10:03:00Z"}
 
 
 def test_get_retrain_reports_a_job_whose_process_died_as_failed(

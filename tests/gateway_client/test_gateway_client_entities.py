@@ -49,3 +49,32 @@ def test_retrain_job_finished(state: str | None, finished: bool) -> None:
 def test_retrain_job_needs_only_its_id() -> None:
     job = RetrainJob.from_json({"job_id": "r-0001"})
     assert (job.state, job.metrics, job.reason) == (None, {}, None)
+    assert job.progress is None
+
+
+@pytest.mark.parametrize(
+    ("progress", "label", "fraction"),
+    [
+        ({"phase": "dataset"}, "dataset", 0.0),
+        ({"phase": "training", "epoch": 0, "epochs": 8}, "training: epoch 0 of 8", 0.05),
+        ({"phase": "training", "epoch": 3, "epochs": 8, "eta_s": 95},
+         "training: epoch 3 of 8, about 1 min 35 s left", 0.35),
+        ({"phase": "training", "epoch": 8, "epochs": 8, "eta_s": 0.0},
+         "training: epoch 8 of 8, about 0 s left", 0.85),
+        ({"phase": "evaluating", "epoch": None}, "evaluating", 0.85),
+        ({"phase": "swapping"}, "swapping", 0.97),
+        ({"phase": "a phase from a newer gateway"}, "a phase from a newer gateway", 0.0),
+    ],
+)
+def test_retrain_progress_label_and_fraction(
+    progress: dict[str, object], label: str, fraction: float
+) -> None:
+    job = RetrainJob.from_json({**JOB_BODY, "state": "running", "progress": progress})
+    assert job.progress is not None
+    assert job.progress.label == label
+    assert job.progress.fraction == pytest.approx(fraction)
+
+
+def test_retrain_progress_needs_its_phase() -> None:
+    with pytest.raises(KeyError):
+        RetrainJob.from_json({**JOB_BODY, "progress": {"epoch": 1}})

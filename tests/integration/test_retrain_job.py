@@ -115,6 +115,14 @@ def _check_promoted(stack: Stack, settings: RetrainSettings, job_id: str, first:
         assert metrics["images"] == job.data["ref_eval"] + job.data["feedback_eval"]
     assert job.reason and "mAP50" in job.reason and "serves" in job.reason
 
+    # Its progress: the last phase it reached, and one log line per phase and per epoch.
+    assert job.progress is not None and job.progress.phase == "swapping"
+    marks = [f"job {job_id}: {step}" for step in (
+        "phase dataset", "phase training", "training epoch 0 of 1",
+        "training epoch 1 of 1, ETA 0 s", "phase evaluating", "phase packaging", "phase swapping")]
+    positions = [log.find(mark) for mark in marks]
+    assert -1 not in positions and positions == sorted(positions), (positions, log[-3000:])
+
     # The registry is consistent: one new version, serving, with its lineage.
     data = registry.load()
     new = job.candidate_version

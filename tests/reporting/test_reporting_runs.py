@@ -129,7 +129,7 @@ def test_dashboard_lists_every_panel_once() -> None:
     dashboard = build_dashboard()
     listed = [panel_id for tab in dashboard.tabs for panel_id in tab.panels]
     assert len(listed) == len(set(listed)) == len(dashboard.panels)
-    assert [t.title for t in dashboard.tabs] == ["Drift", "Quality"]
+    assert [t.title for t in dashboard.tabs] == ["Drift", "Quality", "Reference"]
 
 
 def test_run_once_with_empty_prod_is_a_no_op(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 A temporary workspace gets one project and one run (``run_once`` over the fixture CSVs); the UI
 is started on a free port as ``make demo`` starts it (``python -m reporting ui`` under
-supervisord), and its HTTP API must list the project, the run's two snapshots, and the
-dashboard's panels. The process is stopped at the end.
+supervisord, which first stores the reference-only run), and its HTTP API must list the project,
+the run's two snapshots beside the reference one, and the dashboard's panels, each with data.
+The process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str
     # Started as `make demo` starts it: `python -m reporting ui` under supervisord.
     program = Program(
         "evidently", [sys.executable, "-m", "reporting", "ui"],
-        {"REPORTING_WORKSPACE": str(settings.workspace), "REPORTING_UI_PORT": str(port)},
+        # The UI bootstraps first (project, panels, reference run) from these CSVs.
+        {"REPORTING_WORKSPACE": str(settings.workspace), "REPORTING_UI_PORT": str(port),
+         "REPORTING_REF_CSV": str(ref_path), "REPORTING_PROD_CSV": str(prod_path)},
         ready=url_ready(f"{settings.ui_url}/api/projects"),
     )
     supervisor = Supervisor(root / "sup")
@@ -68,9 +71,13 @@ def test_api_lists_the_project(ui: tuple[Settings, str, str]) -> None:
 def test_api_lists_the_runs_snapshots(ui: tuple[Settings, str, str]) -> None:
     _, url, project_id = ui
     snapshots = httpx.get(f"{url}/api/projects/{project_id}/snapshots", timeout=10).json()
-    assert sorted(tag for s in snapshots for tag in s["tags"]) == ["classification", "drift"]
-    assert len({s["metadata"]["run_id"] for s in snapshots}) == 1
-    assert {s["timestamp"][:19] for s in snapshots} == {TIMESTAMP.isoformat()}
+    # The run, and the reference-only run the UI's bootstrap stored.
+    assert sorted(tag for s in snapshots for tag in s["tags"]) == [
+        "classification", "drift", "reference"
+    ]
+    runs = [s for s in snapshots if "reference" not in s["tags"]]
+    assert len({s["metadata"]["run_id"] for s in runs}) == 1
+    assert {s["timestamp"][:19] for s in runs} == {TIMESTAMP.isoformat()}
 
 
 def test_api_serves_the_dashboard(ui: tuple[Settings, str, str]) -> None:
@@ -78,7 +85,7 @@ def test_api_serves_the_dashboard(ui: tuple[Settings, str, str]) -> None:
     response = httpx.get(f"{url}/api/v2/dashboards/{project_id}", timeout=10)
     assert response.status_code == 200, response.text[:300]
     dashboard = response.json()
-    assert [t["title"] for t in dashboard["tabs"]] == ["Drift", "Quality"]
+    assert [t["title"] for t in dashboard["tabs"]] == ["Drift", "Quality", "Reference"]
     assert len(dashboard["panels"]) == len(dashboard_panels())
 
 

@@ -10,6 +10,7 @@ import httpx
 from streamlit.testing.v1 import AppTest
 
 from tests.gateway_client.fake_gateway import (
+    JOB_BODY,
     FakeGateway,
     error_response,
     parse_multipart,
@@ -194,7 +195,7 @@ def test_models_page_lists_versions_and_activates(
     assert list(table["version"]) == ["1", "2"]
     assert list(table["map50"]) == [0.842, 0.94]
     assert list(table["map50_95"]) == [0.73, 0.77]
-    assert list(table["serving"]) == ["", "✅ default"]
+    assert list(table["serving"]) == ["", "default"]
     assert list(table["parent"]) == ["", "1"]
     assert list(table["trained_on.feedback_images"]) == [0, 40]
     # Each number names its set; the benchmark columns line versions up on the same images.
@@ -208,7 +209,7 @@ def test_models_page_lists_versions_and_activates(
     at.button(key="activate-1").click().run()
     assert gateway.last("POST", "/models/1/activate").headers["X-API-Key"] == API_KEY
     assert any("Version 1 is now the default" in s.value for s in at.success)
-    assert list(at.dataframe[0].value["serving"]) == ["✅ default", ""]
+    assert list(at.dataframe[0].value["serving"]) == ["default", ""]
 
 
 def test_retrain_and_job_lookup(make_app: Callable[[], AppTest], gateway: FakeGateway) -> None:
@@ -234,3 +235,52 @@ def test_retrain_and_job_lookup(make_app: Callable[[], AppTest], gateway: FakeGa
     at.text_input(key="job_lookup").set_value("r-9999")
     at.button(key="job_check").click().run()
     assert "unknown_job" in _errors(at)
+
+
+def test_a_running_job_shows_a_progress_bar_until_it_ends(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    running = {**JOB_BODY, "job_id": "r-0009", "state": "running", "finished_at": None,
+               "candidate_version": None, "metrics": {}, "reason": None,
+               "progress": {"phase": "training", "epoch": 3, "epochs": 8, "eta_s": 95}}
+    gateway.fail[("GET", "/retrain/r-0009")] = httpx.Response(200, json=running)
+    at = make_app()
+    at.switch_page(MODELS_PAGE).run()
+    at.text_input(key="job_lookup").set_value("r-0009")
+    at.button(key="job_check").click().run()
+
+    assert not at.exception and not _errors(at)
+    (bar,) = at.get("progress")
+    assert bar.proto.value == 35  # 5 % dataset + 3/8 of training's 80 %
+    assert bar.proto.text == "training: epoch 3 of 8, about 1 min 35 s left"
+    assert any("running" in m.value for m in at.markdown)
+    # The job's part of the page reads it again by itself (lookup, then the follow-up read).
+    reads = [r for r in gateway.requests if r.url.path == "/retrain/r-0009"]
+    assert len(reads) == 2
+
+    done = {**running, "state": "succeeded", "finished_at": "2026-11-22T11:06:00Z",
+            "reason": "v3 serves", "progress": {"phase": "swapping"}}
+    gateway.fail[("GET", "/retrain/r-0009")] = httpx.Response(200, json=done)
+    at.run()
+    assert not at.exception
+    assert at.get("progress") == []  # over: no bar, the final state instead
+    assert any("succeeded" in m.value for m in at.markdown)
+
+
+def test_a_job_that_cannot_be_refreshed_keeps_its_last_state(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    running = {"job_id": "r-0009", "state": "running",
+               "progress": {"phase": "evaluating"}}
+    gateway.fail[("GET", "/retrain/r-0009")] = httpx.Response(200, json=running)
+    at = make_app()
+    at.switch_page(MODELS_PAGE).run()
+    at.text_input(key="job_lookup").set_value("r-0009")
+    at.button(key="job_check").click().run()
+    gateway.fail[("GET", "/retrain/r-0009")] = error_response(
+        503, "model_server_unavailable", "restarting")
+    at.run()
+    assert not at.exception
+    assert any("Cannot refresh job r-0009" in w.value for w in at.warning)
+    (bar,) = at.get("progress")
+    assert bar.proto.text == "evaluating"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from gateway_client import GatewayError
+from webapp import icons
 from webapp.client import make_client
 from webapp.config import Settings, SettingsError, get_settings
 
@@ -49,7 +50,7 @@ def error_text(err: GatewayError, action: str) -> str:
 
 def show_error(err: GatewayError, action: str) -> None:
     """Show a failed gateway call as an error box (never a traceback)."""
-    st.error(error_text(err, action), icon="🚫")
+    st.error(error_text(err, action), icon=icons.ERROR)
 
 
 def render_sidebar(settings: Settings) -> None:
@@ -63,6 +64,6 @@ def render_sidebar(settings: Settings) -> None:
             with make_client(settings, timeout_s=_HEALTH_TIMEOUT_S) as gateway:
                 gateway.health()
         except GatewayError as err:
-            st.error(f"Gateway not available: {err.message}", icon="🔌")
+            st.error(f"Gateway not available: {err.message}", icon=icons.GATEWAY_DOWN)
         else:
-            st.success("Gateway is up", icon="✅")
+            st.success("Gateway is up", icon=icons.GATEWAY_UP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from gateway_client import FeedbackResult, GatewayError, LabelBox
+from webapp import icons
 from webapp.client import make_client
 from webapp.config import Settings
 from webapp.drawing import Annotation, draw_boxes, load_image
@@ -134,7 +135,7 @@ def _send(settings: Settings, detection: Detection, labels: list[LabelBox]) -> b
 
 def _show_result(result: FeedbackResult) -> None:
     """What the gateway wrote, and whether it started a retrain."""
-    st.success(f"Feedback saved: {result.rows_written} row(s) written.", icon="📨")
+    st.success(f"Feedback saved: {result.rows_written} row(s) written.", icon=icons.FEEDBACK_SAVED)
     cols = st.columns(3)
     cols[0].metric("Rows written", result.rows_written)
     cols[1].metric("Production rows in total", result.prod_rows_total)

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from gateway_client import GatewayError, ModelsInfo, RetrainJob
+from webapp import icons
 from webapp.client import make_client
 from webapp.config import Settings
 from webapp.views.common import error_text, settings_or_stop, show_error
@@ -24,15 +25,8 @@ SECTION_RETRAIN = "retrain"
 JOB_INPUT_KEY = "job_lookup"
 #: Session-state key of the last job status looked up.
 JOB_STATUS_KEY = "job_status"
-
-#: How each job state is shown.
-_STATE_ICONS = {
-    "queued": "⏳",
-    "running": "🏃",
-    "succeeded": "✅",
-    "rejected": "🛑",
-    "failed": "❌",
-}
+#: Seconds between two reads of an unfinished job (only the job's part of the page reruns).
+JOB_POLL_S = 2.0
 
 
 def _flash(section: str, kind: str, text: str) -> None:
@@ -97,7 +91,7 @@ def _version_rows(info: ModelsInfo) -> list[dict[str, Any]]:
     for v in info.versions:
         row: dict[str, Any] = {
             "version": v.version,
-            "serving": "✅ default" if v.version == info.default_version else "",
+            "serving": "default" if v.version == info.default_version else "",
             "status": v.status or "",
             "created_at": v.created_at or "",
             "parent": v.parent or "",
@@ -168,7 +162,7 @@ def _show_versions(settings: Settings) -> None:
 
 def _show_job(job: RetrainJob) -> None:
     """A job's state, times, candidate and the metrics it was judged on."""
-    icon = _STATE_ICONS.get(job.state or "", "❔")
+    icon = icons.JOB_STATES.get(job.state or "", icons.UNKNOWN)
     st.markdown(f"{icon} Job `{job.job_id}`: **{job.state or 'unknown'}**")
     facts = {
         "started": job.started_at,
@@ -176,6 +170,9 @@ def _show_job(job: RetrainJob) -> None:
         "candidate version": job.candidate_version,
     }
     st.caption(" · ".join(f"{k} {v}" for k, v in facts.items() if v) or "No details yet.")
+    if job.progress is not None and not job.finished:
+        # One bar across the phases; the label says the phase, epoch i of N and the time left.
+        st.progress(job.progress.fraction, text=job.progress.label)
     if job.reason:
         st.write(f"Reason: {job.reason}")
     candidate = job.metrics.get("candidate") or {}
@@ -210,8 +207,34 @@ def _show_retraining(settings: Settings) -> None:
     left.text_input("Job id", key=JOB_INPUT_KEY, placeholder="r-0007")
     right.button("Check status", key="job_check", on_click=_lookup_job, args=(settings,))
     job: RetrainJob | None = st.session_state.get(JOB_STATUS_KEY)
-    if job is not None:
+    if job is not None and job.finished:
         _show_job(job)
+    elif job is not None:
+        _follow_job(settings)
+
+
+@st.fragment(run_every=JOB_POLL_S)
+def _follow_job(settings: Settings) -> None:
+    """An unfinished job, read again every ``JOB_POLL_S`` seconds until it ends."""
+    job: RetrainJob | None = st.session_state.get(JOB_STATUS_KEY)
+    if job is None:
+        return
+    try:
+        with make_client(settings) as gateway:
+            job = gateway.retrain_status(job.job_id)
+    except GatewayError as err:
+        if err.status == 404:  # gone from the registry: nothing left to follow
+            st.session_state.pop(JOB_STATUS_KEY, None)
+            show_error(err, f"Cannot read job {job.job_id}")
+            return
+        # The gateway may be restarting: keep the last known state and try again.
+        st.warning(error_text(err, f"Cannot refresh job {job.job_id}"), icon=icons.GATEWAY_DOWN)
+    else:
+        st.session_state[JOB_STATUS_KEY] = job
+    _show_job(job)
+    if job.finished:
+        # The whole page, once: the versions table shows the new version and the polling stops.
+        st.rerun()
 
 
 def render() -> None:
@@ -221,5 +244,5 @@ def render() -> None:
     _show_versions(settings)
     _show_retraining(settings)
     st.subheader("Monitoring")
-    st.link_button("Open the Evidently dashboard", settings.evidently_url, icon="📈")
+    st.link_button("Open the Evidently dashboard", settings.evidently_url, icon=icons.MONITORING)
     st.caption(f"Data drift and production accuracy reports at {settings.evidently_url}")

@@ -40,6 +40,9 @@ gate (kept for the record); ``retired``: no longer served."""
 
 JobState = Literal["queued", "running", "succeeded", "rejected", "failed"]
 
+RetrainPhase = Literal["dataset", "training", "evaluating", "packaging", "swapping"]
+"""Where a running job is, in order (``yoloserve.retrain.progress`` records it)."""
+
 LOCK_TIMEOUT_S = 60.0  # packaging holds the lock while the .mar is built: seconds, not minutes
 
 
@@ -78,6 +81,20 @@ class ModelVersion(BaseModel):
     )
 
 
+class RetrainProgress(BaseModel):
+    """How far a job got: its phase and, while training, epoch i of N with an ETA."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phase: RetrainPhase
+    epoch: int | None = Field(default=None, ge=0, description="Epochs finished (training).")
+    epochs: int | None = Field(default=None, ge=1, description="Epochs in all (training).")
+    eta_s: float | None = Field(
+        default=None, ge=0, description="Seconds training still needs, from measured epochs."
+    )
+    updated_at: datetime | None = None
+
+
 class RetrainJob(BaseModel):
     """One retrain job, as ``GET /retrain/{job_id}`` reports it."""
 
@@ -97,6 +114,11 @@ class RetrainJob(BaseModel):
     parent: str | None = Field(default=None, description="Version the candidate is tuned from.")
     data: dict[str, Any] = Field(default_factory=dict, description="Image counts it used.")
     pid: int | None = Field(default=None, description="Process running it (stale detection).")
+    # Optional: records written before progress existed load unchanged. Kept after the end, so
+    # a failed job says which phase it reached.
+    progress: RetrainProgress | None = Field(
+        default=None, description="Phase (and epoch/ETA) the job reached; None before it runs."
+    )
 
 
 class RegistryData(BaseModel):
@@ -335,6 +357,14 @@ class Registry:
                 raise RegistryError(f"job {job.job_id} already exists")
             data.jobs.append(job)
             return job
+
+    def set_job_progress(self, job_id: str, progress: RetrainProgress) -> RetrainJob:
+        """Record where job ``job_id`` is (one locked write; call it once per phase or epoch).
+
+        Raises:
+            UnknownJob: no such job.
+        """
+        return self.update_job(job_id, progress=progress.model_dump())
 
     def update_job(self, job_id: str, **changes: Any) -> RetrainJob:
         """Change fields of a job (e.g. ``state="running", started_at=utcnow()``).

@@ -5,6 +5,7 @@ epochs, tolerance, timeout_s, management_url, ...); the options below override a
 
     python -m yoloserve.retrain start            # detached job, prints its id (one at a time)
     python -m yoloserve.retrain status [r-0001]  # one job as JSON, or every job
+    python -m yoloserve.retrain status -f [ID]   # a progress bar until the job (newest) ends
     python -m yoloserve.retrain run              # run a job here, in the foreground
     python -m yoloserve.retrain run --job-id ID  # what `start` (and the gateway) spawn
     python -m yoloserve.retrain trainer          # the trainer service: runs queued jobs
@@ -32,6 +33,7 @@ from yoloserve.retrain.jobs import (
     start_job_process,
 )
 from yoloserve.retrain.launchers import job_name, launcher_from_settings
+from yoloserve.retrain.progress import progress_label
 from yoloserve.retrain.settings import RetrainSettings, job_log
 from yoloserve.retrain.trainer import Trainer
 
@@ -157,12 +159,40 @@ def trainer_health() -> None:
 
 @app.command()
 def status(
-    job_id: Annotated[str | None, typer.Argument(help="A job id; none: every job.")] = None,
+    job_id: Annotated[
+        str | None, typer.Argument(help="A job id; none: every job (with --follow: the newest).")
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Draw a progress bar (phase, epoch i of N, ETA) "
+                     "until the job ends, then print it; exit 1 if it failed."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between two reads of the job (--follow).")
+    ] = 2.0,
 ) -> None:
     """Show a job (JSON) or every job (one line each); stale jobs are marked failed first."""
     settings = RetrainSettings()
     registry = Registry(settings.registry_path)
-    reap_stale_jobs(registry, launcher=launcher_from_settings(settings))
+    launcher = launcher_from_settings(settings)
+    reap_stale_jobs(registry, launcher=launcher)
+    jobs = registry.load().jobs
+    if follow:
+        from yoloserve.retrain.follow import follow_job  # rich only where a bar is drawn
+
+        job_id = job_id or (max(j.job_id for j in jobs) if jobs else None)
+        if job_id is None:
+            typer.echo("no retrain jobs yet", err=True)
+            raise typer.Exit(2)
+        try:
+            job = follow_job(registry, job_id, interval_s=interval, launcher=launcher)
+        except UnknownJob as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
+        _show(job)
+        if job.state == "failed":
+            raise typer.Exit(1)
+        return
     if job_id is not None:
         try:
             _show(registry.get_job(job_id))
@@ -170,13 +200,13 @@ def status(
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from exc
         return
-    jobs = registry.load().jobs
     if not jobs:
         typer.echo("no retrain jobs yet")
     for job in jobs:
         line = {"job_id": job.job_id, "state": job.state, "candidate": job.candidate_version,
                 "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-                "reason": job.reason}
+                "reason": job.reason,
+                "progress": progress_label(job.progress) if job.progress else None}
         typer.echo(json.dumps(line))
 
 

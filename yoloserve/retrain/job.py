@@ -18,7 +18,8 @@ the job record always ends in a final state with a reason, and the registry is o
 its own atomic writes.
 
 The steps themselves live in ``yoloserve.retrain.steps``; this module only runs them in sequence
-under the job's deadline (``yoloserve.retrain.pipeline`` runs the same steps as KFP components).
+under the job's deadline, recording each phase in the job (``yoloserve.retrain.progress``;
+``yoloserve.retrain.pipeline`` runs the same steps as KFP components).
 
 Example:
     >>> settings = RetrainSettings(epochs=1)
@@ -37,6 +38,7 @@ import time
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain import steps
 from yoloserve.retrain.deadline import JobTimedOut, RetrainFailed, run_with_deadline
+from yoloserve.retrain.progress import ProgressReporter
 from yoloserve.retrain.settings import RetrainSettings, job_dir
 from yoloserve.retrain.steps import finish
 from yoloserve.tracking import mirror
@@ -92,6 +94,8 @@ def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: f
     parent = steps.serving_parent(registry, job_id)
     tracker.params(parent_version=parent["version"], parent_sha256=parent["sha256"])
     folder = job_dir(settings, job_id)
+    progress = ProgressReporter(registry, job_id)
+    progress.phase("dataset")
     manifest = steps.build_dataset(settings, parent["classes"], folder / "data", registry, job_id)
     logger.info("job %s: parent v%s, data %s", job_id, parent["version"], manifest["counts"])
     tracker.params(**{f"data.{k}": v for k, v in manifest["counts"].items()},
@@ -110,7 +114,7 @@ def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: f
         steps.train_and_evaluate,
         (manifest["data_yaml"], parent_weights, folder / "train", settings,
          {"run_id": tracker.run_id if tracker.active else None, "eval_set": manifest["eval_set"],
-          "benchmark": bench, "champion_benchmark": needs_champion}),
+          "benchmark": bench, "champion_benchmark": needs_champion}, job_id),
         deadline - time.monotonic(),
     )
     metrics = {"candidate": result["candidate"], "current": result["current"]}
@@ -125,6 +129,7 @@ def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: f
     tracker.params(**{"gate.promote": decision.promote, "gate.reason": decision.reason})
     if time.monotonic() > deadline:
         raise JobTimedOut(f"timed out after {settings.timeout_s:.0f} s (before promotion)")
+    progress.phase("packaging")
     record = steps.package_candidate(
         settings, registry, result["weights"], parent_version=parent["version"],
         candidate_metrics=result["candidate"], trained_on=manifest["trained_on"],
@@ -134,6 +139,8 @@ def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: f
     tracker.params(version=record["version"])
     tracker.artifact(settings.store_dir / record["mar"], "mar")
     if decision.promote:
+        if settings.deploy:
+            progress.phase("swapping")
         steps.deploy(settings, registry, record["version"], parent_version=parent["version"],
                      decision_reason=decision.reason, job_id=job_id)
     return registry.get_job(job_id)

@@ -38,6 +38,7 @@ from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain.deadline import RetrainFailed
 from yoloserve.retrain.gate import GateDecision, gate
+from yoloserve.retrain.progress import ProgressReporter, chain_callbacks
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.tracking import manifest as manifests
 from yoloserve.tracking.callbacks import epoch_callbacks
@@ -139,17 +140,22 @@ def benchmark_set(settings: RetrainSettings, classes: list[str], out_dir: Path
 def fine_tune(
     settings: RetrainSettings, data_yaml: str | Path, parent_weights: str | Path,
     out_dir: str | Path, tracker: RunTracker | None = None,
+    progress: ProgressReporter | None = None,
 ) -> str:
     """Fine-tune from the serving weights; the last epoch's weights (not Ultralytics' best.pt).
 
-    With an active ``tracker``, each epoch's losses and metrics go to its MLflow run.
+    With an active ``tracker``, each epoch's losses and metrics go to its MLflow run; with a
+    ``progress``, each epoch (and its ETA) goes to the job's record and log.
     """
-    callbacks = epoch_callbacks(tracker) if tracker is not None and tracker.active else None
+    callbacks = chain_callbacks(
+        epoch_callbacks(tracker) if tracker is not None and tracker.active else None,
+        progress.ultralytics_callbacks() if progress is not None else None,
+    )
     best = training.train(
         Path(data_yaml), Path(out_dir), weights=Path(parent_weights), epochs=settings.epochs,
         imgsz=settings.imgsz, batch=settings.batch, seed=settings.seed, lr0=settings.lr0,
         optimizer=settings.optimizer, warmup_epochs=settings.warmup_epochs, name="candidate",
-        callbacks=callbacks,
+        callbacks=callbacks or None,
     )
     # The last epoch, not Ultralytics' best.pt: best.pt is picked on the eval split, and a
     # candidate chosen on the data that judges it would get an unfair edge at the gate.
@@ -192,7 +198,7 @@ def benchmark(
 
 def train_and_evaluate(
     data_yaml: Path, parent_weights: Path, out_dir: Path, settings: RetrainSettings,
-    tracking: Mapping[str, Any] | None = None,
+    tracking: Mapping[str, Any] | None = None, job_id: str | None = None,
 ) -> dict[str, Any]:
     """``fine_tune``, ``evaluate`` then ``benchmark``, as the local job runs them (one forked
     child).
@@ -201,10 +207,15 @@ def train_and_evaluate(
         tracking: ``{"run_id", "eval_set", "benchmark", "champion_benchmark"}``: the job's
             MLflow run (per-epoch metrics, plots), the eval split's name, the benchmark set
             (``benchmark_set``), and whether the champion still needs its benchmark score.
+        job_id: the job whose progress (training epochs, then evaluating) is recorded.
     """
     tracking = tracking or {}
     tracker = RunTracker.resume(TrackingSettings(), settings.run_dir, tracking.get("run_id"))
-    weights = fine_tune(settings, data_yaml, parent_weights, out_dir, tracker)
+    # Its own Registry: this runs in the forked child, and the lock is taken per write.
+    progress = ProgressReporter.for_job(settings.registry_path, job_id)
+    progress.phase("training")
+    weights = fine_tune(settings, data_yaml, parent_weights, out_dir, tracker, progress)
+    progress.phase("evaluating")
     plots = Path(out_dir) / "plots" if tracker.active else None
     result = {"weights": weights, **evaluate(settings, data_yaml, weights, parent_weights,
                                              plots, tracking.get("eval_set"))}

@@ -1,0 +1,42 @@
+"""Every icon the web app shows, as Streamlit's bundled Material Symbols (``:material/name:``).
+
+Emoji render as empty boxes wherever no installed font has them: headless Chromium here, and
+many servers and thin clients. The Material Symbols font ships inside Streamlit's own static
+files (``MaterialSymbols-Rounded*.woff2``), so these render offline, with no font installed.
+Dataframe cells are drawn on a canvas and cannot show them: tables use words instead.
+
+``tests/webapp`` checks that every name here is one Streamlit knows; ``tests/browser`` checks
+that the glyphs really render in Chromium.
+
+Example:
+    >>> JOB_STATES["running"]
+    ':material/directions_run:'
+"""
+
+from __future__ import annotations
+
+APP = ":material/center_focus_strong:"
+DETECT = ":material/search:"
+MODELS = ":material/neurology:"
+#: For a Review page (active-learning queue) when it is added to the navigation.
+REVIEW = ":material/rate_review:"
+
+ERROR = ":material/block:"
+GATEWAY_DOWN = ":material/power_off:"
+GATEWAY_UP = ":material/check_circle:"
+FEEDBACK_SAVED = ":material/send:"
+MONITORING = ":material/monitoring:"
+
+JOB_STATES: dict[str, str] = {
+    "queued": ":material/hourglass_top:",
+    "running": ":material/directions_run:",
+    "succeeded": ":material/check_circle:",
+    "rejected": ":material/block:",
+    "failed": ":material/cancel:",
+}
+UNKNOWN = ":material/help:"
+
+ALL: tuple[str, ...] = (
+    APP, DETECT, MODELS, REVIEW, ERROR, GATEWAY_DOWN, GATEWAY_UP, FEEDBACK_SAVED, MONITORING,
+    *JOB_STATES.values(), UNKNOWN,
+)
