@@ -10,7 +10,12 @@ from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import assert_error
 from yoloserve import errors as e
-from yoloserve.modelserver.packaging import PackagingError
+from yoloserve.modelserver.export import ExportError
+from yoloserve.modelserver.packaging import PackagingError, ParityError
+from yoloserve.modelserver.parity import ParityReport
+
+_FAILED_PARITY = ParityReport(passed=False, images=7, boxes=60, max_box_px=8.6, max_conf=0.16,
+                              limits={"px": 0.5, "conf": 1e-3}, conf_threshold=0.1)
 
 
 def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
@@ -52,6 +57,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         # Defined beside the packaging code; the gateway imports it through
         # yoloserve.modelserver.deploy.
         (PackagingError("archiver failed"), 500, "registry_error"),
+        (ExportError("exporter failed"), 500, "export_failed"),
+        (ParityError("no parity", _FAILED_PARITY), 500, "parity_failed"),
         (e.VersionRejected(), 409, "version_rejected"),
         (e.SwapInProgress(), 409, "swap_in_progress"),
         (e.InvalidIdempotencyKey(), 400, "invalid_idempotency_key"),
@@ -103,6 +110,8 @@ def test_every_domain_error_class_is_covered() -> None:
         "InvalidIdempotencyKey",
         "IdempotencyKeyReused",
         "PackagingError",
+        "ExportError",
+        "ParityError",
         "KubernetesError",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
