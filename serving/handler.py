@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     # ONNX Runtime providers in order of preference; empty = CUDA on a GPU device, else CPU.
     # ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"] for TensorRT.
     "onnx_providers": [],
+    # ONNX Runtime's intra-op threads spin between ops by default: fastest on idle cores, but on
+    # a small box they burn CPU the gateway, the frontend and a loading worker need.
+    "onnx_spinning": True,
 }
 # What the packager writes into the per-version model YAML; a hand-made .mar without it serves
 # its .pt, as every archive did before exported runtimes.
@@ -328,7 +331,7 @@ class YoloHandler(BaseHandler):
         # Built like DetectionPredictor.setup_model: fused Conv+BN, channels-last on x86 CPUs.
         self.model = AutoBackend(str(weights), device=device, fuse=True, verbose=False)
         self.model.eval()
-        self._tune_runtime(weights, device, list(cfg["onnx_providers"] or []))
+        self._tune_runtime(weights, device, cfg)
         # predict() letterboxes to the minimum rectangle only for models that take any shape.
         self.rect = self.runtime == "torch" or bool(export["dynamic"])
         self.names = {int(k): str(v) for k, v in self.model.names.items()}
@@ -345,7 +348,7 @@ class YoloHandler(BaseHandler):
             self.defaults, self.threads,
         )
 
-    def _tune_runtime(self, weights: Path, device: torch.device, providers: list[str]) -> None:
+    def _tune_runtime(self, weights: Path, device: torch.device, cfg: Mapping[str, Any]) -> None:
         """Rebuild the exported runtime's session with the settings chosen here.
 
         AutoBackend builds ONNX Runtime and OpenVINO sessions with their own defaults: ORT with
@@ -362,7 +365,9 @@ class YoloHandler(BaseHandler):
             options.inter_op_num_threads = 1  # one graph at a time: a YOLO graph is a chain
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            chosen = providers or backend.session.get_providers()
+            spinning = "1" if cfg["onnx_spinning"] else "0"
+            options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+            chosen = list(cfg["onnx_providers"] or []) or backend.session.get_providers()
             backend.session = ort.InferenceSession(str(weights), options, providers=chosen)
             logger.info("ONNX Runtime %s providers %s", ort.__version__, chosen)
         elif self.runtime == "openvino":
