@@ -28,6 +28,7 @@ from gateway.retrain_trigger import (
     retrain_settings_for,
     serving_version,
 )
+from gateway.review.service import ReviewService
 from gateway.routes import api_router
 from yoloserve.drift_summary import read_summary
 from yoloserve.modelserver.client import TorchServeClient
@@ -99,7 +100,10 @@ def create_app(
             )
             # Created here, not at build time: its lock belongs to the serving event loop.
             app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)
-            yield
+            try:
+                yield
+            finally:
+                review.store.close_db()
 
     app = FastAPI(
         title="yoloserve gateway",
@@ -115,7 +119,9 @@ def create_app(
         serving_version=lambda: serving_version(registry),
         drift_summary=lambda: read_summary(settings.drift_summary_file),
         mlflow_status=lambda: read_status(settings.mlflow_status_dir),
+        review_depth=lambda: review.depth(),
     )
+    app.state.review = review = ReviewService(settings, metrics)
     app.state.feedback = FeedbackService(settings.data_dir, registry)
     app.state.retrain = RetrainTrigger(
         retrain_settings_for(settings, retrain_settings), registry, metrics

@@ -20,6 +20,7 @@ from gateway.deps import (
     MetricsDep,
     RequestIdDep,
     RetrainDep,
+    ReviewDep,
     SettingsDep,
     TorchServeDep,
     require_api_key,
@@ -27,6 +28,7 @@ from gateway.deps import (
 from gateway.errors import error_responses
 from gateway.feedback import check_classes, parse_labels
 from gateway.prediction import PredictParams, predict_upload
+from gateway.review.service import close_reviewed
 from gateway.routes.predict import MODEL_VERSION_HEADER
 from yoloserve.schemas import FeedbackResponse
 
@@ -59,6 +61,7 @@ async def feedback(
     retrain: RetrainDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    review: ReviewDep,
 ) -> FeedbackResponse:
     """One row per ground-truth box and per unmatched prediction goes to ``prod_data.csv``.
 
@@ -66,10 +69,16 @@ async def feedback(
     its YOLO label are kept for retraining. When the CSV passes a multiple of ``RETRAIN_EVERY_K``
     rows, a retrain job starts (``retrain.triggered``); if one is already running, the rows wait
     for the next multiple (``triggered`` false, ``job_id`` null).
+
+    With ``review_id`` in ``labels`` the feedback answers that review-queue item (``GET
+    /review``) and closes it as labelled: 404 ``unknown_review_item`` or 409
+    ``review_item_closed`` (checked before anything is stored) when it is not open.
     """
     parsed = parse_labels(labels)
     classes = await run_in_threadpool(service.classes)
     check_classes(parsed, classes)
+    if parsed.review_id is not None:  # 404/409 for a bad review item, before any model time
+        await review.check_open(parsed.review_id)
     # Fails (503) before model time is spent when rows could not be embedded anyway.
     backend = await embedder.get()
     prediction = await predict_upload(
@@ -96,6 +105,8 @@ async def feedback(
     )
     metrics.feedback_requests.inc()
     metrics.feedback_rows.inc(result.rows_written)
+    if parsed.review_id is not None:
+        await close_reviewed(review, parsed.review_id)
     retrain_info = await retrain.after_feedback(
         result.prod_rows_total - result.rows_written, result.prod_rows_total
     )

@@ -5,10 +5,26 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    File,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import EmbedderDep, MetricsDep, RequestIdDep, SettingsDep, TorchServeDep
+from gateway.deps import (
+    EmbedderDep,
+    MetricsDep,
+    RequestIdDep,
+    ReviewDep,
+    SettingsDep,
+    TorchServeDep,
+)
 from gateway.errors import error_responses
 from gateway.images import decode_rgb, draw_boxes
 from gateway.prediction import PredictParams, predict_params, predict_upload
@@ -50,6 +66,8 @@ async def predict(
     embedder: EmbedderDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    review: ReviewDep,
+    background: BackgroundTasks,
     embeddings: Annotated[
         bool, Query(description="Add a per-box `embedding` (503 embeddings_unavailable if none)")
     ] = False,
@@ -68,6 +86,8 @@ async def predict(
     version = result.response.model.version
     metrics.predictions.labels(model_version=version).inc()
     response.headers[MODEL_VERSION_HEADER] = version
+    # After the answer is sent: sampling for the review queue adds nothing to the latency.
+    background.add_task(review.offer, result, embedder)
     return result.response
 
 
@@ -92,6 +112,8 @@ async def predict_image(
     torchserve: TorchServeDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    embedder: EmbedderDep,
+    review: ReviewDep,
     image_format: Annotated[
         Literal["png", "jpeg"], Query(alias="format", description="Output encoding")
     ] = "png",
@@ -111,6 +133,12 @@ async def predict_image(
     content = await run_in_threadpool(draw_boxes, image, result.response.boxes, image_format)
     version = result.response.model.version
     metrics.predictions.labels(model_version=version).inc()
+    # Sampled for the review queue once the answer is sent, as /predict.
+    background = BackgroundTasks()
+    background.add_task(review.offer, result, embedder)
     return Response(
-        content, media_type=f"image/{image_format}", headers={MODEL_VERSION_HEADER: version}
+        content,
+        media_type=f"image/{image_format}",
+        headers={MODEL_VERSION_HEADER: version},
+        background=background,
     )

@@ -54,6 +54,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (PackagingError("archiver failed"), 500, "registry_error"),
         (e.VersionRejected(), 409, "version_rejected"),
         (e.SwapInProgress(), 409, "swap_in_progress"),
+        (e.UnknownReviewItem("no review item 'rv-1'"), 404, "unknown_review_item"),
+        (e.ReviewItemClosed("rv-1 was dismissed"), 409, "review_item_closed"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -100,6 +102,8 @@ def test_every_domain_error_class_is_covered() -> None:
         "SwapInProgress",
         "PackagingError",
         "KubernetesError",
+        "UnknownReviewItem",
+        "ReviewItemClosed",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
     assert {c.__name__ for c in subclasses(e.YoloServeError)} - abstract == tested
