@@ -25,6 +25,8 @@ from gateway_client.entities import (
     ModelVersion,
     Prediction,
     RetrainJob,
+    ReviewItem,
+    ReviewQueue,
 )
 from gateway_client.errors import GatewayError, GatewayUnreachable
 
@@ -39,4 +41,6 @@ __all__ = [
     "ModelsInfo",
     "Prediction",
     "RetrainJob",
+    "ReviewItem",
+    "ReviewQueue",
 ]
