@@ -191,7 +191,8 @@ class ReviewStore:
             raise ValueError(f"unsupported image extension {item.image_ext!r}")
         review_id = f"rv-{uuid.uuid4().hex[:16]}"
         image_file = f"{review_id}.{item.image_ext}"
-        self._connect()
+        with self._lock:
+            self._connect()  # creates the images folder on first use
         atomic_write(self.images / image_file, image, temp_suffix=".tmp")
         try:
             with self._transaction() as db:
