@@ -114,3 +114,15 @@ def test_an_unreachable_queue_is_a_message_not_a_traceback(
     at = _open_review(make_app)
     assert not at.exception
     assert "Cannot load the review queue" in "\n".join(e.value for e in at.main.error)
+
+
+def test_the_empty_page_fills_when_items_arrive(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = _open_review(make_app)
+    assert "Nothing to review" in _text(at)
+    gateway.review = [review_item("rv-9", "rare")]
+    at.run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Reason"] == "rare"
+    assert "Nothing to review" not in _text(at)

@@ -31,6 +31,8 @@ REASONS = {
 LAST_KEY = "review_last_detection"
 #: Key of the item dismissed on the last run (reported once).
 DISMISSED_KEY = "review_dismissed"
+#: Seconds between looks at an empty queue: the page fills by itself as predictions come in.
+EMPTY_REFRESH_S = 5.0
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp"}
 
 
@@ -106,6 +108,20 @@ def _report_last_run() -> None:
             st.info(f"That feedback triggered retrain `{result.job_id}`: see the Models page.")
 
 
+@st.fragment(run_every=EMPTY_REFRESH_S)
+def _wait_for_items(settings: Settings) -> None:
+    """While the queue is empty, look again every few seconds; rerun the page once it is not."""
+    queue = _load_queue(settings)
+    if queue is not None and queue.items:
+        st.rerun()  # the whole page: the item comes up with its feedback widgets
+    st.info(
+        "Nothing to review. The queue fills as predictions come in (Detect page, or any "
+        "client of `POST /predict`) and empties as items are labelled or dismissed; this page "
+        f"looks again every {EMPTY_REFRESH_S:g} s.",
+        icon="✅",
+    )
+
+
 def _show_item(item: ReviewItem, detection: Detection, total: int) -> None:
     cols = st.columns(3)
     cols[0].metric("Open items", total)
@@ -144,12 +160,7 @@ def render() -> None:
     if queue is None:
         return
     if not queue.items:
-        st.info(
-            "Nothing to review. The queue fills as predictions come in (Detect page, or any "
-            "client of `POST /predict`) and empties as items are labelled or dismissed.",
-            icon="✅",
-        )
-        st.button("Refresh", key="review-refresh")
+        _wait_for_items(settings)
         return
     item = queue.items[0]
     data = _load_image(settings, item)
