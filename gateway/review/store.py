@@ -3,7 +3,9 @@
 ``<review_dir>/review.db`` holds every item (WAL journal, ``synchronous=FULL``: an answered
 dismiss or close is on disk); ``<review_dir>/images/<review_id>.<ext>`` holds the image of each
 open item, written atomically before its row, so a row never points at half a file. SQLite's
-own locking lets several gateway processes share the queue.
+own locking lets several gateway processes on one host share the queue; it is not safe on a
+network filesystem (an RWX volume shared by replicas on several nodes): there, each replica
+needs its own review folder (``GATEWAY_REVIEW_DIR``) or the queue a database server.
 
 Items are ``open`` until labelled, dismissed or evicted. A closed item keeps its row (so a second
 close answers "already closed", not "unknown") but loses its image; the oldest closed rows are
