@@ -36,7 +36,8 @@ router = APIRouter(tags=["feedback"])
 
 _LABELS_DESCRIPTION = (
     'JSON: {"request_id": "<optional id of the prediction>", "boxes": [{"xyxy": [x1, y1, x2, y2],'
-    ' "name": "<class from GET /models>"}]}; an empty boxes list means nothing to detect'
+    ' "name": "<class from GET /models>"}], "review_id": "<optional GET /review item it closes>"};'
+    " an empty boxes list means nothing to detect"
 )
 _DEFAULTS = PredictParams(conf=None, iou=None, max_det=None, version=None)
 
