@@ -25,6 +25,7 @@ from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEME
 
 # Comma-separated in the environment ("a,b"), a list in code.
 StrList = Annotated[list[str], NoDecode]
+REVIEW_STRATEGIES = ("uncertain", "rare", "novel")
 
 
 class Settings(BaseSettings):
@@ -131,11 +132,61 @@ class Settings(BaseSettings):
         description="How long a cached prediction may stand in for a fresh one in /feedback",
     )
 
-    @field_validator("api_keys", "admin_api_keys", "cors_origins", mode="before")
+    # The review queue (gateway/review/): which live predictions are worth a human's label.
+    review_strategies: StrList = Field(
+        default_factory=lambda: ["uncertain", "rare", "novel"],
+        description="Sampling strategies, comma-separated: uncertain, rare, novel; empty = off",
+    )
+    review_conf_threshold: float = Field(
+        default=0.25, ge=0, le=1, description="uncertain: the confidence the band is centred on"
+    )
+    review_conf_band: float = Field(
+        default=0.15, gt=0, le=1, description="uncertain: half-width of the band around it"
+    )
+    review_rare_share: float = Field(
+        default=0.15,
+        gt=0,
+        le=1,
+        description="rare: a class below this share of the reference boxes is rare",
+    )
+    review_novel_quantile: float = Field(
+        default=0.95,
+        gt=0,
+        lt=1,
+        description="novel: a box is novel when its distance to the nearest reference embedding "
+        "is beyond this quantile of the reference set's own nearest-neighbour distances",
+    )
+    review_ref_sample: int = Field(
+        default=512, ge=8, le=20_000, description="novel: reference embeddings kept (subsample)"
+    )
+    review_max_per_minute: int = Field(
+        default=10, ge=1, description="At most this many items enter the queue per minute"
+    )
+    review_max_items: int = Field(
+        default=500, ge=1, description="Open items kept; the lowest priority (then oldest) go"
+    )
+    review_dir: Path | None = Field(
+        default=None, description="Queue database and images; None = <data_dir>/review"
+    )
+    ref_data_path: Path | None = Field(
+        default=None, description="Reference rows (rare, novel); None = <data_dir>/ref_data.csv"
+    )
+
+    @field_validator(
+        "api_keys", "admin_api_keys", "cors_origins", "review_strategies", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("review_strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(REVIEW_STRATEGIES))
+        if unknown:
+            raise ValueError(f"unknown review strategies {unknown}; known: {REVIEW_STRATEGIES}")
         return value
 
     @property
@@ -147,6 +198,16 @@ class Settings(BaseSettings):
     def drift_summary_file(self) -> Path:
         """Where the latest drift summary is read from."""
         return self.drift_summary_path or self.data_dir / DRIFT_SUMMARY_FILE
+
+    @property
+    def review_folder(self) -> Path:
+        """Where the review queue keeps its database and images."""
+        return self.review_dir or self.data_dir / "review"
+
+    @property
+    def ref_data_file(self) -> Path:
+        """The reference rows the rare and novel strategies compare with."""
+        return self.ref_data_path or self.data_dir / "ref_data.csv"
 
     @property
     def auth_enabled(self) -> bool:

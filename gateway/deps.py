@@ -29,6 +29,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import request_id_of
 from gateway.prediction_cache import PredictionCache
 from gateway.retrain_trigger import RetrainTrigger
+from gateway.review.service import ReviewService
 from yoloserve.errors import Forbidden, Unauthorized
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.deployers import Deployer
@@ -101,6 +102,12 @@ async def get_retrain_trigger(request: Request) -> RetrainTrigger:
     return trigger
 
 
+async def get_review(request: Request) -> ReviewService:
+    """The review queue."""
+    review: ReviewService = request.app.state.review
+    return review
+
+
 async def get_request_id(request: Request) -> str:
     """This request's id (also sent back as ``X-Request-ID``)."""
     return request_id_of(request.scope)
@@ -118,6 +125,7 @@ FeedbackDep = Annotated[FeedbackService, Depends(get_feedback_service)]
 RetrainDep = Annotated[RetrainTrigger, Depends(get_retrain_trigger)]
 PredictionCacheDep = Annotated[PredictionCache, Depends(get_prediction_cache)]
 IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency_store)]
+ReviewDep = Annotated[ReviewService, Depends(get_review)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 ApiKeyHeaderDep = Annotated[str | None, Security(_api_key_header)]

@@ -9,7 +9,7 @@ domain error                            status  note
 InvalidParameter, InvalidLabels, Input  400
 Unauthorized                            401
 Forbidden, AuthError                    403
-NotFound (UnknownVersion, UnknownJob)   404
+NotFound (UnknownVersion, ...)          404
 Conflict (RetrainAlreadyRunning, ...)   409
 PayloadTooLarge, ImageTooLarge          413
 InvalidImage, UnsupportedImageFormat    415

@@ -30,6 +30,7 @@ from gateway.retrain_trigger import (
     retrain_settings_for,
     serving_version,
 )
+from gateway.review.service import ReviewService
 from gateway.routes import api_router
 from yoloserve.drift_summary import read_summary
 from yoloserve.modelserver.client import TorchServeClient
@@ -105,7 +106,10 @@ def create_app(
             app.state.idempotency = IdempotencyStore(
                 feedback.data_dir / JOURNAL_NAME, feedback.prod_path
             )
-            yield
+            try:
+                yield
+            finally:
+                review.store.close_db()
 
     app = FastAPI(
         title="yoloserve gateway",
@@ -125,7 +129,9 @@ def create_app(
         drift_summary=lambda: read_summary(settings.drift_summary_file),
         mlflow_status=lambda: read_status(settings.mlflow_status_dir),
         prediction_cache=lambda: cache.stats,
+        review_depth=lambda: review.depth(),
     )
+    app.state.review = review = ReviewService(settings, metrics)
     app.state.feedback = feedback = FeedbackService(settings.data_dir, registry)
     app.state.retrain = RetrainTrigger(
         retrain_settings_for(settings, retrain_settings), registry, metrics

@@ -36,6 +36,9 @@ _T = TypeVar("_T")
 # The label values of gateway_retrains_total (gateway/retrain_trigger.py uses them).
 RETRAIN_TRIGGERS = ("feedback", "api")
 RETRAIN_OUTCOMES = ("started", "already_running", "start_failed")
+# The label values of the review queue's counters (gateway/review/).
+REVIEW_REASONS = ("uncertain", "rare", "novel")
+REVIEW_OUTCOMES = ("labelled", "dismissed")
 
 
 def _read_for_scrape(read: Callable[[], _T], what: str) -> _T | None:
@@ -61,6 +64,8 @@ class GatewayMetrics:
             server (a hot swap in progress), by the error code of the first attempt.
         retrains: Attempts of this gateway to start a retrain job, by trigger (``feedback``,
             ``api``) and outcome (``started``, ``already_running``, ``start_failed``).
+        review_sampled: Predictions this gateway put into the review queue, by reason.
+        reviewed: Review items closed, by outcome (``labelled``, ``dismissed``) and reason.
 
     Besides these, three sets of gauges are read at scrape time, because what they report is
     decided outside this process (each is left out when its callable is None, and shows no
@@ -76,6 +81,8 @@ class GatewayMetrics:
     * ``gateway_drift_share``, ``gateway_drift_detected``, ``gateway_embedding_drift``,
       ``gateway_drift_prod_rows``, ``gateway_drift_run_timestamp_seconds``: the latest drift
       report of the reporting watcher (:mod:`yoloserve.drift_summary`).
+    * ``gateway_review_queue_depth``: open items of the review queue, which other gateway
+      processes share (its SQLite file).
 
     Args:
         job_states: Returns the number of retrain jobs per state.
@@ -90,6 +97,7 @@ class GatewayMetrics:
         drift_summary: Callable[[], DriftSummary | None] | None = None,
         mlflow_status: Callable[[], Mapping[str, Any]] | None = None,
         prediction_cache: Callable[[], CacheStats] | None = None,
+        review_depth: Callable[[], int] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("route", "method", "status")
@@ -138,6 +146,22 @@ class GatewayMetrics:
         for trigger in RETRAIN_TRIGGERS:
             for outcome in RETRAIN_OUTCOMES:
                 self.retrains.labels(trigger=trigger, outcome=outcome)
+        self.review_sampled = Counter(
+            "gateway_review_sampled",
+            "Predictions put into the review queue, by reason",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.reviewed = Counter(
+            "gateway_review_items_reviewed",
+            "Review items closed, by outcome (labelled, dismissed) and reason",
+            ("outcome", "reason"),
+            registry=self.registry,
+        )
+        for reason in REVIEW_REASONS:
+            self.review_sampled.labels(reason=reason)
+            for review_outcome in REVIEW_OUTCOMES:
+                self.reviewed.labels(outcome=review_outcome, reason=reason)
         if job_states is not None:
             self.registry.register(_JobStatesCollector(job_states))
         if serving_version is not None:
@@ -148,6 +172,8 @@ class GatewayMetrics:
             self.registry.register(_MlflowMirrorCollector(mlflow_status))
         if prediction_cache is not None:
             self.registry.register(_PredictionCacheCollector(prediction_cache))
+        if review_depth is not None:
+            self.registry.register(_ReviewDepthCollector(review_depth))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one answered HTTP request."""
@@ -198,6 +224,26 @@ class _ServingVersionCollector(Collector):
         version = _read_for_scrape(self._serving_version, "serving version")
         if version is not None:
             family.add_metric((version,), 1)
+        yield family
+
+
+class _ReviewDepthCollector(Collector):
+    """``gateway_review_queue_depth``: open review items, counted in the store at scrape time."""
+
+    _NAME = "gateway_review_queue_depth"
+    _HELP = "Open items in the review queue (predictions waiting for a label)"
+
+    def __init__(self, depth: Callable[[], int]) -> None:
+        self._depth = depth
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self._NAME, self._HELP)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self._NAME, self._HELP)
+        depth = _read_for_scrape(self._depth, "review queue depth")
+        if depth is not None:
+            family.add_metric((), depth)
         yield family
 
 

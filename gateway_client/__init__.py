@@ -26,6 +26,8 @@ from gateway_client.entities import (
     Prediction,
     RetrainJob,
     RetrainProgress,
+    ReviewItem,
+    ReviewQueue,
 )
 from gateway_client.errors import GatewayError, GatewayUnreachable
 
@@ -41,4 +43,6 @@ __all__ = [
     "Prediction",
     "RetrainJob",
     "RetrainProgress",
+    "ReviewItem",
+    "ReviewQueue",
 ]

@@ -27,7 +27,14 @@ from urllib.parse import quote
 
 import httpx
 
-from gateway_client.entities import FeedbackResult, LabelBox, ModelsInfo, Prediction, RetrainJob
+from gateway_client.entities import (
+    FeedbackResult,
+    LabelBox,
+    ModelsInfo,
+    Prediction,
+    RetrainJob,
+    ReviewQueue,
+)
 from gateway_client.errors import GatewayError, GatewayUnreachable, error_from_response
 
 T = TypeVar("T")
@@ -208,14 +215,18 @@ class GatewayClient:
         boxes: Sequence[LabelBox],
         *,
         request_id: str | None = None,
+        review_id: str | None = None,
     ) -> FeedbackResult:
         """``POST /feedback``: the same image and its ground truth as the user corrected it.
 
         An empty ``boxes`` is meaningful ("nothing to detect here") and is sent as such.
+        ``review_id`` names the review-queue item these labels answer (it closes it).
         """
         labels: dict[str, Any] = {"boxes": [b.to_json() for b in boxes]}
         if request_id:
             labels["request_id"] = request_id
+        if review_id:
+            labels["review_id"] = review_id
         response = self._send(
             "POST",
             "/feedback",
@@ -241,3 +252,18 @@ class GatewayClient:
         """``GET /retrain/{job_id}``: where a retrain job stands."""
         response = self._send("GET", f"/retrain/{quote(job_id, safe='')}")
         return self._parse(response, RetrainJob.from_json)
+
+    def review(self, limit: int = 20) -> ReviewQueue:
+        """``GET /review``: open review items, highest priority first, and how many are open."""
+        response = self._send("GET", "/review", params={"limit": limit})
+        return self._parse(response, ReviewQueue.from_json)
+
+    def review_image(self, image_url: str) -> bytes:
+        """The stored image of a review item (its ``image_url``, a gateway path)."""
+        return self._send("GET", image_url).content
+
+    def dismiss(self, review_id: str) -> None:
+        """``POST /review/{review_id}/dismiss``: drop an item without labelling it."""
+        self._send(
+            "POST", f"/review/{quote(review_id, safe='')}/dismiss", headers=self._write_headers()
+        )

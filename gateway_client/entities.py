@@ -273,3 +273,52 @@ class RetrainJob:
     def finished(self) -> bool:
         """Whether the job is over (succeeded, rejected or failed): polling can stop."""
         return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One item of the review queue (``GET /review``): a prediction worth labelling."""
+
+    review_id: str
+    reason: str
+    created_at: str | None
+    model_version: str
+    image_url: str
+    width: int
+    height: int
+    boxes: list[Box]
+    request_id: str | None = None
+    priority: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReviewItem:
+        """Parse one entry of ``items``."""
+        priority = data.get("priority")
+        return cls(
+            review_id=str(data["review_id"]),
+            reason=str(data["reason"]),
+            created_at=data.get("created_at"),
+            model_version=str(data["model_version"]),
+            image_url=str(data["image_url"]),
+            width=int(data["image"]["width"]),
+            height=int(data["image"]["height"]),
+            boxes=[Box.from_json(b) for b in data["boxes"]],
+            request_id=data.get("request_id"),
+            priority=float(priority) if priority is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class ReviewQueue:
+    """The ``GET /review`` answer: the first open items and how many are open in all."""
+
+    items: list[ReviewItem]
+    total: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReviewQueue:
+        """Parse the ``GET /review`` body."""
+        return cls(
+            items=[ReviewItem.from_json(item) for item in data["items"]],
+            total=int(data["total"]),
+        )

@@ -1,4 +1,4 @@
-"""Streamlit entry point of the web app: page setup, sidebar, and the two pages.
+"""Streamlit entry point of the web app: page setup, sidebar, and the pages.
 
 Run it with ``python -m webapp`` (see ``webapp/__main__.py`` for the flags), or
 ``streamlit run webapp/app.py`` with the same flags.
@@ -23,6 +23,7 @@ render_sidebar(settings_or_stop())
 st.navigation(
     [
         st.Page("app_pages/detect.py", title="Detect", icon=icons.DETECT, default=True),
+        st.Page("app_pages/review.py", title="Review", icon=icons.REVIEW),
         st.Page("app_pages/models.py", title="Models", icon=icons.MODELS),
     ]
 ).run()

@@ -21,13 +21,15 @@ Hierarchy::
     │   └── Forbidden                    forbidden          (credentials refused)
     ├── NotFound                         not_found
     │   ├── UnknownVersion               unknown_version
-    │   └── UnknownJob                   unknown_job
+    │   ├── UnknownJob                   unknown_job
+    │   └── UnknownReviewItem            unknown_review_item
     ├── Conflict                         conflict
     │   ├── RetrainAlreadyRunning        retrain_already_running
     │   ├── VersionAlreadyRegistered     version_already_registered
     │   ├── VersionRejected              version_rejected
     │   ├── SwapInProgress               swap_in_progress
     │   ├── IdempotencyKeyReused         idempotency_key_reused
+    │   ├── ReviewItemClosed             review_item_closed
     │   └── CsvSchemaError               csv_schema_mismatch
     ├── ModelServerError                 model_server_error
     │   ├── ModelServerUnavailable       model_server_unavailable
@@ -181,6 +183,13 @@ class UnknownJob(NotFound):
     default_message = "unknown retrain job"
 
 
+class UnknownReviewItem(NotFound):
+    """No review-queue item by that id exists (never sampled, or pruned long ago)."""
+
+    code = "unknown_review_item"
+    default_message = "unknown review item"
+
+
 # --- the state of the system forbids it now ---------------------------------------------------
 
 
@@ -224,6 +233,11 @@ class IdempotencyKeyReused(Conflict):
 
     code = "idempotency_key_reused"
     default_message = "this idempotency key belongs to another request"
+class ReviewItemClosed(Conflict):
+    """The review item was already labelled, dismissed or evicted: it cannot be closed twice."""
+
+    code = "review_item_closed"
+    default_message = "this review item is already closed"
 
 
 class CsvSchemaError(Conflict):

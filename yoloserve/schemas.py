@@ -27,6 +27,9 @@ XYXY = Annotated[
 
 RetrainState = Literal["queued", "running", "succeeded", "rejected", "failed"]
 RetrainPhaseName = Literal["dataset", "training", "evaluating", "packaging", "swapping"]
+ReviewReason = Literal["uncertain", "rare", "novel"]
+# Review ids go into URL paths and file names: a closed alphabet keeps both safe.
+REVIEW_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 def _is_none(value: object) -> bool:
@@ -206,6 +209,11 @@ class FeedbackLabels(_Request):
 
     request_id: str | None = Field(default=None, description="Links to the prediction")
     boxes: list[LabelBox] = Field(description="Ground truth; empty means nothing to detect")
+    review_id: str | None = Field(
+        default=None,
+        pattern=REVIEW_ID_PATTERN,
+        description="The review-queue item (GET /review) these labels answer; closes it",
+    )
 
 
 class RetrainInfo(_Response):
@@ -259,3 +267,32 @@ class RetrainJobStatus(_Response):
         description="Phase reached (dataset, training, evaluating, packaging, swapping); "
         "null until the job runs; kept after it ends",
     )
+
+
+# --- review queue -----------------------------------------------------------------------------
+
+
+class ReviewItem(_Response):
+    """One prediction the gateway sampled for a human to label (``GET /review``)."""
+
+    review_id: str
+    reason: ReviewReason = Field(
+        description="uncertain: a box's confidence near the threshold; rare: a class scarce in "
+        "the reference data; novel: a box's embedding far from the reference set"
+    )
+    created_at: datetime
+    model_version: str
+    image_url: str = Field(description="Gateway path answering the stored image")
+    image: ImageSize
+    boxes: list[Box] = Field(description="What the model predicted, as /predict answered it")
+    request_id: str | None = Field(default=None, description="The sampled prediction's id")
+    priority: float = Field(
+        ge=0.0, le=1.0, description="How strongly the strategy picked it; highest listed first"
+    )
+
+
+class ReviewList(_Response):
+    """Answer of ``GET /review``: open items, highest priority first (oldest first on ties)."""
+
+    items: list[ReviewItem]
+    total: int = Field(ge=0, description="Open items in the queue (items holds up to limit)")

@@ -26,6 +26,7 @@ from gateway.deps import (
     PredictionCacheDep,
     RequestIdDep,
     RetrainDep,
+    ReviewDep,
     SettingsDep,
     TorchServeDep,
     require_api_key,
@@ -42,6 +43,7 @@ from gateway.idempotency import (
 )
 from gateway.prediction import PredictParams, predict_data, read_upload
 from gateway.prediction_cache import image_digest
+from gateway.review.service import close_reviewed
 from gateway.routes.predict import MODEL_VERSION_HEADER
 from yoloserve.schemas import FeedbackResponse, PredictResponse
 
@@ -49,7 +51,8 @@ router = APIRouter(tags=["feedback"])
 
 _LABELS_DESCRIPTION = (
     'JSON: {"request_id": "<optional id of the prediction>", "boxes": [{"xyxy": [x1, y1, x2, y2],'
-    ' "name": "<class from GET /models>"}]}; an empty boxes list means nothing to detect'
+    ' "name": "<class from GET /models>"}], "review_id": "<optional GET /review item it closes>"};'
+    " an empty boxes list means nothing to detect"
 )
 _DEFAULTS = PredictParams(conf=None, iou=None, max_det=None, version=None)
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -79,6 +82,7 @@ async def feedback(
     retrain: RetrainDep,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    review: ReviewDep,
     cache: PredictionCacheDep,
     idempotency: IdempotencyDep,
     idempotency_key: Annotated[
@@ -93,6 +97,11 @@ async def feedback(
     for the next multiple (``triggered`` false, ``job_id`` null). A request repeated with the same
     ``Idempotency-Key`` (or the same ``request_id``, image and labels) gets the first answer,
     with ``Idempotent-Replayed: true``, and stores nothing.
+
+    With ``review_id`` in ``labels`` the feedback answers that review-queue item (``GET
+    /review``) and closes it as labelled: 404 ``unknown_review_item`` or 409
+    ``review_item_closed`` (checked before anything is stored) when it is not open; a retry of
+    an answered review feedback gets its first answer, not the 409.
     """
     key = check_key(idempotency_key)
     parsed = parse_labels(labels)
@@ -107,6 +116,8 @@ async def feedback(
     scope = dedupe_scope(key, parsed.request_id, print_)
 
     async def store(feedback_id: str | None) -> tuple[FeedbackResponse, str]:
+        if parsed.review_id is not None:  # 404/409 for a bad review item, before any model time
+            await review.check_open(parsed.review_id)
         served = cache.get(digest, default_version) if default_version is not None else None
         if served is None:
             started = float(getattr(request.state, "started_at", time.perf_counter()))
@@ -128,6 +139,8 @@ async def feedback(
         )
         metrics.feedback_requests.inc()
         metrics.feedback_rows.inc(result.rows_written)
+        if parsed.review_id is not None:
+            await close_reviewed(review, parsed.review_id)
         retrain_info = await retrain.after_feedback(
             result.prod_rows_total - result.rows_written, result.prod_rows_total
         )
@@ -152,7 +165,9 @@ async def feedback(
             return FeedbackResponse.model_validate(found.body)
         if found is not None:
             # Stored by an attempt that was never answered (the gateway died after the append):
-            # answer it now, and start the retrain that attempt would have started.
+            # answer it now, close its review item and start the retrain it would have started.
+            if parsed.review_id is not None:
+                await close_reviewed(review, parsed.review_id)
             retrain_info = await retrain.after_feedback(
                 found.prod_rows_total - found.rows_written, found.prod_rows_total
             )

@@ -5,7 +5,16 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    File,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import (
@@ -13,6 +22,7 @@ from gateway.deps import (
     MetricsDep,
     PredictionCacheDep,
     RequestIdDep,
+    ReviewDep,
     SettingsDep,
     TorchServeDep,
 )
@@ -58,6 +68,8 @@ async def predict(
     metrics: MetricsDep,
     request_id: RequestIdDep,
     cache: PredictionCacheDep,
+    review: ReviewDep,
+    background: BackgroundTasks,
     embeddings: Annotated[
         bool, Query(description="Add a per-box `embedding` (503 embeddings_unavailable if none)")
     ] = False,
@@ -77,6 +89,8 @@ async def predict(
     version = result.response.model.version
     metrics.predictions.labels(model_version=version).inc()
     response.headers[MODEL_VERSION_HEADER] = version
+    # After the answer is sent: sampling for the review queue adds nothing to the latency.
+    background.add_task(review.offer, result, embedder)
     return result.response
 
 
@@ -102,6 +116,8 @@ async def predict_image(
     metrics: MetricsDep,
     request_id: RequestIdDep,
     cache: PredictionCacheDep,
+    embedder: EmbedderDep,
+    review: ReviewDep,
     image_format: Annotated[
         Literal["png", "jpeg"], Query(alias="format", description="Output encoding")
     ] = "png",
@@ -122,6 +138,12 @@ async def predict_image(
     content = await run_in_threadpool(draw_boxes, image, result.response.boxes, image_format)
     version = result.response.model.version
     metrics.predictions.labels(model_version=version).inc()
+    # Sampled for the review queue once the answer is sent, as /predict.
+    background = BackgroundTasks()
+    background.add_task(review.offer, result, embedder)
     return Response(
-        content, media_type=f"image/{image_format}", headers={MODEL_VERSION_HEADER: version}
+        content,
+        media_type=f"image/{image_format}",
+        headers={MODEL_VERSION_HEADER: version},
+        background=background,
     )

@@ -21,8 +21,15 @@ The exit code is 0 when both goals hold (drift flagged before the retrain; mAP50
 shifted test set >= ``--min-gain``), 1 when one does not, 2 when the scenario could not run.
 Results also go to ``<out>/scenario_result.json``.
 
+Budget modes (``--mode queue|random``, ``scripts/scenario/budget.py``): what a fixed labelling
+budget buys. ``queue`` sends the ``--images`` pool through ``/predict`` and labels the review
+queue's first ``--budget`` items; ``random`` labels ``--budget`` random pool images; both then
+retrain once and score the candidate on the held-out set (``<out>/budget_<mode>_<n>.json``).
+Compare modes on fresh platforms: ``--isolated`` starts one for the run.
+
     python -m scripts.scenario                 # full run (make scenario)
     python -m scripts.scenario --images 60     # a quick check
+    python -m scripts.scenario --mode queue --budget 10 --images 60 --isolated
 """
 
 from __future__ import annotations
@@ -34,13 +41,17 @@ from typing import Annotated
 
 import typer
 
+from gateway_client import GatewayClient
+from scripts.scenario.budget import BudgetOutcome, Mode, play_budget
 from scripts.scenario.errors import ScenarioError
 from scripts.scenario.feedback import connect
+from scripts.scenario.isolated import DEFAULT_REF_DATA, DEFAULT_REF_DIR, isolated_stack
 from scripts.scenario.keys import DEMO_ENV, resolve_keys
 from scripts.scenario.output import console
 from scripts.scenario.play import play
 from scripts.scenario.report import print_table
 from yoloserve import paths
+from yoloserve.modelserver.registry import Registry
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=False)
 
@@ -105,9 +116,34 @@ def main(
     min_gain: Annotated[
         float, typer.Option(help="mAP50 gain the retrain must reach (exit 1 otherwise).")
     ] = 0.20,
+    mode: Annotated[
+        str,
+        typer.Option(help="loop: the feedback loop as above; queue / random: label --budget "
+                     "images of the --images pool, chosen by the review queue or at random, "
+                     "then retrain once."),
+    ] = "loop",
+    budget: Annotated[
+        int, typer.Option(min=1, help="queue / random: images labelled.")
+    ] = 10,
+    isolated: Annotated[
+        bool, typer.Option(help="queue / random: run on a fresh isolated TorchServe + gateway "
+                           "(devstack) instead of --gateway-url.")
+    ] = False,
+    ref_data: Annotated[
+        Path, typer.Option(help="--isolated: ref_data.csv of the review strategies.")
+    ] = DEFAULT_REF_DATA,
+    ref_dir: Annotated[
+        Path, typer.Option(help="--isolated: reference dataset of the retrain job.")
+    ] = DEFAULT_REF_DIR,
 ) -> None:
     """Play the drift scenario against the running platform and print a before/after table."""
     started = time.monotonic()
+    if mode not in ("loop", "queue", "random"):
+        raise typer.BadParameter(f"{mode!r}: choose loop, queue or random", param_hint="--mode")
+    if mode != "loop":
+        _budget_run(mode, budget, images, test_images, opacity, seed, out, retrain_timeout,
+                    gateway_url, api_key, admin_key, env_file, isolated, ref_data, ref_dir)
+        return
     user, admin = resolve_keys(api_key, admin_key, env_file)
     n_after = after_images or max(20, images // 2)
     try:
@@ -127,3 +163,52 @@ def main(
     gain = outcome.gain
     if not outcome.drift_flagged_before or gain is None or gain < min_gain:
         raise typer.Exit(1)
+
+
+def _budget_run(
+    mode: str, budget: int, pool: int, n_test: int, opacity: float, seed: int, out: Path,
+    retrain_timeout: float, gateway_url: str, api_key: str | None, admin_key: str | None,
+    env_file: Path, isolated: bool, ref_data: Path, ref_dir: Path,
+) -> None:
+    """One budget run (``--mode queue|random``), on the given gateway or a fresh stack."""
+    started = time.monotonic()
+    chosen: Mode = "queue" if mode == "queue" else "random"
+
+    def run(gateway: GatewayClient, admin: str | None, registry: Registry, store: Path) -> (
+        BudgetOutcome
+    ):
+        return play_budget(
+            gateway, admin, chosen, pool=pool, budget=budget, n_test=n_test, opacity=opacity,
+            seed=seed, out=out, retrain_timeout=retrain_timeout, registry=registry,
+            store_dir=store,
+        )
+
+    try:
+        if isolated:
+            with isolated_stack(ref_data, ref_dir, pool) as stack:
+                with connect(stack.gateway_url, stack.user_key, stack.admin_key) as gateway:
+                    outcome = run(gateway, stack.admin_key, stack.registry, stack.store_dir)
+        else:
+            user, admin = resolve_keys(api_key, admin_key, env_file)
+            with connect(gateway_url, user, admin) as gateway:
+                outcome = run(gateway, admin, Registry(), paths.STORE_DIR)
+    except ScenarioError as exc:
+        console.print(f"[red]scenario stopped:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    outcome.seconds = round(time.monotonic() - started, 1)
+    _print_budget(outcome, out / f"budget_{mode}_{budget}.json")
+
+
+def _print_budget(outcome: BudgetOutcome, result: Path) -> None:
+    result.write_text(json.dumps(outcome.as_dict(), indent=2, default=str) + "\n")
+    gain = outcome.gain
+    console.print(
+        f"{outcome.mode}: {outcome.labelled} of {outcome.pool} images labelled "
+        f"({outcome.reasons}), retrain {outcome.job_state}; mAP50 on the shifted test set "
+        f"{outcome.map50_old:.3f} -> "
+        f"{'n/a' if outcome.map50_new is None else f'{outcome.map50_new:.3f}'} "
+        f"(gain {'n/a' if gain is None else f'{gain:+.3f}'})"
+    )
+    for note in outcome.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"results: {result}  ({outcome.seconds:.0f} s)")

@@ -63,6 +63,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (e.SwapInProgress(), 409, "swap_in_progress"),
         (e.InvalidIdempotencyKey(), 400, "invalid_idempotency_key"),
         (e.IdempotencyKeyReused(), 409, "idempotency_key_reused"),
+        (e.UnknownReviewItem("no review item 'rv-1'"), 404, "unknown_review_item"),
+        (e.ReviewItemClosed("rv-1 was dismissed"), 409, "review_item_closed"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -113,6 +115,8 @@ def test_every_domain_error_class_is_covered() -> None:
         "ExportError",
         "ParityError",
         "KubernetesError",
+        "UnknownReviewItem",
+        "ReviewItemClosed",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
     assert {c.__name__ for c in subclasses(e.YoloServeError)} - abstract == tested

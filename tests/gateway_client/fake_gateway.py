@@ -82,6 +82,21 @@ JOB_BODY: dict[str, Any] = {
 }
 
 
+def review_item(review_id: str, reason: str = "uncertain") -> dict[str, Any]:
+    """One item of ``GET /review`` (the boxes of :data:`PREDICT_BODY`)."""
+    return {
+        "review_id": review_id,
+        "reason": reason,
+        "created_at": "2026-12-01T10:00:00.000+00:00",
+        "model_version": "2",
+        "image_url": f"/review/{review_id}/image",
+        "image": {"width": 64, "height": 48},
+        "boxes": PREDICT_BODY["boxes"],
+        "request_id": f"req-{review_id}",
+        "priority": 0.8,
+    }
+
+
 def error_response(status: int, code: str, message: str, **headers: str) -> httpx.Response:
     """An error answer in the contract's shape."""
     body = {"error": {"code": code, "message": message, "request_id": "req-err"}}
@@ -109,11 +124,14 @@ class FakeGateway:
         requests: Every request received, in order.
         models: The ``GET /models`` body (activate changes its default_version).
         fail: ``(method, path) -> response or exception`` overriding a route.
+        review: The open review items, in queue order; dismiss and feedback with a
+            ``review_id`` take an item out, as the gateway does.
     """
 
     requests: list[httpx.Request] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(MODELS_BODY)))
     fail: dict[tuple[str, str], httpx.Response | Exception] = field(default_factory=dict)
+    review: list[dict[str, Any]] = field(default_factory=list)
 
     def last(self, method: str, path: str) -> httpx.Request:
         """The last request to ``method path`` (fails the test when there was none)."""
@@ -142,7 +160,25 @@ class FakeGateway:
             headers = {"X-Request-ID": "req-0001", "X-Model-Version": "2"}
             return httpx.Response(200, json=PREDICT_BODY, headers=headers)
         if (method, path) == ("POST", "/feedback"):
+            labels = json.loads(parse_multipart(request)["labels"][2])
+            if "review_id" in labels:
+                closed = self._close(labels["review_id"])
+                if closed is not None:
+                    return closed
             return httpx.Response(201, json=FEEDBACK_BODY)
+        if (method, path) == ("GET", "/review"):
+            limit = int(request.url.params.get("limit", "20"))
+            return httpx.Response(
+                200, json={"items": self.review[:limit], "total": len(self.review)}
+            )
+        if match := re.fullmatch(r"/review/([^/]+)/(image|dismiss)", path):
+            review_id, action = match.groups()
+            if action == "dismiss" and method == "POST":
+                return self._close(review_id) or httpx.Response(204)
+            if any(item["review_id"] == review_id for item in self.review):
+                return httpx.Response(200, content=png_bytes(), headers={
+                    "content-type": "image/png"})
+            return error_response(404, "unknown_review_item", f"No review item {review_id}.")
         if (method, path) == ("POST", "/retrain"):
             return httpx.Response(202, json={"job_id": "r-0008", "state": "queued"})
         if match := re.fullmatch(r"/models/([^/]+)/activate", path):
@@ -156,6 +192,14 @@ class FakeGateway:
                 return httpx.Response(200, json=JOB_BODY)
             return error_response(404, "unknown_job", f"No retrain job {match.group(1)}.")
         return error_response(404, "not_found", f"No route {method} {path}.")
+
+    def _close(self, review_id: str) -> httpx.Response | None:
+        """Take an item out of the queue; the 404 answer when it is not there."""
+        kept = [item for item in self.review if item["review_id"] != review_id]
+        if len(kept) == len(self.review):
+            return error_response(404, "unknown_review_item", f"No review item {review_id}.")
+        self.review = kept
+        return None
 
 
 def png_bytes(size: tuple[int, int] = (64, 48)) -> bytes:

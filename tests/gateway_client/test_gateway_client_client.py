@@ -16,6 +16,8 @@ from tests.gateway_client.fake_gateway import (
     answer,
     client_for,
     parse_multipart,
+    png_bytes,
+    review_item,
 )
 
 
@@ -129,3 +131,50 @@ def test_path_segments_are_quoted() -> None:
 def test_health_accepts_an_empty_body() -> None:
     with client_for(answer(httpx.Response(200, text="ok"))) as gw:
         assert gw.health() == {}
+
+
+def test_review_lists_items_and_fetches_their_image() -> None:
+    fake = FakeGateway(review=[review_item("rv-1", "novel"), review_item("rv-2")])
+    with client_for(fake.handle) as gw:
+        queue = gw.review(limit=1)
+        image = gw.review_image(queue.items[0].image_url)
+    request = fake.last("GET", "/review")
+    assert dict(request.url.params) == {"limit": "1"}
+    assert "X-API-Key" not in request.headers  # a read route
+    assert queue.total == 2
+    (item,) = queue.items
+    assert (item.review_id, item.reason, item.model_version) == ("rv-1", "novel", "2")
+    assert (item.width, item.height, item.priority) == (64, 48, 0.8)
+    assert item.request_id == "req-rv-1"
+    assert [b.name for b in item.boxes] == ["triangle", "circle"]
+    assert image == png_bytes()
+
+
+def test_dismiss_sends_the_user_key_and_raises_the_gateways_error() -> None:
+    fake = FakeGateway(review=[review_item("rv-1")])
+    with client_for(fake.handle, api_key="secret", admin_key="admin") as gw:
+        gw.dismiss("rv-1")
+        with pytest.raises(GatewayError) as info:
+            gw.dismiss("rv-1")
+    assert fake.last("POST", "/review/rv-1/dismiss").headers["X-API-Key"] == "secret"
+    assert (info.value.status, info.value.code) == (404, "unknown_review_item")
+    assert fake.review == []
+
+
+def test_feedback_carries_the_review_id_only_when_given() -> None:
+    fake = FakeGateway(review=[review_item("rv-1")])
+    with client_for(fake.handle) as gw:
+        gw.feedback(b"x", "a.png", "image/png", [], review_id="rv-1")
+        first = json.loads(parse_multipart(fake.last("POST", "/feedback"))["labels"][2])
+        gw.feedback(b"x", "a.png", "image/png", [])
+        second = json.loads(parse_multipart(fake.last("POST", "/feedback"))["labels"][2])
+    assert first == {"boxes": [], "review_id": "rv-1"}
+    assert second == {"boxes": []}
+    assert fake.review == []
+
+
+def test_a_review_answer_of_the_wrong_shape_is_an_invalid_response() -> None:
+    with client_for(answer(httpx.Response(200, json={"items": [{"reason": "x"}]}))) as gw:
+        with pytest.raises(GatewayError) as info:
+            gw.review()
+    assert info.value.code == "invalid_response"

@@ -123,6 +123,7 @@ def _send(settings: Settings, detection: Detection, labels: list[LabelBox]) -> b
                 image.content_type,
                 labels,
                 request_id=detection.prediction.request_id,
+                review_id=detection.review_id,
             )
     except GatewayError as err:
         show_error(err, "Feedback was not saved")

@@ -53,6 +53,8 @@ class Detection:
         iou: IoU threshold used.
         key: Unique per detection; prefixes the feedback widgets' keys, so a new detection
             starts with fresh feedback choices instead of inheriting the previous ones.
+        review_id: The review-queue item this detection came from (the Review page); its
+            feedback closes that item.
     """
 
     image: ImageInput
@@ -60,3 +62,4 @@ class Detection:
     conf: float
     iou: float
     key: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    review_id: str | None = None

@@ -1,0 +1,16 @@
+"""The review queue (active learning): which live predictions are worth a human's label.
+
+After ``/predict`` has answered, :class:`~gateway.review.service.ReviewService` looks at the
+prediction in a background task (never on the request's critical path) and asks the strategies
+of ``GATEWAY_REVIEW_STRATEGIES`` whether it is worth labelling:
+
+- ``uncertain`` (:mod:`.strategies`): a box's confidence lies in a band around the threshold;
+- ``rare``: a predicted class is scarce in ``data/ref_data.csv``;
+- ``novel``: a box's embedding is far from every reference embedding (a subsample of
+  ``ref_data.csv``, :mod:`.reference`), computed only when the embedder is available.
+
+A picked prediction enters the store (:mod:`.store`: SQLite and image files under
+``data/review/``, survives restarts, bounded, lowest priority evicted) if the rate limit
+(:mod:`.ratelimit`) has room. ``GET /review`` lists open items, ``POST /review/{id}/dismiss``
+and ``POST /feedback`` with ``review_id`` close them (``gateway/routes/review.py``).
+"""
