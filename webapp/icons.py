@@ -18,8 +18,9 @@ from __future__ import annotations
 APP = ":material/center_focus_strong:"
 DETECT = ":material/search:"
 MODELS = ":material/neurology:"
-#: For a Review page (active-learning queue) when it is added to the navigation.
 REVIEW = ":material/rate_review:"
+DISMISSED = ":material/delete:"
+QUEUE_EMPTY = ":material/inbox:"
 
 ERROR = ":material/block:"
 GATEWAY_DOWN = ":material/power_off:"
@@ -37,6 +38,7 @@ JOB_STATES: dict[str, str] = {
 UNKNOWN = ":material/help:"
 
 ALL: tuple[str, ...] = (
-    APP, DETECT, MODELS, REVIEW, ERROR, GATEWAY_DOWN, GATEWAY_UP, FEEDBACK_SAVED, MONITORING,
+    APP, DETECT, MODELS, REVIEW, DISMISSED, QUEUE_EMPTY, ERROR, GATEWAY_DOWN, GATEWAY_UP,
+    FEEDBACK_SAVED, MONITORING,
     *JOB_STATES.values(), UNKNOWN,
 )

@@ -14,6 +14,7 @@ import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
 from gateway_client import FeedbackResult, GatewayError, Prediction, ReviewItem, ReviewQueue
+from webapp import icons
 from webapp.client import make_client
 from webapp.config import Settings
 from webapp.drawing import Annotation, draw_boxes, load_image
@@ -97,12 +98,13 @@ def _report_last_run() -> None:
     """What the previous run did: the item labelled or dismissed, said once."""
     dismissed = st.session_state.pop(DISMISSED_KEY, None)
     if dismissed:
-        st.success(f"Item `{dismissed}` dismissed.", icon="🗑️")
+        st.success(f"Item `{dismissed}` dismissed.", icon=icons.DISMISSED)
     last = st.session_state.get(LAST_KEY)
     result: FeedbackResult | None = st.session_state.get(f"fb-{last}-result") if last else None
     if result is not None:
         st.success(
-            f"Item `{last}` labelled: {result.rows_written} row(s) written.", icon="📨"
+            f"Item `{last}` labelled: {result.rows_written} row(s) written.",
+            icon=icons.FEEDBACK_SAVED,
         )
         if result.retrain_triggered and result.job_id:
             st.info(f"That feedback triggered retrain `{result.job_id}`: see the Models page.")
@@ -118,7 +120,7 @@ def _wait_for_items(settings: Settings) -> None:
         "Nothing to review. The queue fills as predictions come in (Detect page, or any "
         "client of `POST /predict`) and empties as items are labelled or dismissed; this page "
         f"looks again every {EMPTY_REFRESH_S:g} s.",
-        icon="✅",
+        icon=icons.QUEUE_EMPTY,
     )
 
 
