@@ -23,7 +23,10 @@ what ``YOLO(weights).predict(path, imgsz=..., conf=..., iou=...)`` answers for t
 Request item (one per request in a TorchServe batch): the image is the part ``data`` or ``body``,
 as bytes, or a JSON object ``{"image": "<base64>", "conf": .., "iou": .., "max_det": ..}``;
 multipart text parts ``conf``, ``iou`` and ``max_det`` override the defaults of the model YAML
-(``handler:`` section). Response per request::
+(``handler:`` section), as do the request headers ``X-Yolo-Conf``, ``X-Yolo-Iou`` and
+``X-Yolo-Max-Det``, which is how the gateway sends them: the image as the raw body with its
+thresholds in headers costs the frontend less than a multipart body to parse (docs/benchmarks.md,
+the hops section). Response per request::
 
     {"model": {"name": "yolo", "version": "3"},
      "image": {"width": 640, "height": 480},
@@ -71,14 +74,17 @@ DEFAULTS: dict[str, Any] = {
     # ONNX Runtime providers in order of preference; empty = CUDA on a GPU device, else CPU.
     # ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"] for TensorRT.
     "onnx_providers": [],
-    # ONNX Runtime's intra-op threads spin between ops by default: fastest on idle cores, but on
-    # a small box they burn CPU the gateway, the frontend and a loading worker need.
-    "onnx_spinning": True,
+    # ONNX Runtime's intra-op threads spin between ops by default: on a small box they burn CPU
+    # the gateway, the frontend and a loading worker need (docs/benchmarks.md: off, 8 clients
+    # got 1.4x the throughput through the gateway at the same lone-request latency).
+    "onnx_spinning": False,
 }
 # What the packager writes into the per-version model YAML; a hand-made .mar without it serves
 # its .pt, as every archive did before exported runtimes.
 EXPORT_DEFAULTS: dict[str, Any] = {"runtime": "torch", "file": None, "dynamic": True}
 MAX_DET_LIMIT = 1000  # the public contract caps max_det at 1000
+# Request headers that carry a request's thresholds (lower-case: HTTP names are case-blind).
+PARAM_HEADERS = {"x-yolo-conf": "conf", "x-yolo-iou": "iou", "x-yolo-max-det": "max_det"}
 
 
 def _configure_ultralytics_env() -> None:
@@ -431,18 +437,29 @@ class YoloHandler(BaseHandler):
     def preprocess(self, data: list[Mapping[str, Any]]) -> list[Item]:
         """Parse and decode every request; a bad one is marked, the others go on."""
         items = []
-        for request in data:
+        for idx, request in enumerate(data):
             t0 = time.perf_counter()
             item = self.Item()
             try:
                 image_bytes, sources = split_request(request)
-                item.params = parse_params(sources, self.defaults)
+                item.params = parse_params([self._header_params(idx), *sources], self.defaults)
                 item.image = decode_image(image_bytes, self.max_pixels)
             except self.RequestError as exc:
                 item.error = exc
             item.timing["preprocess"] = (time.perf_counter() - t0) * 1e3
             items.append(item)
         return items
+
+    def _header_params(self, idx: int) -> dict[str, str]:
+        processors = getattr(self.context, "request_processor", None)
+        if not processors or idx >= len(processors):
+            return {}  # called without a server (tests, benchmarks)
+        headers = processors[idx].get_request_properties() or {}
+        return {
+            PARAM_HEADERS[name.lower()]: value
+            for name, value in headers.items()
+            if isinstance(name, str) and name.lower() in PARAM_HEADERS
+        }
 
     def inference(self, data: list[Item], *args: Any, **kwargs: Any) -> list[Item]:
         """Detect on every decoded image of the batch in one forward."""

@@ -60,7 +60,7 @@ def test_unsafe_request_id_is_replaced(client: TestClient) -> None:
     assert len(response.headers["X-Request-ID"]) == 32
 
 
-def test_parameters_reach_torchserve_as_multipart_fields(
+def test_the_image_is_the_body_and_parameters_are_headers(
     client: TestClient, fake_ts: FakeTorchServe, png_bytes: bytes
 ) -> None:
     params = {"conf": 0.3, "iou": 0.5, "max_det": 7, "version": "2"}
@@ -69,11 +69,10 @@ def test_parameters_reach_torchserve_as_multipart_fields(
     (sent,) = fake_ts.predict_requests
     assert sent.method == "POST"
     assert sent.url.path == "/predictions/yolo/2"
-    assert sent.headers["content-type"].startswith("multipart/form-data")
-    body = sent.content
-    assert b'name="data"' in body and png_bytes in body
-    for name, value in (("conf", b"0.3"), ("iou", b"0.5"), ("max_det", b"7")):
-        assert f'name="{name}"'.encode() + b"\r\n\r\n" + value + b"\r\n" in body
+    assert sent.headers["content-type"] == "application/octet-stream"
+    assert sent.content == png_bytes, "the upload is passed on as it came, not re-encoded"
+    assert (sent.headers["x-yolo-conf"], sent.headers["x-yolo-iou"],
+            sent.headers["x-yolo-max-det"]) == ("0.3", "0.5", "7")
 
 
 def test_unpinned_request_goes_to_the_default_version(
@@ -82,7 +81,7 @@ def test_unpinned_request_goes_to_the_default_version(
     client.post("/predict", files=_upload(png_bytes))
     (sent,) = fake_ts.predict_requests
     assert sent.url.path == "/predictions/yolo"
-    assert b'name="conf"' not in sent.content  # the handler's defaults apply
+    assert "x-yolo-conf" not in sent.headers  # the handler's defaults apply
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])

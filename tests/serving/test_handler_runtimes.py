@@ -93,3 +93,27 @@ def test_a_mixed_batch_runs_in_one_forward_with_per_request_thresholds(
         )[kinds.index(kind)]
         assert_same_boxes(answer["boxes"], result)
         assert min((b["conf"] for b in answer["boxes"]), default=1.0) >= conf
+
+
+def test_thresholds_in_request_headers_apply_per_request(
+    runtime_handler: tuple[str, LocalHandler], reference: Any, photos: dict[str, Path]
+) -> None:
+    """What the gateway sends: the image as the body, thresholds in headers (any case)."""
+    from ts.context import RequestProcessor
+
+    _, local = runtime_handler
+    image = photos["scene"].read_bytes()
+    context = local._context
+    context.request_processor = [
+        RequestProcessor({"X-Yolo-Conf": "0.01", "x-yolo-max-det": "2"}),
+        RequestProcessor({"x-yolo-conf": "0.9"}),
+        RequestProcessor({"X-Yolo-Iou": "2"}),
+    ]
+    try:
+        answers = local.handler.handle([{"body": image}] * 3, context)
+    finally:
+        context.request_processor = None
+    assert len(answers[0]["boxes"]) == 2
+    result = reference.predict(str(photos["scene"]), imgsz=IMGSZ, conf=0.9, verbose=False)[0]
+    assert_same_boxes(answers[1]["boxes"], result)
+    assert answers[2]["error"]["code"] == "invalid_parameter"

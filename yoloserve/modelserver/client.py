@@ -50,6 +50,8 @@ from yoloserve.modelserver import MODEL_NAME
 
 DEFAULT_INFERENCE_URL = "http://127.0.0.1:8085"
 DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:8086"
+# A request's thresholds, as serving/handler.py reads them from the request headers.
+PARAM_HEADERS = {"conf": "X-Yolo-Conf", "iou": "X-Yolo-Iou", "max_det": "X-Yolo-Max-Det"}
 
 # TorchServe describes a worker that finished loading its model as READY.
 _LIVE_WORKER_STATUS = "READY"
@@ -120,8 +122,7 @@ class TorchServeClient:
         """Run detection on one image.
 
         Args:
-            image_bytes: The encoded image (JPEG, PNG, WebP or BMP), sent as multipart part
-                ``data``.
+            image_bytes: The encoded image (JPEG, PNG, WebP or BMP), sent as the request body.
             conf: Confidence threshold; the handler's default when None.
             iou: NMS IoU threshold; the handler's default when None.
             max_det: Maximum number of boxes; the handler's default when None.
@@ -139,9 +140,12 @@ class TorchServeClient:
         if version is not None:
             path += f"/{_seg(version)}"
         fields = {"conf": conf, "iou": iou, "max_det": max_det}
-        data = {key: str(value) for key, value in fields.items() if value is not None}
-        files = {"data": ("image", image_bytes, "application/octet-stream")}
-        response = await self._send("POST", self._inference + path, data=data, files=files)
+        # The raw image as the body, thresholds in headers: the frontend parses no multipart.
+        headers = {"Content-Type": "application/octet-stream"}
+        headers.update({PARAM_HEADERS[k]: str(v) for k, v in fields.items() if v is not None})
+        response = await self._send(
+            "POST", self._inference + path, content=image_bytes, headers=headers
+        )
         if response.status_code == 404:
             if version is not None:
                 raise UnknownVersion(f"model version {version!r} is not registered")
