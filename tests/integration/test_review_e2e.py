@@ -62,11 +62,21 @@ def test_sampled_item_survives_a_restart_and_feedback_closes_it(
             data={"labels": json.dumps(labels)}, headers={"X-API-Key": USER_KEY},
         )
         assert answer.status_code == 201, answer.text
-        again = restarted.post(
+        # The same feedback again is a retry: its first answer, nothing stored twice.
+        retry = restarted.post(
             "/feedback", files={"file": (SAMPLE.name, data, "image/jpeg")},
             data={"labels": json.dumps(labels)}, headers={"X-API-Key": USER_KEY},
         )
-        assert again.status_code == 409
+        assert retry.status_code == 201 and retry.json() == answer.json()
+        assert retry.headers["Idempotent-Replayed"] == "true"
+        # Another correction of the closed item is refused.
+        other = {**labels, "boxes": labels["boxes"][:-1] or [{"xyxy": [1, 1, 9, 9],
+                                                               "name": "circle"}]}
+        again = restarted.post(
+            "/feedback", files={"file": (SAMPLE.name, data, "image/jpeg")},
+            data={"labels": json.dumps(other)}, headers={"X-API-Key": USER_KEY},
+        )
+        assert again.status_code == 409, again.text
         assert again.json()["error"]["code"] == "review_item_closed"
         ids = {i["review_id"] for i in restarted.get("/review?limit=100").json()["items"]}
         assert item["review_id"] not in ids
