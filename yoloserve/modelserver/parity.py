@@ -82,17 +82,6 @@ def parity_images() -> list[Path]:
     return [*photos, *sorted(SCENES_DIR.glob("scene_*.jpg"))]
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 @dataclass
 class _Comparison:
     pairs: int = 0
@@ -118,12 +107,17 @@ def compare_detections(
         threshold: the confidence threshold both sides ran with.
         failures: collects one message per unmatched box or exceeded tolerance.
     """
+    import torch
+    from ultralytics.utils.metrics import box_iou
+
     result = _Comparison()
     free = np.ones(len(candidate), dtype=bool)
-    for box in reference[np.argsort(-reference[:, 4], kind="stable")]:
+    reference = reference[np.argsort(-reference[:, 4], kind="stable")]
+    overlaps = box_iou(torch.from_numpy(reference[:, :4]), torch.from_numpy(candidate[:, :4]))
+    for row, box in enumerate(reference):
         same = free & (candidate[:, 5] == box[5]) if len(candidate) else free
         if same.any():
-            ious = np.where(same, _iou(box, candidate[:, :4]), -1.0)
+            ious = np.where(same, overlaps[row].numpy(), -1.0)
             best = int(np.argmax(ious))
             if ious[best] >= MATCH_IOU:
                 free[best] = False
