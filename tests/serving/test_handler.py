@@ -10,11 +10,9 @@ yields boxes to compare.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import shutil
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,25 +24,16 @@ import pytest
 from PIL import Image
 
 from tests.support import assert_same_boxes
+from yoloserve.modelserver import local_handler
 from yoloserve.paths import SERVING_DIR
 
 PARITY_CONF = 0.001  # low enough that an untrained model still returns boxes
 IMGSZ = 320
 
 
-def _load_handler_module() -> ModuleType:
-    # Imported from its file under the name TorchServe gives it, as the worker does.
-    spec = importlib.util.spec_from_file_location("handler", SERVING_DIR / "handler.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def handler_module() -> ModuleType:
-    return _load_handler_module()
+    return local_handler.handler_module()
 
 
 @pytest.fixture(scope="module")
