@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,7 +32,7 @@ from devstack.torchserve import TorchServeProcess
 from devstack.waiting import NotReady, url_ready
 from yoloserve import paths
 from yoloserve.modelserver.export import DEFAULT_RUNTIME
-from yoloserve.modelserver.packaging import MODEL_NAME, package, stage
+from yoloserve.modelserver.packaging import MODEL_CONFIG, MODEL_NAME, package
 from yoloserve.modelserver.registry import ModelVersion, Registry
 from yoloserve.retrain.heartbeat import is_fresh, read_heartbeats
 from yoloserve.retrain.settings import RetrainSettings
@@ -117,12 +116,8 @@ class LocalStack:
             Registry(models_dir / "registry.json"),
             store_dir=models_dir / "store",
             runtime=runtime,
+            config_file=model_config or MODEL_CONFIG,
         )
-        if model_config is not None:  # same version, name and runtime, other serving settings
-            with tempfile.TemporaryDirectory(dir=models_dir) as tmp:
-                staged = stage(models_dir / "default" / "best.pt", runtime, Path(tmp),
-                               config_file=model_config)
-                staged.build(record.version, models_dir / "store")
         inference, management, metrics = free_ports(3)
         ts = TorchServeProcess(
             run_dir / "torchserve",

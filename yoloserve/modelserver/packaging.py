@@ -284,6 +284,7 @@ def package(
     mlflow_experiment_id: str | None = None,
     runtime: str = DEFAULT_RUNTIME,
     dynamic: bool = True,
+    config_file: Path = MODEL_CONFIG,
 ) -> ModelVersion:
     """Hash, export, check, archive and register ``weights`` as the next model version.
 
@@ -301,6 +302,7 @@ def package(
         mlflow_run_id, mlflow_experiment_id: the MLflow run that produced the weights.
         runtime: what the handler runs (``yoloserve.modelserver.export.RUNTIMES``).
         dynamic: export with dynamic shapes; ``False`` only to see a static export refused.
+        config_file: the model YAML to pack (the benchmark tries other serving settings).
 
     Returns:
         The registry record (new, or the reused one).
@@ -329,7 +331,7 @@ def package(
     store_dir.mkdir(parents=True, exist_ok=True)
     # Export and parity take seconds: done before the lock, so no other writer waits on them.
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=store_dir) as tmp:
-        staged = stage(weights, runtime, Path(tmp), dynamic=dynamic)
+        staged = stage(weights, runtime, Path(tmp), config_file=config_file, dynamic=dynamic)
         report = staged.check() if runtime != "torch" else None
         if report is not None and not report.passed:
             failures = "; ".join(report.failures[:5])
