@@ -18,7 +18,7 @@ export YOLO_OFFLINE := 1
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup system-deps demo stop status test lint bench train package redeploy rollback \
+.PHONY: help setup system-deps container-engine demo stop status test lint bench train package redeploy rollback \
         ref-data mlflow-sync scenario images local-base up down compose-config k8s-manifests pipeline clean
 
 help: ## List the verbs
@@ -40,8 +40,9 @@ $(STAMP): pyproject.toml
 # System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
 # test, docker-compose (v1, parser only) to validate docker-compose.yml, kubectl (Debian's
 # kubernetes-client: 1.20, kustomize v2.0.3) to render deploy/kubernetes, Prometheus (+ promtool)
-# for the demo and the alert-rule tests, podman (+ runc) and debootstrap for the container test
-# and `make up` where no Docker engine runs.
+# for the demo and the alert-rule tests, and podman (+ runc, debootstrap) for the container test
+# and `make up` wherever no Docker engine *answers* (scripts/container_engine.py: the one rule,
+# which scripts.containers and the container test use too; a docker client alone is no engine).
 $(SYSSTAMP):
 	@mkdir -p .run
 	@missing=""; \
@@ -51,9 +52,8 @@ $(SYSSTAMP):
 	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
-	command -v docker >/dev/null || command -v podman >/dev/null || missing="$$missing podman"; \
-	command -v docker >/dev/null || command -v runc >/dev/null || missing="$$missing runc"; \
-	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	missing="$$missing $$(python3 scripts/container_engine.py packages)"; \
+	missing=$$(echo $$missing); \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -61,6 +61,10 @@ $(SYSSTAMP):
 	touch $@
 
 setup: $(STAMP) $(SYSSTAMP) ## Create the venv and install everything (idempotent)
+
+container-engine: ## Print the container engine make up uses, and what setup installs for it
+	@echo "engine=$$(python3 scripts/container_engine.py)"
+	@for pkg in $$(python3 scripts/container_engine.py packages); do echo "missing=$$pkg"; done
 
 system-deps: $(SYSSTAMP)
 

@@ -34,6 +34,7 @@ from typing import Annotated
 
 import typer
 
+from scripts import container_engine
 from scripts.demo_env import DEMO_ENV, read_env_file
 from yoloserve import paths
 from yoloserve.modelserver.export import DEFAULT_RUNTIME
@@ -71,17 +72,17 @@ def image_name(target: str, tag: str | None = None) -> str:
 
 
 def engine() -> str:
-    """``docker`` when a Docker engine answers (or CONTAINER_ENGINE says so), else ``podman``."""
-    chosen = os.environ.get("CONTAINER_ENGINE")
-    if chosen in ("docker", "podman"):
-        return chosen
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "info"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return "docker"
-    if shutil.which("podman"):
-        return "podman"
-    raise typer.BadParameter("neither a Docker engine nor podman is here: `make up` needs one")
+    """The engine: ``scripts.container_engine.choose`` (the Makefile asks the same function).
+
+    Raises:
+        typer.BadParameter: the chosen engine is not installed (``make setup`` installs podman).
+    """
+    name = container_engine.choose()
+    if shutil.which(name) is None:
+        raise typer.BadParameter(
+            f"no Docker engine answers here and {name} is not installed: `make setup` installs "
+            "podman, runc and debootstrap (or set CONTAINER_ENGINE)")
+    return name
 
 
 def engine_env(name: str) -> dict[str, str]:

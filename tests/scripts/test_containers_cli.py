@@ -6,19 +6,88 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import typer
 
 from scripts import containers
 
 
-def test_the_engine_is_chosen_by_env_first(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_engine_is_chosen_by_env_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bin_dir = _fake_bin(tmp_path, docker_info_rc=1, podman=True, docker=True)
+    monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("CONTAINER_ENGINE", "docker")
     assert containers.engine() == "docker"
     monkeypatch.setenv("CONTAINER_ENGINE", "podman")
     assert containers.engine() == "podman"
+
+
+def _fake_bin(tmp_path: Path, *, docker_info_rc: int | None, podman: bool,
+              docker: bool = True) -> Path:
+    """A PATH folder with the tools a machine may have: a ``docker`` client whose ``info``
+    exits ``docker_info_rc`` (an engine answers when 0), and ``podman`` if asked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    tools = {}
+    if docker:
+        tools["docker"] = f"#!/bin/sh\n[ \"$1\" = info ] && exit {docker_info_rc}\nexit 0\n"
+    if podman:
+        tools["podman"] = "#!/bin/sh\nexit 0\n"
+    for name, text in tools.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+# Debian's docker.io client with no daemon is the case a fresh CI machine has.
+ENGINE_CASES = [
+    # (docker client, docker info rc, podman installed) -> engine, packages make setup installs
+    pytest.param(True, 1, False, "podman", ["podman", "runc", "debootstrap"],
+                 id="client-no-engine"),
+    pytest.param(True, 1, True, "podman", ["runc", "debootstrap"],
+                 id="client-no-engine-podman"),
+    pytest.param(False, None, False, "podman", ["podman", "runc", "debootstrap"], id="nothing"),
+    pytest.param(True, 0, False, "docker", [], id="docker-engine"),
+]
+
+
+@pytest.mark.parametrize(("docker", "info_rc", "podman", "engine", "packages"), ENGINE_CASES)
+def test_make_and_containers_agree_on_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docker: bool, info_rc: int | None,
+    podman: bool, engine: str, packages: list[str],
+) -> None:
+    """``make container-engine`` (what ``make setup`` decides with) and ``engine()`` (what make up
+    and the container test use) give one answer, from the same rule: an engine that answers."""
+    bin_dir = _fake_bin(tmp_path, docker_info_rc=info_rc, podman=podman, docker=docker)
+    # Only the fakes and what make and the shell need: no real docker, podman, runc, debootstrap.
+    system = tmp_path / "system"
+    system.mkdir()
+    for tool in ("make", "sh", "bash", "env"):
+        real = shutil.which(tool)
+        assert real, tool
+        (system / tool).symlink_to(real)
+    # The interpreter itself, not a version manager's shim script (which needs more of PATH).
+    real_python = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    (system / "python3").symlink_to(real_python)
+    path = f"{bin_dir}:{system}"
+    monkeypatch.delenv("CONTAINER_ENGINE", raising=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("CONTAINER_ENGINE", "MAKEFLAGS")}
+    made = subprocess.run(["make", "-s", "--no-print-directory", "container-engine"],
+                          cwd=containers.paths.ROOT, env={**env, "PATH": path},
+                          capture_output=True, text=True, check=True)
+    assert made.stdout.split() == [f"engine={engine}", *[f"missing={p}" for p in packages]]
+    monkeypatch.setenv("PATH", path)
+    if engine == "podman" and not podman:
+        with pytest.raises(typer.BadParameter, match="make setup"):
+            containers.engine()
+    else:
+        assert containers.engine() == engine
 
 
 def test_podman_gets_the_project_containers_conf(monkeypatch: pytest.MonkeyPatch) -> None:
