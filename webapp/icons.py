@@ -1,4 +1,5 @@
-"""Every icon the web app shows, as Streamlit's bundled Material Symbols (``:material/name:``).
+"""Every icon the web app shows in its pages, as Streamlit's bundled Material Symbols
+(``:material/name:``); the browser tab's icon is a PNG we ship (``APP``).
 
 Emoji render as empty boxes wherever no installed font has them: headless Chromium here, and
 many servers and thin clients. The Material Symbols font ships inside Streamlit's own static
@@ -15,7 +16,11 @@ Example:
 
 from __future__ import annotations
 
-APP = ":material/center_focus_strong:"
+from pathlib import Path
+
+# The page (browser tab) icon is a file we ship: a ``:material/...:`` page icon makes the browser
+# fetch the glyph's SVG from a font CDN (the bundled font covers glyphs inside the page only).
+APP = Path(__file__).parent / "static" / "favicon.png"
 DETECT = ":material/search:"
 MODELS = ":material/neurology:"
 REVIEW = ":material/rate_review:"
@@ -38,7 +43,7 @@ JOB_STATES: dict[str, str] = {
 UNKNOWN = ":material/help:"
 
 ALL: tuple[str, ...] = (
-    APP, DETECT, MODELS, REVIEW, DISMISSED, QUEUE_EMPTY, ERROR, GATEWAY_DOWN, GATEWAY_UP,
+    DETECT, MODELS, REVIEW, DISMISSED, QUEUE_EMPTY, ERROR, GATEWAY_DOWN, GATEWAY_UP,
     FEEDBACK_SAVED, MONITORING,
     *JOB_STATES.values(), UNKNOWN,
 )

@@ -10,41 +10,20 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.integration.conftest import Stack
 from yoloserve import paths
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-Page = playwright_api.Page
-expect = playwright_api.expect
-
-CHROMIUM = Path("/usr/bin/chromium")
 SAMPLE = paths.ROOT / "data" / "samples" / "shapes_1.jpg"
-TIMEOUT_MS = 60_000  # a cold TorchServe worker on a busy 2-core machine takes seconds
 MISSED_BOX = (20.0, 20.0, 90.0, 90.0)  # top-left corner of shapes_1.jpg: plain background
-
-
-@pytest.fixture(scope="module")
-def page(webapp_url: str) -> Iterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs it (apt package chromium)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.set_default_timeout(TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
 
 
 def settle(page: Page) -> None:
@@ -64,7 +43,7 @@ def choose(page: Page, label: str, option: str) -> None:
             choice.wait_for(timeout=5_000)
             choice.click()
             break
-        except playwright_api.TimeoutError:
+        except PlaywrightTimeout:
             page.keyboard.press("Escape")
             settle(page)
     expect(combobox).to_have_value(option)

@@ -15,43 +15,21 @@ Screenshots (page and each icon) go to ``tests/artifacts/`` for a human to look 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import Locator, Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-Page = playwright_api.Page
-Locator = playwright_api.Locator
-
-CHROMIUM = Path("/usr/bin/chromium")
-TIMEOUT_MS = 60_000
 ICON_FONT = "Material Symbols Rounded"
 # Streamlit's icon elements: nav and buttons (material or emoji), alerts (either kind).
 ICONS = ("[data-testid='stIconMaterial'], [data-testid='stIconEmoji'], "
          "[data-testid$='DynamicIcon']")
 TOFU_ID = "tofu-reference"
 MASK = (24, 24)  # ink masks are compared at this size
-
-
-@pytest.fixture(scope="module")
-def page(webapp_url: str) -> Iterator[Page]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs it (apt package chromium)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
 
 
 def _ink(png: bytes) -> np.ndarray:

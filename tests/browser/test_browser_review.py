@@ -15,15 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 
-from tests.browser.test_browser_e2e import TIMEOUT_MS, Page, expect, page, prod_rows, settle
+from tests.browser.conftest import TIMEOUT_MS
+from tests.browser.test_browser_e2e import prod_rows, settle
 from tests.integration.conftest import USER_KEY, Stack
 from webapp.views.review import EMPTY_REFRESH_S
 from yoloserve import paths
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-__all__ = ["page"]  # the module-scoped browser page fixture, shared with the Detect test
 
 UNCERTAIN_SAMPLE = paths.ROOT / "data" / "samples" / "shapes_4.jpg"
 
