@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Form, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import (
@@ -35,6 +35,7 @@ from gateway.errors import error_responses
 from gateway.feedback import check_classes, parse_labels
 from gateway.idempotency import (
     KEY_HEADER,
+    MAX_KEY_LENGTH,
     Answer,
     check_key,
     dedupe_scope,
@@ -44,7 +45,7 @@ from gateway.idempotency import (
 from gateway.prediction import PredictParams, predict_data, read_upload
 from gateway.prediction_cache import image_digest
 from gateway.review.service import close_reviewed
-from gateway.routes.predict import MODEL_VERSION_HEADER
+from gateway.routes.predict import MODEL_VERSION_HEADER, UPLOAD_ENCODING, UploadDep
 from yoloserve.schemas import FeedbackResponse, PredictResponse
 
 router = APIRouter(tags=["feedback"])
@@ -54,6 +55,12 @@ _LABELS_DESCRIPTION = (
     ' "name": "<class from GET /models>"}], "review_id": "<optional GET /review item it closes>"};'
     " an empty boxes list means nothing to detect"
 )
+# What check_key accepts, for the document (checked there: a bad key is 400, not FastAPI's 422).
+KEY_SCHEMA = {"minLength": 1, "maxLength": MAX_KEY_LENGTH,
+              "pattern": r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$"}
+# A named string format (OpenAPI allows any): the JSON document described above. Generators
+# that know it (the contract test registers it with schemathesis) draw valid labels.
+LABELS_FORMAT = "feedback-labels"
 _DEFAULTS = PredictParams(conf=None, iou=None, max_det=None, version=None)
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEY_DESCRIPTION = (
@@ -66,15 +73,17 @@ _KEY_DESCRIPTION = (
     "/feedback",
     status_code=201,
     response_model=FeedbackResponse,
-    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 502, 503, 504),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 502, 503, 504),
     dependencies=[Depends(require_api_key)],
     summary="Send corrected boxes for an image (training data and monitoring rows)",
+    openapi_extra=UPLOAD_ENCODING,
 )
 async def feedback(
     request: Request,
     response: Response,
-    file: Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP or BMP")],
-    labels: Annotated[str, Form(description=_LABELS_DESCRIPTION)],
+    file: UploadDep,
+    labels: Annotated[str, Form(description=_LABELS_DESCRIPTION, min_length=1,
+                                json_schema_extra={"format": LABELS_FORMAT})],
     settings: SettingsDep,
     torchserve: TorchServeDep,
     embedder: EmbedderDep,
@@ -86,7 +95,8 @@ async def feedback(
     cache: PredictionCacheDep,
     idempotency: IdempotencyDep,
     idempotency_key: Annotated[
-        str | None, Header(alias=KEY_HEADER, description=_KEY_DESCRIPTION)
+        str | None, Header(alias=KEY_HEADER, description=_KEY_DESCRIPTION,
+                           json_schema_extra=KEY_SCHEMA)
     ] = None,
 ) -> FeedbackResponse:
     """One row per ground-truth box and per unmatched prediction goes to ``prod_data.csv``.

@@ -34,7 +34,7 @@ from yoloserve.schemas import PredictResponse
 router = APIRouter(tags=["predict"])
 
 MODEL_VERSION_HEADER = "X-Model-Version"
-_ERRORS = error_responses(400, 413, 415, 422, 502, 503, 504)
+_ERRORS = error_responses(400, 404, 413, 415, 422, 502, 503, 504)  # 404: ?version= unknown
 _HEADERS = {
     "X-Request-ID": {"description": "Id of this request", "schema": {"type": "string"}},
     MODEL_VERSION_HEADER: {
@@ -43,7 +43,13 @@ _HEADERS = {
     },
 }
 
-UploadDep = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP or BMP")]
+# The schema says what the gateway requires, so a client generated from it never sends what is
+# then refused: a non-empty file part (an empty one is a 415) of an image type it decodes.
+UploadDep = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP or BMP",
+                                       json_schema_extra={"minLength": 1})]
+IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
+UPLOAD_ENCODING = {"requestBody": {"content": {"multipart/form-data": {
+    "encoding": {"file": {"contentType": IMAGE_TYPES}}}}}}
 ParamsDep = Annotated[PredictParams, Depends(predict_params)]
 
 
@@ -56,6 +62,7 @@ def _started_at(request: Request) -> float:
     response_model=PredictResponse,
     responses={200: {"headers": _HEADERS}, **_ERRORS},
     summary="Detect objects in an image",
+    openapi_extra=UPLOAD_ENCODING,
 )
 async def predict(
     request: Request,
@@ -106,6 +113,7 @@ async def predict(
         **_ERRORS,
     },
     summary="Detect objects and draw them on the image",
+    openapi_extra=UPLOAD_ENCODING,
 )
 async def predict_image(
     request: Request,
