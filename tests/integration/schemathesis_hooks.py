@@ -54,12 +54,13 @@ for _media_type, _format in (("image/jpeg", "JPEG"), ("image/png", "PNG"),
     schemathesis.openapi.media_type(_media_type, st.sampled_from(_encoded(_format)))
 
 # ``labels`` is a string of the named format the gateway documents: its JSON document.
-LABELS = [json.dumps(labels) for labels in (
+_DOCUMENTS: tuple[dict[str, Any], ...] = (
     {"boxes": []},
     {"boxes": [{"xyxy": [4.0, 4.0, 44.0, 40.0], "name": "circle"}]},
     {"request_id": "schemathesis", "boxes": [{"xyxy": [10, 10, 60, 70], "name": "square"},
                                              {"xyxy": [70, 5, 120, 50], "name": "triangle"}]},
-)]
+)
+LABELS = [json.dumps(document) for document in _DOCUMENTS]
 schemathesis.openapi.format(LABELS_FORMAT, st.sampled_from(LABELS))
 
 
