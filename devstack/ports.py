@@ -23,3 +23,14 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something already listens on ``host:port`` (a connect succeeds).
+
+    Connecting rather than binding: a listener on 0.0.0.0 (a container's published port) blocks
+    our 127.0.0.1 bind too, and a connect sees both.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0

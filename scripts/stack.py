@@ -25,6 +25,7 @@ from typing import Annotated
 import typer
 
 from devstack import mlflow as mlflow_server
+from devstack.ports import port_taken
 from devstack.prometheus import prometheus_program
 from devstack.supervisor import Program, Supervisor
 from devstack.torchserve import TorchServeProcess
@@ -56,6 +57,11 @@ class Ports:
     metrics: int = 8087
     prometheus: int = 9090
     mlflow: int = 8083
+
+
+def busy_ports(ports: Ports) -> list[str]:
+    """``name port`` of each of the demo's ports that something else listens on already."""
+    return [f"{name} {port}" for name, port in vars(ports).items() if port_taken(port)]
 
 
 def _say(message: str) -> None:
@@ -153,6 +159,13 @@ def up(
     version = ensure_model(Registry())
     ensure_reference_data()
     supervisor = Supervisor(SUPERVISOR_DIR)
+    if not supervisor.is_running():  # a running demo holds its own ports: apply() updates it
+        taken = busy_ports(ports)
+        if taken:
+            typer.echo(f"these ports are taken by another process: {', '.join(taken)}; stop it "
+                       "(`make down` stops the compose stack, which publishes 8080-8082 too)",
+                       err=True)
+            raise typer.Exit(1)
     MLFLOW_RUN_DIR.mkdir(parents=True, exist_ok=True)  # SQLite does not create its folder
     services = programs(ports, keys)
     _say("starting services under supervisord ...")

@@ -3,7 +3,10 @@ trainer runs them with the same ``RETRAIN_*``."""
 
 from __future__ import annotations
 
-from scripts.stack import Ports, programs
+import socket
+
+from devstack.ports import free_ports
+from scripts.stack import Ports, busy_ports, programs
 
 
 def test_the_demo_runs_a_trainer_beside_a_gateway_that_only_queues() -> None:
@@ -38,3 +41,17 @@ def test_the_demo_tracks_runs_in_its_own_mlflow_server() -> None:
     assert by_name["trainer"].env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8083"
     assert by_name["gateway"].env["GATEWAY_MLFLOW_UI_URL"] == "http://127.0.0.1:8083"
     assert "MLFLOW_TRACKING_URI" not in by_name["gateway"].env, "the gateway tracks nothing"
+
+
+def test_a_port_someone_else_holds_is_named_before_anything_starts() -> None:
+    """A fresh machine may already run something on 8080 (the compose stack publishes it too):
+    ``make demo`` names the port at once instead of waiting for a gateway that cannot bind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        (free,) = free_ports(1)
+        ports = Ports(gateway=taken, webapp=free, evidently=free, inference=free,
+                      management=free, metrics=free, prometheus=free, mlflow=free)
+        assert busy_ports(ports) == [f"gateway {taken}"]
+    assert busy_ports(ports) == []
