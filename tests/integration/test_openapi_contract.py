@@ -37,13 +37,14 @@ def test_the_gateway_keeps_its_openapi_document(stack: Stack, tmp_path: Path) ->
     cli = Path(sys.executable).with_name("schemathesis")
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks",
            "PYTHONPATH": str(paths.ROOT)}
+    # Run in tmp_path: the CLI keeps its cache (.schemathesis/) in its working folder.
     with gateway_with(stack, {"RETRAIN_EVERY_K": "1000000000"}):
         result = subprocess.run(
             [str(cli), "--no-color", "run", f"{stack.gateway_url}/openapi.json", "--checks",
              "all", "--header", f"X-API-Key: {ADMIN_KEY}", "--exclude-path-regex", SKIPPED,
              "--max-examples", str(MAX_EXAMPLES), "--seed", "20261207", "--workers", "1",
              "--request-timeout", "120", "--report-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=1200, check=False, env=env, cwd=paths.ROOT,
+            capture_output=True, text=True, timeout=1200, check=False, env=env, cwd=tmp_path,
         )
     print(result.stdout, result.stderr[-3000:])  # pytest shows it with the failure
     assert result.returncode == 0, "schemathesis found problems: see the captured output"
