@@ -46,6 +46,8 @@ class FakeTraining:
         current: the serving version's mAP50 (``evaluate`` of ``parent.pt``).
         train_error: training raises ``RuntimeError(train_error)`` when set.
         train_sleep: seconds training takes.
+        hold: training waits while this file exists (a hung training child, until the job's
+            deadline kills it).
         progress: training calls its callbacks as Ultralytics' trainer does (one epoch after
             the other), and each call logs the job's recorded progress as it is then.
     """
@@ -56,6 +58,7 @@ class FakeTraining:
     current: float = 0.85
     train_error: str | None = None
     train_sleep: float = 0.0
+    hold: str | None = None
     progress: bool = False
 
     def to_env(self) -> str:
@@ -102,6 +105,8 @@ class _Fakes:
                  weights=weights, sha256=sha256_file(weights) if weights else None, **kw)
         if config.train_sleep:
             time.sleep(config.train_sleep)
+        while config.hold and Path(config.hold).exists():
+            time.sleep(0.2)
         if config.train_error:
             raise RuntimeError(config.train_error)
         target = Path(out_dir) / name / "weights"
