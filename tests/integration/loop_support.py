@@ -8,14 +8,16 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from tests.integration.conftest import Stack, start_gateway
 from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.packaging import MODEL_NAME
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.training.dataset import iter_images, yolo_label_lines
 
 
 def wait_no_active_job(registry: Registry, timeout: float = 900) -> None:
@@ -24,6 +26,32 @@ def wait_no_active_job(registry: Registry, timeout: float = 900) -> None:
     while any(j.state in ("queued", "running") for j in registry.load().jobs):
         assert time.monotonic() < deadline, "a retrain job is still running"
         time.sleep(1)
+
+
+def write_feedback(feedback_dir: Path, n: int, seed: int) -> list[str]:
+    """Images and YOLO labels in the layout ``FeedbackRecorder`` writes (flat, same stem)."""
+    (feedback_dir / "images").mkdir(parents=True, exist_ok=True)
+    (feedback_dir / "labels").mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i, (image, shapes) in enumerate(iter_images(n, seed)):
+        feedback_id = f"20260101T0000{i:02d}-retrainjob{seed}{i:03d}"
+        (feedback_dir / "labels" / f"{feedback_id}.txt").write_text(
+            "\n".join(yolo_label_lines(shapes, *image.size)) + "\n"
+        )
+        image.save(feedback_dir / "images" / f"{feedback_id}.jpg", quality=90)
+        ids.append(feedback_id)
+    return ids
+
+
+def wait_final(registry: Registry, job_id: str, timeout: float) -> RetrainJob:
+    """The job's record once it has ended (neither queued nor running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = registry.get_job(job_id)
+        if job.state not in ("queued", "running"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} still {registry.get_job(job_id).state} after {timeout} s")
 
 
 def loaded_versions(stack: Stack) -> list[str]:

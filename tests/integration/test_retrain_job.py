@@ -25,41 +25,17 @@ from tests.integration.loop_support import (
     restore_default,
     retrain_env,
     trainer_running,
+    wait_final,
     wait_no_active_job,
+    write_feedback,
 )
-from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.jobs import start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log
-from yoloserve.training.dataset import generate_dataset, iter_images, yolo_label_lines
+from yoloserve.training.dataset import generate_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FEEDBACK_IMAGES = 8
-
-
-def write_feedback(feedback_dir: Path, n: int, seed: int) -> list[str]:
-    """Images and YOLO labels in the layout ``FeedbackRecorder`` writes (flat, same stem)."""
-    (feedback_dir / "images").mkdir(parents=True, exist_ok=True)
-    (feedback_dir / "labels").mkdir(parents=True, exist_ok=True)
-    ids = []
-    for i, (image, shapes) in enumerate(iter_images(n, seed)):
-        feedback_id = f"20260101T0000{i:02d}-retrainjob{seed}{i:03d}"
-        (feedback_dir / "labels" / f"{feedback_id}.txt").write_text(
-            "\n".join(yolo_label_lines(shapes, *image.size)) + "\n"
-        )
-        image.save(feedback_dir / "images" / f"{feedback_id}.jpg", quality=90)
-        ids.append(feedback_id)
-    return ids
-
-
-def wait_final(registry: Registry, job_id: str, timeout: float) -> RetrainJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = registry.get_job(job_id)
-        if job.state not in ("queued", "running"):
-            return job
-        time.sleep(1)
-    raise AssertionError(f"job {job_id} still {registry.get_job(job_id).state} after {timeout} s")
 
 
 @pytest.mark.parametrize("launcher", ["queue", "process"])

@@ -3,7 +3,7 @@
 One job, start to end (``run_job``)::
 
     queued --> running --> build dataset (reference sample + feedback, held-out eval slice)
-                       --> fine-tune from the default version's weights     } one forked child,
+                       --> fine-tune from the default version's weights     } one spawned child,
                        --> evaluate candidate and current on the same eval  } killed at timeout_s
                        --> gate: candidate.map50 >= current.map50 - tolerance
                              yes: package as version N (parent = current) --> deploy --> succeeded

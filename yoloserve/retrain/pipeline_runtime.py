@@ -31,13 +31,15 @@ def load_settings(overrides: dict[str, Any]) -> RetrainSettings:
     return RetrainSettings(**overrides)
 
 
-def _timed(settings: RetrainSettings, step: Callable[[], Any],
+def _timed(settings: RetrainSettings, step: Callable[..., Any], args: tuple[Any, ...],
            timeout_s: float | None = None) -> Any:
-    """``step()`` in a forked child under the step's deadline (forked: closures are fine).
+    """``step(*args)`` in a spawned child under the step's deadline.
 
-    The child builds its own ``Registry`` (``_registry``): a file lock must not cross a fork.
+    Spawned (``run_with_deadline``): ``step`` is a module-level function and ``args`` pickle, so
+    a step that needs the registry gets the settings and builds its own in the child
+    (``_registry``, by the ``_in_child_*`` functions below).
     """
-    return run_with_deadline(step, (), timeout_s or settings.pipeline_step_timeout_s)
+    return run_with_deadline(step, args, timeout_s or settings.pipeline_step_timeout_s)
 
 
 def weights_of(model: Any) -> Path:
@@ -47,6 +49,35 @@ def weights_of(model: Any) -> Path:
 
 def _registry(settings: RetrainSettings) -> Registry:
     return Registry(settings.registry_path)
+
+
+def _in_child_serving_parent(settings: RetrainSettings, job_id: str) -> dict[str, Any]:
+    return steps.serving_parent(_registry(settings), job_id)
+
+
+def _in_child_build_dataset(settings: RetrainSettings, classes: list[str], out_dir: Path,
+                            job_id: str) -> dict[str, Any]:
+    return steps.build_dataset(settings, classes, out_dir, _registry(settings), job_id)
+
+
+def _in_child_decide(settings: RetrainSettings, metrics: dict[str, Any], parent_version: str,
+                     job_id: str) -> GateDecision:
+    return steps.decide(settings, _registry(settings), metrics, parent_version, job_id)
+
+
+def _in_child_package(settings: RetrainSettings, weights: Path, parent_version: str,
+                      candidate_metrics: dict[str, Any], trained_on: dict[str, Any],
+                      decision: GateDecision, job_id: str) -> dict[str, Any]:
+    return steps.package_candidate(
+        settings, _registry(settings), weights, parent_version=parent_version,
+        candidate_metrics=candidate_metrics, trained_on=trained_on, decision=decision,
+        job_id=job_id)
+
+
+def _in_child_deploy(settings: RetrainSettings, version: str, parent_version: str,
+                     decision_reason: str, job_id: str) -> str:
+    return steps.deploy(settings, _registry(settings), version, parent_version=parent_version,
+                        decision_reason=decision_reason, job_id=job_id)
 
 
 def _data_yaml(manifest_dir: str, scratch: Path) -> Path:
@@ -67,8 +98,8 @@ def run_champion(overrides: dict[str, Any], job_id: str, champion: Any) -> str:
     else:
         job_id = registry.record_job(state="running", created_at=utcnow(), started_at=utcnow(),
                                      trigger="kfp").job_id
-    parent = _timed(settings, lambda: steps.serving_parent(_registry(settings), job_id))
-    _timed(settings, lambda: steps.champion_weights(settings, parent, weights_of(champion)))
+    parent = _timed(settings, _in_child_serving_parent, (settings, job_id))
+    _timed(settings, steps.champion_weights, (settings, parent, weights_of(champion)))
     champion.metadata.update({"version": parent["version"], "sha256": parent["sha256"],
                               "classes": parent["classes"], "job_id": job_id})
     return job_id
@@ -76,8 +107,8 @@ def run_champion(overrides: dict[str, Any], job_id: str, champion: Any) -> str:
 
 def run_dataset(overrides: dict[str, Any], job_id: str, champion: Any, manifest: Any) -> None:
     settings = load_settings(overrides)
-    built = _timed(settings, lambda: steps.build_dataset(
-        settings, champion.metadata["classes"], Path(manifest.path), _registry(settings), job_id))
+    built = _timed(settings, _in_child_build_dataset,
+                   (settings, list(champion.metadata["classes"]), Path(manifest.path), job_id))
     manifest.metadata.update({"counts": built["counts"], "trained_on": built["trained_on"]})
 
 
@@ -85,9 +116,9 @@ def run_fine_tune(overrides: dict[str, Any], manifest: Any, champion: Any, candi
     settings = load_settings(overrides)
     with tempfile.TemporaryDirectory(prefix="fine-tune-") as scratch:
         data_yaml = _data_yaml(manifest.path, Path(scratch))
-        weights = _timed(settings, lambda: steps.fine_tune(
-            settings, data_yaml, weights_of(champion), Path(scratch) / "train"),
-            timeout_s=settings.timeout_s)
+        weights = _timed(settings, steps.fine_tune,
+                         (settings, data_yaml, weights_of(champion), Path(scratch) / "train"),
+                         timeout_s=settings.timeout_s)
         weights_of(candidate).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, weights_of(candidate))
     candidate.metadata.update({"parent": champion.metadata["version"], "epochs": settings.epochs})
@@ -98,8 +129,8 @@ def run_evaluate(overrides: dict[str, Any], manifest: Any, champion: Any, candid
     settings = load_settings(overrides)
     with tempfile.TemporaryDirectory(prefix="evaluate-") as scratch:
         data_yaml = _data_yaml(manifest.path, Path(scratch))
-        result = _timed(settings, lambda: steps.evaluate(
-            settings, data_yaml, weights_of(candidate), weights_of(champion)))
+        result = _timed(settings, steps.evaluate,
+                        (settings, data_yaml, weights_of(candidate), weights_of(champion)))
     Path(metrics.path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics.path).write_text(json.dumps(result, indent=2))
     for who, values in result.items():
@@ -113,8 +144,8 @@ def run_gate(overrides: dict[str, Any], job_id: str, champion: Any, metrics: Any
     """The gate's decision (``promote``/``reject``); its reason goes into ``verdict``."""
     settings = load_settings(overrides)
     result = json.loads(Path(metrics.path).read_text())
-    decision: GateDecision = _timed(settings, lambda: steps.decide(
-        settings, _registry(settings), result, champion.metadata["version"], job_id))
+    decision: GateDecision = _timed(settings, _in_child_decide,
+                                    (settings, result, champion.metadata["version"], job_id))
     answer = PROMOTE if decision.promote else REJECT
     Path(verdict.path).parent.mkdir(parents=True, exist_ok=True)
     Path(verdict.path).write_text(json.dumps({"decision": answer, "reason": decision.reason}))
@@ -130,11 +161,10 @@ def run_package(overrides: dict[str, Any], job_id: str, decision: str, verdict: 
                 champion: Any, manifest: Any, candidate: Any, metrics: Any, mar: Any) -> str:
     settings = load_settings(overrides)
     result = json.loads(Path(metrics.path).read_text())
-    record = _timed(settings, lambda: steps.package_candidate(
-        settings, _registry(settings), weights_of(candidate),
-        parent_version=champion.metadata["version"], candidate_metrics=result["candidate"],
-        trained_on=manifest.metadata["trained_on"],
-        decision=GateDecision(decision == PROMOTE, _reason(verdict)), job_id=job_id,
+    record = _timed(settings, _in_child_package, (
+        settings, weights_of(candidate), champion.metadata["version"], result["candidate"],
+        dict(manifest.metadata["trained_on"]),
+        GateDecision(decision == PROMOTE, _reason(verdict)), job_id,
     ))
     Path(mar.path).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings.store_dir / record["mar"], Path(mar.path) / Path(record["mar"]).name)
@@ -145,7 +175,6 @@ def run_package(overrides: dict[str, Any], job_id: str, decision: str, verdict: 
 def run_deploy(overrides: dict[str, Any], job_id: str, version: str, verdict: Any,
                champion: Any) -> str:
     settings = load_settings(overrides)
-    result: str = _timed(settings, lambda: steps.deploy(
-        settings, _registry(settings), version, parent_version=champion.metadata["version"],
-        decision_reason=_reason(verdict), job_id=job_id))
+    result: str = _timed(settings, _in_child_deploy, (
+        settings, version, champion.metadata["version"], _reason(verdict), job_id))
     return result

@@ -1,6 +1,6 @@
 """Retrain progress: the job's phase, and "epoch i of N, ETA" while it trains.
 
-A job runs for minutes in another process (a job process, the trainer service, its forked
+A job runs for minutes in another process (a job process, the trainer service, its spawned
 training child), so its progress goes where the gateway reads job state: the job's record in
 the registry (``RetrainJob.progress``, what ``GET /retrain/{id}`` answers), and one line per
 phase or epoch in the job's log. Writes go through the registry's lock, so they are kept to one
@@ -103,7 +103,7 @@ class ProgressReporter:
 
     @classmethod
     def for_job(cls, registry_path: Path, job_id: str | None) -> ProgressReporter:
-        """A reporter with its own ``Registry`` (what a forked or remote step builds)."""
+        """A reporter with its own ``Registry`` (what a spawned or remote step builds)."""
         return cls(Registry(registry_path), job_id)
 
     def phase(self, phase: RetrainPhase) -> None:

@@ -1,7 +1,7 @@
 """The retrain job's steps, one function each: the local job and the KFP pipeline both run these.
 
 ``yoloserve.retrain.job.run_job`` calls them in sequence in one process (fine-tune and evaluate
-forked together under the job's deadline); ``yoloserve.retrain.pipeline`` wraps each in a
+together in one spawned child under the job's deadline); ``yoloserve.retrain.pipeline`` wraps each in a
 ``@dsl.component`` of its own. Inputs and outputs are plain and serialisable (paths as strings,
 dicts of numbers), so that a step's result can cross a process or a pod as a KFP artifact::
 
@@ -200,8 +200,8 @@ def train_and_evaluate(
     data_yaml: Path, parent_weights: Path, out_dir: Path, settings: RetrainSettings,
     tracking: Mapping[str, Any] | None = None, job_id: str | None = None,
 ) -> dict[str, Any]:
-    """``fine_tune``, ``evaluate`` then ``benchmark``, as the local job runs them (one forked
-    child).
+    """``fine_tune``, ``evaluate`` then ``benchmark``, as the local job runs them (one spawned
+    child: ``run_with_deadline`` finds this function by name, so it stays module-level).
 
     Args:
         tracking: ``{"run_id", "eval_set", "benchmark", "champion_benchmark"}``: the job's
@@ -211,7 +211,7 @@ def train_and_evaluate(
     """
     tracking = tracking or {}
     tracker = RunTracker.resume(TrackingSettings(), settings.run_dir, tracking.get("run_id"))
-    # Its own Registry: this runs in the forked child, and the lock is taken per write.
+    # Its own Registry: this runs in the spawned child, and the lock is taken per write.
     progress = ProgressReporter.for_job(settings.registry_path, job_id)
     progress.phase("training")
     weights = fine_tune(settings, data_yaml, parent_weights, out_dir, tracker, progress)

@@ -88,7 +88,7 @@ class RunTracker:
     @classmethod
     def resume(cls, settings: TrackingSettings, run_dir: Path, run_id: str | None,
                experiment: str | None = None) -> RunTracker:
-        """The tracker of a run started elsewhere (the forked training child gets only its id)."""
+        """The tracker of a run started elsewhere (the spawned training child gets only its id)."""
         if not (settings.enabled and run_id):
             return cls(settings, run_dir)
         return cls(settings, run_dir, client(settings), run_id, experiment)

@@ -1,29 +1,27 @@
 """Fixtures of the retrain tests: a packaged version 1, a tiny dataset, fake training.
 
 Only ``training.train`` and ``training.evaluate`` are replaced (the real ones run in
-tests/integration/test_retrain_job.py); registry, packaging (torch-model-archiver), the forked
+tests/integration/test_retrain_job.py); registry, packaging (torch-model-archiver), the spawned
 training child, the job subprocess and the file lock are the real ones. The fakes run in the
-forked child, so they report what they saw through files, not through memory.
+spawned child, so they get their settings through the environment and report what they saw
+through files, not through memory (``fakes.py``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from yoloserve.modelserver.packaging import package, sha256_file
+from tests.yoloserve.retrain import fakes
+from tests.yoloserve.retrain.fakes import FakeTraining
+from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain import steps
 from yoloserve.retrain.settings import RetrainSettings
-from yoloserve.training import train as training
 from yoloserve.training.dataset import generate_dataset, iter_images, yolo_label_lines
-from yoloserve.training.train import EvalMetrics
 
 
 @pytest.fixture(scope="module")
@@ -66,44 +64,22 @@ def registry(settings: RetrainSettings) -> Registry:
     return Registry(settings.registry_path)
 
 
-def _metrics(map50: float) -> EvalMetrics:
-    return EvalMetrics(map50=map50, map50_95=map50 * 0.8, precision=0.9, recall=0.8, images=5)
-
-
 @pytest.fixture
 def fake_training(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, default_weights: Path
 ) -> Callable[..., Path]:
-    """Install fakes; returns the file where they log their calls (one JSON per line)."""
+    """Install fakes (``fakes.FakeTraining``'s fields); returns the file where they log their
+    calls (one JSON per line)."""
     calls = tmp_path / "calls.jsonl"
 
     def install(candidate: float = 0.9, current: float = 0.85, train_error: str | None = None,
-                train_sleep: float = 0.0) -> Path:
-        def log(**entry: Any) -> None:
-            with calls.open("a") as fh:
-                fh.write(json.dumps(entry, default=str) + "\n")
-
-        def fake_train(data_yaml: Path, out_dir: Path, *, weights: Path | None = None,
-                       name: str = "train", **kw: Any) -> Path:
-            log(call="train", data_yaml=data_yaml, weights=weights, pid=os.getpid(),
-                sha256=sha256_file(weights) if weights else None, **kw)
-            if train_sleep:
-                time.sleep(train_sleep)
-            if train_error:
-                raise RuntimeError(train_error)
-            target = out_dir / name / "weights"
-            target.mkdir(parents=True)
-            # Real weights, so that packaging the candidate really works.
-            shutil.copy(default_weights, target / "best.pt")
-            shutil.copy(default_weights, target / "last.pt")
-            return target / "best.pt"
-
-        def fake_evaluate(weights: Path, data_yaml: Path, **kw: Any) -> EvalMetrics:
-            log(call="evaluate", weights=weights, data_yaml=data_yaml, **kw)
-            return _metrics(current if weights.name == "parent.pt" else candidate)
-
-        monkeypatch.setattr(training, "train", fake_train)
-        monkeypatch.setattr(training, "evaluate", fake_evaluate)
+                train_sleep: float = 0.0, progress: bool = False) -> Path:
+        config = FakeTraining(str(calls), str(default_weights), candidate=candidate,
+                              current=current, train_error=train_error,
+                              train_sleep=train_sleep, progress=progress)
+        # The environment reaches the spawned training child; the wrapper installs the fakes.
+        monkeypatch.setenv(fakes.ENV, config.to_env())
+        monkeypatch.setattr(steps, "train_and_evaluate", fakes.train_and_evaluate)
         return calls
 
     return install

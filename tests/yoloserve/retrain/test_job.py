@@ -94,12 +94,13 @@ def test_training_failure_fails_the_job_and_changes_nothing(
 def test_timeout_kills_training_and_fails_the_job(
     settings: RetrainSettings, registry: Registry, fake_training: Callable[..., Path]
 ) -> None:
-    calls = fake_training(train_sleep=60)
-    settings = settings.model_copy(update={"timeout_s": 2.0})
+    calls = fake_training(train_sleep=120)
+    # Long enough for the spawned child to start (an interpreter and its imports) and train.
+    settings = settings.model_copy(update={"timeout_s": 10.0})
     start = time.monotonic()
     job = run_job(queue_job(registry), settings, registry)
 
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < 40
     assert job.state == "failed" and "timed out" in (job.reason or "")
     (train,) = read_calls(calls)
     assert not psutil.pid_exists(train["pid"]), "the training child was killed"

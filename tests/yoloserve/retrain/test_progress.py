@@ -49,7 +49,8 @@ def _scripted(values: list[float]) -> Callable[[], float]:
 
 @pytest.fixture
 def log_file(tmp_path: Path) -> Iterator[Path]:
-    """The job's log, as the trainer writes it: a root handler (inherited by forked children)."""
+    """The job's log, as the trainer writes it: a root handler (the training child's records are
+    relayed to it)."""
     path = tmp_path / "job.log"
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -134,43 +135,10 @@ def test_chain_callbacks_calls_every_group_in_order() -> None:
 
 
 @pytest.fixture
-def progress_training(
-    fake_training: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
-    settings: RetrainSettings,
-) -> Path:
+def progress_training(fake_training: Callable[..., Path]) -> Path:
     """Fake training that calls its callbacks as Ultralytics' trainer does, and logs the job's
-    recorded progress at each step (training runs in the forked child: through a file)."""
-    calls = fake_training(candidate=0.9, current=0.85)
-    fake_train, fake_evaluate = training.train, training.evaluate
-
-    def recorded() -> dict[str, Any] | None:
-        jobs = Registry(settings.registry_path).load().jobs
-        progress = jobs[-1].progress
-        return None if progress is None else progress.model_dump(exclude={"updated_at"})
-
-    def log(**entry: Any) -> None:
-        with calls.open("a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-
-    def train(*args: Any, callbacks: dict[str, Callable[[Any], None]] | None = None,
-              **kw: Any) -> Path:
-        log(call="progress at train", progress=recorded())
-        trainer = SimpleNamespace(epoch=0, epochs=kw["epochs"])
-        assert callbacks is not None, "the job passes its progress callbacks to training"
-        callbacks["on_train_start"](trainer)
-        for epoch in range(kw["epochs"]):
-            trainer.epoch = epoch
-            callbacks["on_fit_epoch_end"](trainer)
-            log(call="progress at epoch end", progress=recorded())
-        return fake_train(*args, **kw)
-
-    def evaluate(*args: Any, **kw: Any) -> Any:
-        log(call="progress at evaluate", progress=recorded())
-        return fake_evaluate(*args, **kw)
-
-    monkeypatch.setattr(training, "train", train)
-    monkeypatch.setattr(training, "evaluate", evaluate)
-    return calls
+    recorded progress at each step (training runs in the spawned child: through a file)."""
+    return fake_training(candidate=0.9, current=0.85, progress=True)
 
 
 def _progress_calls(calls: Path) -> list[tuple[str, dict[str, Any] | None]]:

@@ -20,6 +20,8 @@ import filelock
 import psutil
 import pytest
 
+from tests.yoloserve.retrain import fakes
+from tests.yoloserve.retrain.fakes import FakeTraining
 from tests.yoloserve.retrain.job_support import queue_job, read_calls
 from yoloserve import paths
 from yoloserve.errors import RetrainAlreadyRunning
@@ -160,12 +162,13 @@ class Trainers:
     def start(self, train_sleep: float = 0.0) -> subprocess.Popen[bytes]:
         log = self.settings.run_dir / f"trainer-{len(self.procs)}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        env = self.settings.child_environment(self.settings.registry_path)
+        env[fakes.ENV] = FakeTraining(str(self.calls), str(self.weights),
+                                      train_sleep=train_sleep).to_env()
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.yoloserve.retrain.trainer_child",
-                 str(self.calls), str(self.weights), str(train_sleep)],
-                cwd=paths.ROOT, env=self.settings.child_environment(self.settings.registry_path),
-                stdout=out, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "tests.yoloserve.retrain.trainer_child"],
+                cwd=paths.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )
         self.procs.append(proc)
         _wait("the trainer's first heartbeat",
