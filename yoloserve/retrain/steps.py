@@ -1,8 +1,8 @@
 """The retrain job's steps, one function each: the local job and the KFP pipeline both run these.
 
 ``yoloserve.retrain.job.run_job`` calls them in sequence in one process (fine-tune and evaluate
-together in one spawned child under the job's deadline); ``yoloserve.retrain.pipeline`` wraps each in a
-``@dsl.component`` of its own. Inputs and outputs are plain and serialisable (paths as strings,
+together in one spawned child under the job's deadline); ``yoloserve.retrain.pipeline`` wraps
+each in a ``@dsl.component`` of its own. Inputs and outputs are plain and serialisable (paths as strings,
 dicts of numbers), so that a step's result can cross a process or a pod as a KFP artifact::
 
     serving_parent   registry              -> {"version", "mar", "sha256", "classes"} (parent)
