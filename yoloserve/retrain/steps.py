@@ -2,8 +2,9 @@
 
 ``yoloserve.retrain.job.run_job`` calls them in sequence in one process (fine-tune and evaluate
 together in one spawned child under the job's deadline); ``yoloserve.retrain.pipeline`` wraps
-each in a ``@dsl.component`` of its own. Inputs and outputs are plain and serialisable (paths as strings,
-dicts of numbers), so that a step's result can cross a process or a pod as a KFP artifact::
+each in a ``@dsl.component`` of its own. Inputs and outputs are plain and serialisable (paths as
+strings, dicts of numbers), so that a step's result can cross a process or a pod as a KFP
+artifact::
 
     serving_parent   registry              -> {"version", "mar", "sha256", "classes"} (parent)
     champion_weights parent                -> the serving version's weights (.pt)
