@@ -37,17 +37,19 @@ $(STAMP): pyproject.toml
 	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp, podman_compose, mlflow"
 	touch $@
 
-# System packages the tests and the demo need: Java for TorchServe, Chromium for the browser
-# test, docker-compose (v1, parser only) to validate docker-compose.yml, kubectl (Debian's
-# kubernetes-client: 1.20, kustomize v2.0.3) to render deploy/kubernetes, Prometheus (+ promtool)
+# System packages the tests and the demo need: Java 11+ for TorchServe (a java on PATH that is
+# older does not count), Debian's Chromium at /usr/bin/chromium for the browser tests (the path
+# they launch; another chromium on PATH does not count), docker-compose (v1, parser only) to
+# validate docker-compose.yml, kubectl (Debian's kubernetes-client: 1.20, kustomize v2.0.3, or
+# any newer one on PATH) to render deploy/kubernetes, Prometheus (+ promtool)
 # for the demo and the alert-rule tests, and podman (+ runc, debootstrap) for the container test
 # and `make up` wherever no Docker engine *answers* (scripts/container_engine.py: the one rule,
 # which scripts.containers and the container test use too; a docker client alone is no engine).
 $(SYSSTAMP):
 	@mkdir -p .run
 	@missing=""; \
-	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	java -version 2>&1 | grep -Eq 'version "(1[1-9]|[2-9][0-9])' || missing="$$missing openjdk-17-jre-headless"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
