@@ -48,9 +48,13 @@ def outside() -> Iterator[OutsideRecorder]:
         yield recorder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(outside: OutsideRecorder) -> Iterator[Browser]:
-    """Headless Debian Chromium driven by Playwright (no browser download), via ``outside``."""
+    """Headless Debian Chromium driven by Playwright (no browser download), via ``outside``.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and every later test that calls ``asyncio.run`` would fail.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make setup` installs it (apt package chromium)")
     with sync_playwright() as p:
