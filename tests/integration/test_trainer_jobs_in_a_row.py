@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 JOBS = 3
 # Each job may take at most twice as long as the first, plus this much for a loaded 2-core box
-# (the other engineer's tests share it). A hung job takes its whole timeout_s instead.
+# (other processes share it). A hung job takes its whole timeout_s instead.
 SLACK_S = 30.0
 HUNG_TIMEOUT_S = 30.0
 
