@@ -53,6 +53,8 @@ def sample_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int
     return make
 
 
+NEVER_K = 1_000_000_000  # RETRAIN_EVERY_K that no test reaches
+
 # The real platform (TorchServe + gateway over isolated models/ and data/), one per session, shared
 # by tests/integration and tests/browser; see tests/integration/conftest.py.
 @pytest.fixture(scope="session")
@@ -65,6 +67,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, default_weights: Path) -> It
         weights=default_weights,
         user_key=USER_KEY,
         admin_key=ADMIN_KEY,
+        # Feedback never starts a retrain by itself here: the tests that post feedback would
+        # otherwise cross a multiple of k in an order-dependent way, and a job process would
+        # swap the model under the next test. The loop's tests set RETRAIN_EVERY_K themselves.
+        extra_env={"RETRAIN_EVERY_K": str(NEVER_K)},
     )
     try:
         try:

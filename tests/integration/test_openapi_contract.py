@@ -6,8 +6,8 @@ with every check on: no 5xx, a documented status, headers and body for each answ
 request the schema allows refused (so a client generated from the schema never sends what the
 gateway then rejects: an empty upload or an empty ``labels`` part once were). What a schema
 cannot make a generator draw (a decodable photo, boxes of the served classes) comes from
-``schemathesis_hooks.py`` in positive cases only. The gateway runs with retraining out of reach
-(``RETRAIN_EVERY_K`` huge): valid feedback is stored, and must not start a job mid-suite.
+``schemathesis_hooks.py`` in positive cases only. Valid feedback is stored; the session's gateway
+never starts a retrain from feedback (``tests/conftest.py``), so none starts mid-suite.
 
 Left out: ``POST /retrain`` and ``POST /models/{version}/activate`` would start a real retrain
 and swap the model that every other test of the session shares; tests/gateway covers their input
@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import ADMIN_KEY, Stack
-from tests.integration.loop_support import gateway_with
 from yoloserve import paths
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,13 +37,12 @@ def test_the_gateway_keeps_its_openapi_document(stack: Stack, tmp_path: Path) ->
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks",
            "PYTHONPATH": str(paths.ROOT)}
     # Run in tmp_path: the CLI keeps its cache (.schemathesis/) in its working folder.
-    with gateway_with(stack, {"RETRAIN_EVERY_K": "1000000000"}):
-        result = subprocess.run(
-            [str(cli), "--no-color", "run", f"{stack.gateway_url}/openapi.json", "--checks",
-             "all", "--header", f"X-API-Key: {ADMIN_KEY}", "--exclude-path-regex", SKIPPED,
-             "--max-examples", str(MAX_EXAMPLES), "--seed", "20261207", "--workers", "1",
-             "--request-timeout", "120", "--report-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=1200, check=False, env=env, cwd=tmp_path,
-        )
+    result = subprocess.run(
+        [str(cli), "--no-color", "run", f"{stack.gateway_url}/openapi.json", "--checks", "all",
+         "--header", f"X-API-Key: {ADMIN_KEY}", "--exclude-path-regex", SKIPPED,
+         "--max-examples", str(MAX_EXAMPLES), "--seed", "20261207", "--workers", "1",
+         "--request-timeout", "120", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=1200, check=False, env=env, cwd=tmp_path,
+    )
     print(result.stdout, result.stderr[-3000:])  # pytest shows it with the failure
     assert result.returncode == 0, "schemathesis found problems: see the captured output"
