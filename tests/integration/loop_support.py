@@ -15,7 +15,7 @@ import httpx
 from tests.integration.conftest import Stack, start_gateway
 from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.packaging import MODEL_NAME
-from yoloserve.modelserver.registry import Registry, RetrainJob
+from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.training.dataset import iter_images, yolo_label_lines
 
@@ -41,17 +41,6 @@ def write_feedback(feedback_dir: Path, n: int, seed: int) -> list[str]:
         image.save(feedback_dir / "images" / f"{feedback_id}.jpg", quality=90)
         ids.append(feedback_id)
     return ids
-
-
-def wait_final(registry: Registry, job_id: str, timeout: float) -> RetrainJob:
-    """The job's record once it has ended (neither queued nor running)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = registry.get_job(job_id)
-        if job.state not in ("queued", "running"):
-            return job
-        time.sleep(1)
-    raise AssertionError(f"job {job_id} still {registry.get_job(job_id).state} after {timeout} s")
 
 
 def loaded_versions(stack: Stack) -> list[str]:

@@ -26,11 +26,11 @@ from tests.integration.loop_support import (
     restore_default,
     retrain_env,
     trainer_running,
-    wait_final,
     wait_no_active_job,
     write_feedback,
 )
 from tests.integration.test_retrain_job import FEEDBACK_IMAGES
+from tests.yoloserve.retrain.job_support import wait_final
 from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.jobs import start_job_process

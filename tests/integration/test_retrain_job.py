@@ -25,10 +25,10 @@ from tests.integration.loop_support import (
     restore_default,
     retrain_env,
     trainer_running,
-    wait_final,
     wait_no_active_job,
     write_feedback,
 )
+from tests.yoloserve.retrain.job_support import wait_final
 from yoloserve.retrain.jobs import start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log
 from yoloserve.training.dataset import generate_dataset

@@ -30,12 +30,11 @@ from tests.integration.loop_support import (
     restore_default,
     retrain_env,
     trainer_running,
-    wait_final,
     wait_no_active_job,
     write_feedback,
 )
 from tests.yoloserve.retrain import fakes
-from tests.yoloserve.retrain.job_support import read_calls
+from tests.yoloserve.retrain.job_support import read_calls, wait_final
 from yoloserve import paths
 from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.heartbeat import read_heartbeats

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from yoloserve.modelserver.packaging import sha256_file
@@ -116,8 +117,6 @@ class _Fakes:
         return target / "best.pt"
 
     def _epochs(self, epochs: int, callbacks: dict[str, Any] | None) -> None:
-        from types import SimpleNamespace
-
         self.log(call="progress at train", progress=self.recorded())
         assert callbacks is not None, "the job passes its progress callbacks to training"
         trainer = SimpleNamespace(epoch=0, epochs=epochs)

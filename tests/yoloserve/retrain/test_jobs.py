@@ -5,28 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import filelock
 import pytest
 
-from tests.yoloserve.retrain.job_support import queue_job, read_calls
+from tests.yoloserve.retrain.job_support import queue_job, read_calls, wait_final
 from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
+from yoloserve.modelserver.registry import Registry, utcnow
 from yoloserve.retrain.jobs import reap_stale_jobs, run_job_process, start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log, lock_path
-
-
-def _wait_final(registry: Registry, job_id: str, timeout: float = 60) -> RetrainJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = registry.get_job(job_id)
-        if job.state not in ("queued", "running"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {registry.get_job(job_id).state}")
 
 
 def test_second_start_is_refused_while_the_first_job_process_lives(
@@ -40,14 +29,14 @@ def test_second_start_is_refused_while_the_first_job_process_lives(
     with pytest.raises(RetrainAlreadyRunning, match=first):
         start_job_process(settings, trigger="test", registry=registry)
 
-    job = _wait_final(registry, first)
+    job = wait_final(registry, first, 60, poll_s=0.2)
     assert job.state == "failed" and "no default version" in (job.reason or "")
     assert job.trigger == "test" and job.started_at is not None
     assert "no default version" in job_log(settings, first).read_text()
 
     second = start_job_process(settings, trigger="test", registry=registry)
     assert second != first
-    _wait_final(registry, second)
+    wait_final(registry, second, 60, poll_s=0.2)
 
 
 def test_held_lock_refuses_a_start(settings: RetrainSettings, registry: Registry) -> None:
@@ -89,7 +78,7 @@ def test_a_killed_job_process_frees_the_lock_and_is_marked_failed(
     no_data = settings.model_copy(update={"ref_dir": empty, "feedback_dir": empty / "none"})
     new = start_job_process(no_data, trigger="test", registry=registry)
     assert new != job_id
-    assert "no usable dataset" in (_wait_final(registry, new).reason or "")
+    assert "no usable dataset" in (wait_final(registry, new, 60, poll_s=0.2).reason or "")
 
 
 def test_stale_queued_and_running_jobs(registry: Registry) -> None:
