@@ -42,7 +42,9 @@ $(STAMP): pyproject.toml
 # they launch; another chromium on PATH does not count), docker-compose (v1, parser only) to
 # validate docker-compose.yml, kubectl (Debian's kubernetes-client: 1.20, kustomize v2.0.3, or
 # any newer one on PATH) to render deploy/kubernetes, Prometheus (+ promtool)
-# for the demo and the alert-rule tests, and podman (+ runc, debootstrap) for the container test
+# for the demo and the alert-rule tests, PostgreSQL's server binaries (Debian's postgresql: initdb
+# and postgres under /usr/lib/postgresql/*/bin, not on PATH) for the throwaway servers the store
+# tests start (devstack/postgres.py), and podman (+ runc, debootstrap) for the container test
 # and `make up` wherever no Docker engine *answers* (scripts/container_engine.py: the one rule,
 # which scripts.containers and the container test use too; a docker client alone is no engine).
 $(SYSSTAMP):
@@ -54,6 +56,7 @@ $(SYSSTAMP):
 	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	missing="$$missing $$(python3 scripts/container_engine.py packages)"; \
 	missing=$$(echo $$missing); \
 	if [ -n "$$missing" ]; then \
