@@ -89,3 +89,33 @@ def gateway(stack: Any) -> Iterator[httpx.Client]:
     """A client of the live gateway."""
     with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
         yield client
+
+
+# One real PostgreSQL per session (devstack/postgres.py), started only when a test asks for it.
+# Missing binaries fail, not skip: CI must notice a machine that `make setup` did not prepare.
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server on a free port (as root: run as an unprivileged user)."""
+    from devstack.postgres import PostgresNotFound, PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except PostgresNotFound as exc:
+        pytest.fail(f"PostgreSQL is needed by this test and is not installed: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database on the session's server: its SQLAlchemy URL (psycopg 3)."""
+    import re
+    import uuid
+
+    stem = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
+    name = f"t_{stem}_{uuid.uuid4().hex[:8]}"
+    url = postgres_server.new_database(name)
+    yield url
+    postgres_server.drop_database(name)  # WITH (FORCE): connections a test left open too
