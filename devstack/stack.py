@@ -36,6 +36,8 @@ from yoloserve.modelserver.packaging import MODEL_CONFIG, MODEL_NAME, package
 from yoloserve.modelserver.registry import ModelVersion, Registry
 from yoloserve.retrain.heartbeat import is_fresh, read_heartbeats
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
+from yoloserve.store.settings import DEFAULT_FILE_NAME, sqlite_url
 
 TRAINER = "trainer"
 
@@ -113,7 +115,7 @@ class LocalStack:
         run_dir.mkdir(parents=True)
         record = package(
             models_dir / "default" / "best.pt",
-            Registry(models_dir / "registry.json"),
+            Registry(open_store(sqlite_url(data_dir / DEFAULT_FILE_NAME))),
             store_dir=models_dir / "store",
             runtime=runtime,
             config_file=model_config or MODEL_CONFIG,
@@ -126,7 +128,7 @@ class LocalStack:
             metrics,
             model_store=models_dir / "store",
             models_to_load={MODEL_NAME: record.mar},
-            registry_path=models_dir / "registry.json",
+            database_url=sqlite_url(data_dir / DEFAULT_FILE_NAME),
             extra_properties=dict(ts_properties or {}),
         )
         return cls(root, models_dir, data_dir, run_dir, ts, record, user_key, admin_key,
@@ -135,7 +137,12 @@ class LocalStack:
     @property
     def registry(self) -> Registry:
         """The isolated registry."""
-        return Registry(self.models_dir / "registry.json")
+        return Registry(open_store(self.database_url))
+
+    @property
+    def database_url(self) -> str:
+        """The stack's own store: an SQLite file in its data folder."""
+        return sqlite_url(self.data_dir / DEFAULT_FILE_NAME)
 
     @property
     def store_dir(self) -> Path:
@@ -196,7 +203,7 @@ class LocalStack:
             GATEWAY_PORT=str(gateway_port),
             GATEWAY_TORCHSERVE_INFERENCE_URL=self.torchserve.inference_url,
             GATEWAY_TORCHSERVE_MANAGEMENT_URL=self.torchserve.management_url,
-            GATEWAY_REGISTRY_PATH=str(self.models_dir / "registry.json"),
+            STORE_DATABASE_URL=self.database_url,
             GATEWAY_EMBEDDER_PATH=str(self.models_dir / "embedder" / "embedder.npz"),
             GATEWAY_API_KEYS=self.user_key,
             GATEWAY_ADMIN_API_KEYS=self.admin_key,

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from devstack.ports import free_ports
 from devstack.supervisor import Program, group_members, kill_groups
@@ -41,7 +42,8 @@ from yoloserve import paths
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import Registry
-from yoloserve.paths import REGISTRY_FILE, SERVING_DIR, STORE_DIR
+from yoloserve.paths import SERVING_DIR, STORE_DIR
+from yoloserve.store.engine import open_store
 
 BASE_CONFIG = SERVING_DIR / "config.properties"
 SPEC_FILE = "torchserve.json"
@@ -77,7 +79,8 @@ class TorchServeProcess:
         models_to_load: model name -> ``.mar`` in the store, used when the registry has no
             default version.
         host: address all three APIs bind to (keep it loopback: auth is off).
-        registry_path: the registry whose default version each start loads.
+        database_url: the store whose default version each start loads (empty:
+            ``STORE_DATABASE_URL`` or the SQLite default).
         base_config: properties file the derived one starts from.
         extra_properties: keys to add or override in the derived config.
     """
@@ -92,7 +95,7 @@ class TorchServeProcess:
         models_to_load: Mapping[str, str] | None = None,
         *,
         host: str = "127.0.0.1",
-        registry_path: Path = REGISTRY_FILE,
+        database_url: str = "",
         base_config: Path = BASE_CONFIG,
         extra_properties: Mapping[str, str] | None = None,
     ) -> None:
@@ -103,7 +106,7 @@ class TorchServeProcess:
         self.model_store = Path(model_store).resolve()
         self.models_to_load = dict(models_to_load or {})
         self.host = host
-        self.registry_path = Path(registry_path).resolve()
+        self.database_url = database_url
         self.base_config = Path(base_config)
         self.extra_properties = dict(extra_properties or {})
 
@@ -145,7 +148,7 @@ class TorchServeProcess:
             "host": self.host,
             "model_store": str(self.model_store),
             "models_to_load": self.models_to_load,
-            "registry_path": str(self.registry_path),
+            "database_url": self.database_url,
             "base_config": str(self.base_config),
             "extra_properties": self.extra_properties,
         }
@@ -161,7 +164,7 @@ class TorchServeProcess:
         return cls(
             run_dir, spec["inference_port"], spec["management_port"], spec["metrics_port"],
             Path(spec["model_store"]), spec.get("models_to_load"), host=spec["host"],
-            registry_path=Path(spec["registry_path"]), base_config=Path(spec["base_config"]),
+            database_url=spec["database_url"], base_config=Path(spec["base_config"]),
             extra_properties=spec.get("extra_properties"),
         )
 
@@ -201,8 +204,8 @@ class TorchServeProcess:
     def models_for_start(self) -> dict[str, str]:
         """Model name -> ``.mar`` to load now: the registry's default version if it has one."""
         # An unreadable registry, or a default it does not know: the fallback.
-        with contextlib.suppress(YoloServeError, ValidationError, OSError):
-            data = Registry(self.registry_path).load()
+        with contextlib.suppress(YoloServeError, ValidationError, OSError, SQLAlchemyError):
+            data = Registry(open_store(self.database_url or None)).load()
             if data.default_version is not None:
                 mar = data.get(data.default_version).mar
                 if (self.model_store / mar).is_file():

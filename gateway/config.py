@@ -22,6 +22,7 @@ from yoloserve import paths
 from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
+from yoloserve.store.settings import StoreSettings
 
 # Comma-separated in the environment ("a,b"), a list in code.
 StrList = Annotated[list[str], NoDecode]
@@ -91,7 +92,10 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="Activation: how long to wait for another swap to end"
     )
 
-    registry_path: Path = paths.REGISTRY_FILE
+    store: StoreSettings = Field(
+        default_factory=StoreSettings,
+        description="The store of versions, jobs and feedback (STORE_DATABASE_URL)",
+    )
     mlflow_ui_url: str | None = Field(
         default=None,
         description="MLflow UI (http://127.0.0.1:8083): GET /models links each version's run",

@@ -73,7 +73,7 @@ async def get_embedder_provider(request: Request) -> EmbedderProvider:
 
 
 async def get_registry(request: Request) -> Registry:
-    """The model registry (``settings.registry_path``)."""
+    """The model registry (versions and jobs in the store)."""
     registry: Registry = request.app.state.registry
     return registry
 

@@ -35,8 +35,9 @@ from gateway.routes import api_router
 from yoloserve.drift_summary import read_summary
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.deployers import DeploySettings, SwapOptions, deployer_from_settings
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import open_registry
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
 from yoloserve.tracking.status import read_status
 
 _DESCRIPTION = (
@@ -117,7 +118,7 @@ def create_app(
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    registry = Registry(settings.registry_path)
+    registry = open_registry(open_store(settings.store.url))
     app.state.settings = settings
     app.state.registry = registry
     app.state.prediction_cache = cache = PredictionCache(

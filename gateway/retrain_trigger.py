@@ -46,7 +46,7 @@ _INHERITED_FIELDS: Mapping[str, Callable[[Settings], object]] = {
     "inference_url": lambda s: s.torchserve_inference_url,
     "management_url": lambda s: s.torchserve_management_url,
     "model_name": lambda s: s.model_name,
-    "registry_path": lambda s: s.registry_path,
+    "store": lambda s: s.store,
     "feedback_dir": lambda s: s.data_dir / "feedback",
 }
 

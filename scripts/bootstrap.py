@@ -25,7 +25,7 @@ import typer
 
 from yoloserve import paths
 from yoloserve.modelserver.packaging import package
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import Registry, open_registry
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -81,7 +81,7 @@ def main(
     seed_models(seed)
     paths.DATA_DIR.mkdir(parents=True, exist_ok=True)
     ensure_reference_data()
-    version = ensure_model(Registry())
+    version = ensure_model(open_registry())
     _say(f"ready: serving default v{version}, reference data {paths.DATA_DIR / 'ref_data.csv'}")
 
 

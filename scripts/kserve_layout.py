@@ -20,7 +20,8 @@ from yoloserve import paths
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.kserve_layout import write_kserve_layout
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import open_registry
+from yoloserve.store.engine import open_store
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -42,7 +43,9 @@ def main(
             " by default only the registry's default version.",
         ),
     ] = False,
-    registry: Annotated[Path, typer.Option(help="Registry file.")] = paths.REGISTRY_FILE,
+    database_url: Annotated[
+        str, typer.Option(envvar="STORE_DATABASE_URL", help="The store; empty: the SQLite file.")
+    ] = "",
     store: Annotated[
         Path, typer.Option(help="Model store the .mar files are copied from.")
     ] = paths.STORE_DIR,
@@ -51,7 +54,8 @@ def main(
     """Copy the .mar file(s) and write config.properties; print what was written."""
     try:
         root = write_kserve_layout(
-            Registry(registry), store, out, model_name, all_versions=all_versions
+            open_registry(open_store(database_url or None)), store, out, model_name,
+            all_versions=all_versions
         )
     except YoloServeError as exc:
         typer.echo(f"kserve layout failed: {exc}", err=True)

@@ -38,7 +38,8 @@ from yoloserve.modelserver.deployers import (
 )
 from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
 from yoloserve.modelserver.packaging import MODEL_NAME, package
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import Registry, open_registry
+from yoloserve.store.engine import open_store
 from yoloserve.tracking import mirror
 from yoloserve.tracking.settings import TrackingSettings
 
@@ -50,11 +51,17 @@ ManagementUrl = Annotated[
 InferenceUrl = Annotated[
     str, typer.Option(envvar="TORCHSERVE_INFERENCE_URL", help="TorchServe inference API.")
 ]
-RegistryPath = Annotated[Path, typer.Option(help="Registry file.")]
+DatabaseUrl = Annotated[
+    str, typer.Option(envvar="STORE_DATABASE_URL", help="The store (empty: the SQLite default).")
+]
 DrainS = Annotated[
     float, typer.Option(help="Seconds between set-default and unloading the old version.")
 ]
 WorkerTimeout = Annotated[float, typer.Option(help="Seconds the new worker may take to load.")]
+
+
+def _registry(database_url: str) -> Registry:
+    return open_registry(open_store(database_url or None))
 
 
 def _swap(registry: Registry, version: str, management_url: str, inference_url: str,
@@ -85,7 +92,7 @@ def redeploy(
         paths.DEFAULT_WEIGHTS
     ),
     parent: Annotated[str | None, typer.Option(help="Version these were tuned from.")] = None,
-    registry_path: RegistryPath = paths.REGISTRY_FILE,
+    database_url: DatabaseUrl = "",
     store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
     management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
     inference_url: InferenceUrl = DEFAULT_INFERENCE_URL,
@@ -99,7 +106,7 @@ def redeploy(
     if not weights.is_file():
         typer.echo(f"{weights} does not exist", err=True)
         raise typer.Exit(2)
-    registry = Registry(registry_path)
+    registry = _registry(database_url)
     try:
         record = package(weights, registry, parent=parent, store_dir=store, runtime=runtime)
     except YoloServeError as exc:  # PackagingError and ParityError included
@@ -113,14 +120,14 @@ def redeploy(
 @app.command()
 def activate(
     version: Annotated[str, typer.Argument(help="A registry version to serve again.")],
-    registry_path: RegistryPath = paths.REGISTRY_FILE,
+    database_url: DatabaseUrl = "",
     management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
     inference_url: InferenceUrl = DEFAULT_INFERENCE_URL,
     drain_s: DrainS = 2.0,
     worker_timeout_s: WorkerTimeout = 180.0,
 ) -> None:
     """Make VERSION the serving default again (rollback); rejected versions are refused."""
-    _swap(Registry(registry_path), version, management_url, inference_url, drain_s,
+    _swap(_registry(database_url), version, management_url, inference_url, drain_s,
           worker_timeout_s, activate=True)
     typer.echo(f"version {version} serves now")
 
@@ -137,11 +144,11 @@ async def _loaded_versions(management_url: str) -> list[str] | None:
 
 @app.command("list")
 def list_versions(
-    registry_path: RegistryPath = paths.REGISTRY_FILE,
+    database_url: DatabaseUrl = "",
     management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
 ) -> None:
     """Every registry version (one JSON line each) and what TorchServe has loaded."""
-    data = Registry(registry_path).load()
+    data = _registry(database_url).load()
     for v in data.versions:
         typer.echo(json.dumps({
             "version": v.version, "status": v.status, "parent": v.parent, "mar": v.mar,
@@ -154,14 +161,14 @@ def list_versions(
 
 
 @app.command("mlflow-sync")
-def mlflow_sync(registry_path: RegistryPath = paths.REGISTRY_FILE) -> None:
+def mlflow_sync(database_url: DatabaseUrl = "") -> None:
     """Mirror the registry into MLflow (MLFLOW_TRACKING_URI): versions, tags, `champion`."""
     settings = TrackingSettings()
     if not settings.enabled:
         typer.echo("MLFLOW_TRACKING_URI is not set: nothing to sync", err=True)
         raise typer.Exit(2)
     try:
-        report = mirror.sync(Registry(registry_path), settings)
+        report = mirror.sync(_registry(database_url), settings)
     except Exception as exc:
         typer.echo(f"MLflow sync failed ({type(exc).__name__}): {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -1,5 +1,5 @@
 """Package YOLO weights as a new model version: a TorchServe .mar in models/store and a record in
-models/registry.json. Packaging the same weights again reuses their version (see --new-version).
+the registry. Packaging the same weights again reuses their version (see --new-version).
 
     python -m scripts.package --weights models/default/best.pt                 # ONNX Runtime
     python -m scripts.package --weights models/default/best.pt --runtime torch
@@ -18,7 +18,8 @@ from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
 from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.parity import ParityReport
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import open_registry
+from yoloserve.store.engine import open_store
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -45,7 +46,9 @@ def main(
     new_version: Annotated[
         bool, typer.Option(help="Add a new version even if these exact weights were packaged.")
     ] = False,
-    registry: Annotated[Path, typer.Option(help="Registry file.")] = paths.REGISTRY_FILE,
+    database_url: Annotated[
+        str, typer.Option(envvar="STORE_DATABASE_URL", help="The store; empty: the SQLite file.")
+    ] = "",
     store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     runtime: Annotated[
@@ -56,7 +59,7 @@ def main(
     try:
         record = package(
             weights,
-            Registry(registry),
+            open_registry(open_store(database_url or None)),
             parent=parent,
             metrics=json.loads(metrics.read_text()) if metrics else None,
             store_dir=store,
@@ -72,7 +75,7 @@ def main(
         return
     if record.parity:
         typer.echo(ParityReport.model_validate(record.parity).summary())
-    default = Registry(registry).load().default_version
+    default = open_registry(open_store(database_url or None)).load().default_version
     typer.echo(
         f"version {record.version}: {store / record.mar} ({record.runtime}, sha256 "
         f"{record.sha256[:12]}, status {record.status}"

@@ -33,7 +33,7 @@ from devstack.waiting import NotReady, url_ready
 from scripts.bootstrap import ensure_model, ensure_reference_data
 from scripts.demo_env import DEMO_ENV, read_env_file
 from yoloserve import paths
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import open_registry
 from yoloserve.tracking import mirror
 from yoloserve.tracking.settings import TrackingSettings
 
@@ -156,7 +156,7 @@ def up(
     """Start every service under supervisord, wait until each answers, print the URLs."""
     ports = Ports()
     keys = load_keys()
-    version = ensure_model(Registry())
+    version = ensure_model(open_registry())
     ensure_reference_data()
     supervisor = Supervisor(SUPERVISOR_DIR)
     if not supervisor.is_running():  # a running demo holds its own ports: apply() updates it
@@ -186,7 +186,7 @@ def up(
         _say(f"{program.name} up (pid {supervisor.pid(program.name)}, {seconds:.0f} s)")
     mlflow_url = f"http://127.0.0.1:{ports.mlflow}"
     # The shipped model's training as a run, version 1 and `champion` (the trainer keeps it so).
-    report = mirror.sync_quietly(Registry(), TrackingSettings(tracking_uri=mlflow_url))
+    report = mirror.sync_quietly(open_registry(), TrackingSettings(tracking_uri=mlflow_url))
     mirrored = (f"model `yolo`, champion v{report.champion}" if report
                 else "sync failed, see make mlflow-sync")
     gateway_url = f"http://127.0.0.1:{ports.gateway}"

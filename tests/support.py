@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from yoloserve.store.settings import StoreSettings, sqlite_url
+
 
 def assert_same_boxes(ours: list[dict[str, Any]], result: Any) -> None:
     """Every Ultralytics box has one of ours: same class, conf within 1e-3, coords within 0.5."""
@@ -63,3 +65,8 @@ def real_photos(folder: Path) -> dict[str, Path]:
         "exif_jpeg": exif_jpeg,
         "scene": scenes / "scene_2.jpg",
     }
+
+
+def store_settings(folder: Path) -> StoreSettings:
+    """Settings of a store of its own: the SQLite file ``folder/yoloserve.db``."""
+    return StoreSettings(database_url=sqlite_url(folder / "yoloserve.db"))

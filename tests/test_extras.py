@@ -37,7 +37,9 @@ ENTRY_POINTS: dict[str, str] = {
         import gateway.main
         from gateway.config import Settings
         from gateway.embeddings import default_loader
-        settings = Settings(registry_path=TMP / "models" / "registry.json", data_dir=TMP / "data",
+        from yoloserve.store.settings import StoreSettings, sqlite_url
+        store = StoreSettings(database_url=sqlite_url(TMP / "data" / "yoloserve.db"))
+        settings = Settings(store=store, data_dir=TMP / "data",
                             embedder_path=ROOT / "models" / "embedder" / "embedder.npz")
         gateway.main.create_app(settings)
         # What the gateway imports on the first /feedback, once it is up.
@@ -45,7 +47,7 @@ ENTRY_POINTS: dict[str, str] = {
         # Starting a job with RETRAIN_LAUNCHER=queue (make demo, compose): it only queues.
         from yoloserve.retrain.jobs import start_job_process
         from yoloserve.retrain.settings import RetrainSettings
-        retrain = RetrainSettings(launcher="queue", registry_path=settings.registry_path,
+        retrain = RetrainSettings(launcher="queue", store=settings.store,
                                   run_dir=TMP / "run")
         job_id = start_job_process(retrain, trigger="api")
         assert "torch" not in sys.modules and "ultralytics" not in sys.modules, job_id
@@ -85,7 +87,9 @@ ENTRY_POINTS: dict[str, str] = {
         down = TrackingSettings(tracking_uri=f"http://127.0.0.1:{free_port()}", http_timeout_s=2)
         tracker = RunTracker.start(down, TMP, name="closure")
         assert tracker.run_id is None
-        assert mirror.sync_quietly(mirror.Registry(TMP / "r.json"), down, TMP) is None
+        from yoloserve.store.engine import Store
+        registry = mirror.Registry(Store.sqlite(TMP / "yoloserve.db"))
+        assert mirror.sync_quietly(registry, down, TMP) is None
         from mlflow.entities import Metric, Param, RunTag
     """,
 }

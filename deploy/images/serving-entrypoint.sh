@@ -1,10 +1,11 @@
 #!/bin/sh
 # The serving image's entrypoint: TorchServe on the registry's default version.
 #
-# The store and registry live on the models volume, written by the trainer image (the bootstrap
+# The .mar files live on the models volume and the registry in the store (STORE_DATABASE_URL, or
+# the SQLite file on the data volume), written by the trainer image (the bootstrap
 # packages the shipped model as v1 on first start; retrain jobs and the operator verbs add
 # versions), so a version hot-registered there is also what a restarted container serves. The
-# registry may not exist yet when this starts (podman-compose does not wait for the bootstrap):
+# default version may not exist yet when this starts (podman-compose does not wait for the bootstrap):
 # wait for it rather than serve nothing.
 #
 # With arguments it runs them instead, as TorchServe's own image does: KServe's ServingRuntime
@@ -17,26 +18,16 @@ fi
 MODELS="${YOLOSERVE_MODELS_DIR:-/models}"
 WAIT_S="${SERVING_REGISTRY_WAIT_S:-900}"
 default_mar() {
-    python - "$MODELS" <<'PY'
-import json, pathlib, sys
-models = pathlib.Path(sys.argv[1])
-try:
-    data = json.loads((models / "registry.json").read_text())
-except (OSError, ValueError):
-    sys.exit(0)
-for v in data.get("versions", []):
-    if v.get("version") == data.get("default_version") and (models / "store" / v["mar"]).is_file():
-        print(v["mar"])
-PY
+    python -m yoloserve.modelserver.serving_default "$MODELS"
 }
 waited=0
 mar=$(default_mar)
 while [ -z "$mar" ]; do
     if [ "$waited" -ge "$WAIT_S" ]; then
-        echo "no default version in $MODELS/registry.json after ${WAIT_S} s (the bootstrap packages one)" >&2
+        echo "no default version in the store after ${WAIT_S} s (the bootstrap packages one)" >&2
         exit 1
     fi
-    [ "$waited" -eq 0 ] && echo "waiting for a default version in $MODELS/registry.json ..."
+    [ "$waited" -eq 0 ] && echo "waiting for a default version in the store ..."
     sleep 2
     waited=$((waited + 2))
     mar=$(default_mar)

@@ -1,8 +1,7 @@
 """``GET /models`` (versions, the default one, class names) and ``POST /models/{v}/activate``.
 
-The registry file (``models/registry.json``, via ``yoloserve.modelserver.registry``) is the source
-of truth; ``GET /models`` only reads it, without a lock (registry writes are atomic replaces). A
-registry that does not exist yet means "no versions". Activation is
+The registry (versions in the store, via ``yoloserve.modelserver.registry``) is the source of
+truth; ``GET /models`` reads one snapshot of it. An empty store means "no versions". Activation is
 ``yoloserve.modelserver.deploy.activate``: a hot swap through TorchServe's management API (register,
 wait for a worker, set default, drain, unregister the others), serialised with any other swap by a
 file lock.
@@ -10,15 +9,15 @@ file lock.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi import Path as PathParam
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import DeployerDep, SettingsDep, require_admin_key
+from gateway.deps import DeployerDep, RegistryDep, SettingsDep, require_admin_key
 from gateway.errors import error_responses
 from gateway.prediction import VERSION_PATTERN
 from yoloserve.errors import RegistryError
@@ -29,21 +28,21 @@ from yoloserve.tracking.settings import run_url
 router = APIRouter(tags=["models"])
 
 
-def read_models(path: Path, mlflow_ui_url: str | None = None) -> ModelsResponse:
-    """Read the registry file into the contract's ``GET /models`` answer.
+def read_models(source: registry.Registry, mlflow_ui_url: str | None = None) -> ModelsResponse:
+    """Read the registry into the contract's ``GET /models`` answer.
 
     Args:
-        path: The registry JSON file.
+        source: The registry.
         mlflow_ui_url: The MLflow UI, to link each version's run (``None``: no links).
 
     Raises:
-        RegistryError: The file exists but cannot be read as a registry.
+        RegistryError: The store cannot be read as a registry.
     """
     try:
-        data = registry.Registry(path).load()
-    except (OSError, ValueError, ValidationError, registry.RegistryError) as exc:
-        # ValidationError is a ValueError; named for the reader: a malformed file lands here.
-        raise RegistryError(f"the registry {path.name} cannot be read: {exc}") from exc
+        data = source.load()
+    except (OSError, ValueError, ValidationError, SQLAlchemyError) as exc:
+        # ValidationError is a ValueError; named for the reader: a malformed record lands here.
+        raise RegistryError(f"the registry cannot be read: {exc}") from exc
     return ModelsResponse(
         name=data.name,
         default_version=data.default_version,
@@ -65,9 +64,9 @@ def _info(record: registry.ModelVersion, mlflow_ui_url: str | None) -> ModelVers
     responses=error_responses(500),
     summary="Model versions, the default one, and class names",
 )
-async def list_models(settings: SettingsDep) -> ModelsResponse:
+async def list_models(settings: SettingsDep, source: RegistryDep) -> ModelsResponse:
     """Every registered version with its status, lineage, metrics and training data."""
-    return await run_in_threadpool(read_models, settings.registry_path, settings.mlflow_ui_url)
+    return await run_in_threadpool(read_models, source, settings.mlflow_ui_url)
 
 
 @router.post(

@@ -51,7 +51,7 @@ from scripts.scenario.output import console
 from scripts.scenario.play import play
 from scripts.scenario.report import print_table
 from yoloserve import paths
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import Registry, open_registry
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=False)
 
@@ -191,7 +191,7 @@ def _budget_run(
         else:
             user, admin = resolve_keys(api_key, admin_key, env_file)
             with connect(gateway_url, user, admin) as gateway:
-                outcome = run(gateway, admin, Registry(), paths.STORE_DIR)
+                outcome = run(gateway, admin, open_registry(), paths.STORE_DIR)
     except ScenarioError as exc:
         console.print(f"[red]scenario stopped:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -26,7 +26,7 @@ from scripts.scenario.feedback import (
 from scripts.scenario.output import console
 from scripts.scenario.report import Outcome
 from yoloserve import paths
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import open_registry
 
 
 def _score(
@@ -34,7 +34,7 @@ def _score(
 ) -> tuple[float, float | None]:
     """mAP50 of ``version`` on the shifted test split and, if given, the unshifted one."""
     with tempfile.TemporaryDirectory(prefix="scenario-") as tmp:
-        weights = weights_of(version, Registry(), paths.STORE_DIR, Path(tmp))
+        weights = weights_of(version, open_registry(), paths.STORE_DIR, Path(tmp))
         console.log(f"evaluating v{version} on {n_test} shifted test images ...")
         shifted = map50(weights, sets.data_yaml)
         console.log(f"v{version}: mAP50 {shifted:.3f} on the shifted test set")

@@ -17,6 +17,8 @@ import psutil
 from devstack.torchserve import PGID_FILE, TorchServeProcess, read_properties
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import ModelVersion, Registry
+from yoloserve.store.engine import Store
+from yoloserve.store.settings import sqlite_url
 
 
 def _record(registry: Registry, version: str, store: Path) -> None:
@@ -31,13 +33,14 @@ def _ts(tmp_path: Path) -> TorchServeProcess:
     store = tmp_path / "store"
     store.mkdir(exist_ok=True)
     return TorchServeProcess(tmp_path / "run", 18085, 18086, 18087, store,
-                             {MODEL_NAME: "yolo_v1.mar"}, registry_path=tmp_path / "reg.json")
+                             {MODEL_NAME: "yolo_v1.mar"},
+                             database_url=sqlite_url(tmp_path / "yoloserve.db"))
 
 
 def test_a_start_loads_the_registrys_default_not_the_first_version(tmp_path: Path) -> None:
     ts = _ts(tmp_path)
     assert ts.models_for_start() == {MODEL_NAME: "yolo_v1.mar"}  # no registry yet: fallback
-    registry = Registry(tmp_path / "reg.json")
+    registry = Registry(Store.sqlite(tmp_path / "yoloserve.db"))
     _record(registry, "1", ts.model_store)
     _record(registry, "3", ts.model_store)
     assert ts.models_for_start() == {MODEL_NAME: "yolo_v3.mar"}
@@ -52,7 +55,7 @@ def test_a_start_loads_the_registrys_default_not_the_first_version(tmp_path: Pat
 
 def test_a_default_whose_archive_is_missing_falls_back(tmp_path: Path) -> None:
     ts = _ts(tmp_path)
-    registry = Registry(tmp_path / "reg.json")
+    registry = Registry(Store.sqlite(tmp_path / "yoloserve.db"))
     _record(registry, "2", ts.model_store)
     (ts.model_store / "yolo_v2.mar").unlink()
     assert ts.models_for_start() == {MODEL_NAME: "yolo_v1.mar"}

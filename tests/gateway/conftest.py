@@ -21,6 +21,7 @@ from gateway.images import decode_array
 from gateway.main import create_app
 from tests.gateway.fake_torchserve import FakeEmbedder, FakeTorchServe, encode_image
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.settings import StoreSettings, sqlite_url
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def settings(tmp_path: Path) -> Settings:
         api_keys=[],
         admin_api_keys=[],
         cors_origins=[],
-        registry_path=tmp_path / "registry.json",
+        store=StoreSettings(database_url=sqlite_url(tmp_path / "yoloserve.db")),
         mlflow_status_dir=tmp_path / "run",
         embedder_path=tmp_path / "missing-embedder.npz",
         data_dir=tmp_path / "data",

@@ -21,6 +21,7 @@ from tests.yoloserve.modelserver.test_kserve import FakeCluster
 from yoloserve.modelserver.deployers import DeploySettings
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
 
 CLASSES = ["circle", "square", "triangle"]
 ADMIN = {"X-API-Key": "admin-key"}
@@ -74,7 +75,7 @@ class FakeManagement:
 @pytest.fixture
 def registry(settings: Settings) -> Registry:
     """Version 1 serving, version 2 ready (a rollback target), version 3 rejected."""
-    registry = Registry(settings.registry_path)
+    registry = Registry(open_store(settings.store.url))
     for version, digit in (("1", "1"), ("2", "2"), ("3", "3")):
         registry.add_version(
             sha256=digit * 64, mar=f"yolo_v{version}.mar", classes=CLASSES, version=version

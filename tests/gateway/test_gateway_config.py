@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
@@ -19,7 +17,7 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.torchserve_inference_url == "http://127.0.0.1:8085"
     assert settings.torchserve_management_url == "http://127.0.0.1:8086"
     assert settings.model_name == "yolo"
-    assert settings.registry_path == paths.REGISTRY_FILE
+    assert settings.store.url == f"sqlite:///{paths.DATA_DIR.resolve() / 'yoloserve.db'}"
     assert settings.max_upload_bytes == 10 * 1024 * 1024
     assert not settings.auth_enabled
 
@@ -29,14 +27,14 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("GATEWAY_API_KEYS", "k1, k2,")
     monkeypatch.setenv("GATEWAY_ADMIN_API_KEYS", "")
     monkeypatch.setenv("GATEWAY_CORS_ORIGINS", "http://localhost:8081")
-    monkeypatch.setenv("GATEWAY_REGISTRY_PATH", "/tmp/reg.json")
+    monkeypatch.setenv("STORE_DATABASE_URL", "postgresql+psycopg://u:p@db:5432/yoloserve")
     monkeypatch.setenv("GATEWAY_MAX_UPLOAD_BYTES", "1000")
     settings = Settings()
     assert settings.port == 9090
     assert settings.api_keys == ["k1", "k2"]
     assert settings.admin_api_keys == []
     assert settings.cors_origins == ["http://localhost:8081"]
-    assert settings.registry_path == Path("/tmp/reg.json")
+    assert settings.store.url == "postgresql+psycopg://u:p@db:5432/yoloserve"
     assert settings.max_body_bytes == 1000 + settings.multipart_overhead_bytes
     assert settings.auth_enabled
 

@@ -19,15 +19,16 @@ from tests.gateway.fake_torchserve import FakeTorchServe, assert_error, encode_i
 from yoloserve.feedback.matching import BACKGROUND
 from yoloserve.feedback.store import prod_header
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import open_store
 
 CLASSES = ["circle", "square", "triangle"]
 # Over the triangle the fake handler finds at [10, 5, 50, 45] (IoU 1), so one matched pair.
 GT_BOX = [10.0, 5.0, 50.0, 45.0]
 
 
-def seed_registry(path: Path, classes: list[str] | None = None) -> None:
+def seed_registry(store_url: str, classes: list[str] | None = None) -> None:
     """A registry whose default version 3 has these classes (what GET /models shows)."""
-    Registry(path).add_version(
+    Registry(open_store(store_url)).add_version(
         sha256="0" * 64, mar="yolo_v3.mar", classes=classes or CLASSES, version="3"
     )
 
@@ -67,7 +68,7 @@ def data_dir(settings: Settings) -> Path:
 
 @pytest.fixture
 def seeded(settings: Settings) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
 
 
 @pytest.mark.usefixtures("seeded")

@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error
+from tests.support import store_settings
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import open_store
 
 
 def _refused(request: httpx.Request) -> httpx.Response:
@@ -85,7 +87,7 @@ def test_not_ready_when_the_model_is_not_registered(
 
 
 def _registry_with_default(path: Path) -> str:
-    registry = Registry(path)
+    registry = Registry(open_store(store_settings(path).url))
     for n in (1, 2):
         record = registry.add_version(sha256=f"{n:02d}" * 32, mar=f"yolo_v{n}.mar",
                                       classes=["circle"])
@@ -98,8 +100,8 @@ def test_ready_by_ping_asks_no_management_api(
 ) -> None:
     # On KServe the management API stays inside the predictor pod: /ping and the registry only.
     fake_ts.management = _refused
-    default = _registry_with_default(tmp_path / "reg.json")
-    with TestClient(build_app(readiness="ping", registry_path=tmp_path / "reg.json")) as client:
+    default = _registry_with_default(tmp_path)
+    with TestClient(build_app(readiness="ping", store=store_settings(tmp_path))) as client:
         response = client.get("/ready")
     assert response.status_code == 200, response.text
     assert response.json() == {
@@ -111,7 +113,7 @@ def test_ready_by_ping_asks_no_management_api(
 def test_ready_by_ping_needs_a_healthy_ping_and_a_default_version(
     build_app: Callable[..., FastAPI], fake_ts: FakeTorchServe, tmp_path: Path
 ) -> None:
-    with TestClient(build_app(readiness="ping", registry_path=tmp_path / "none.json")) as client:
+    with TestClient(build_app(readiness="ping", store=store_settings(tmp_path))) as client:
         error = assert_error(client.get("/ready"), 503, "model_not_ready")
         assert "no default version" in error["message"]
         fake_ts.ping = lambda request: httpx.Response(200, json={"status": "Partial Healthy"})

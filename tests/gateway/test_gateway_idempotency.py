@@ -26,7 +26,7 @@ CIRCLE = {"xyxy": [1.0, 30.0, 9.0, 40.0], "name": "circle"}
 
 @pytest.fixture(autouse=True)
 def seeded(settings: Settings) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
 
 
 def _keyed(key: str, boxes: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from gateway.config import Settings
 from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
 from yoloserve.drift_summary import DriftSummary, write_summary
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import open_store
 
 
 def test_metrics_count_requests_by_route_and_status(client: TestClient, png_bytes: bytes) -> None:
@@ -61,7 +62,7 @@ def test_serving_version_is_the_registry_default_at_scrape_time(
     client: TestClient, settings: Settings
 ) -> None:
     assert "gateway_serving_version{" not in client.get("/metrics").text  # no version yet
-    registry = Registry(settings.registry_path)
+    registry = Registry(open_store(settings.store.url))
     _add_versions(registry, 2)
     assert 'gateway_serving_version{version="1"} 1.0' in client.get("/metrics").text
 

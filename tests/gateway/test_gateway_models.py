@@ -1,8 +1,7 @@
-"""``GET /models`` from a registry file written by ``yoloserve.modelserver.registry``."""
+"""``GET /models`` from the registry (``yoloserve.modelserver.registry``, in the store)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,11 +9,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import assert_error
+from tests.support import store_settings
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import open_store
+from yoloserve.store.tables import VersionRow
 
 
 def _write_registry(path: Path) -> None:
-    registry = Registry(path)
+    registry = Registry(open_store(store_settings(path).url))
     classes = ["circle", "square", "triangle"]
     registry.add_version(
         sha256="ab" * 32,
@@ -35,9 +37,9 @@ def _write_registry(path: Path) -> None:
 
 
 def test_models_lists_the_registry(build_app: Callable[..., FastAPI], tmp_path: Path) -> None:
-    path = tmp_path / "registry.json"
+    path = tmp_path
     _write_registry(path)
-    with TestClient(build_app(registry_path=path)) as client:
+    with TestClient(build_app(store=store_settings(path))) as client:
         response = client.get("/models")
 
     assert response.status_code == 200, response.text
@@ -68,25 +70,26 @@ def test_models_without_a_registry_is_empty(client: TestClient) -> None:
 
 
 def test_corrupt_registry_is_a_500_json(build_app: Callable[..., FastAPI], tmp_path: Path) -> None:
-    path = tmp_path / "registry.json"
-    path.write_text(json.dumps({"versions": "not a list"}))
-    with TestClient(build_app(registry_path=path)) as client:
+    with open_store(store_settings(tmp_path).url).write() as session:  # no model reads it
+        session.add(VersionRow(version=1, status="serving", sha256="0" * 64,
+                               record={"version": "1", "mar": 7}))
+    with TestClient(build_app(store=store_settings(tmp_path))) as client:
         assert_error(client.get("/models"), 500, "registry_error")
 
 
 def test_models_name_their_sets_and_link_their_mlflow_runs(
     build_app: Callable[..., FastAPI], tmp_path: Path
 ) -> None:
-    path = tmp_path / "registry.json"
+    path = tmp_path
     _write_registry(path)
     bench = {"name": "shapes-test", "images": 150, "manifest_sha256": "9f" * 32}
-    with Registry(path).update() as data:
+    with Registry(open_store(store_settings(path).url)).update() as data:
         two = data.get("2")
         two.metrics["eval_set"] = {"name": "r-0001 held-out", "images": 60,
                                    "manifest_sha256": "51" * 32}
         two.benchmark = {"set": bench, "map50": 0.97}
         two.mlflow_run_id, two.mlflow_experiment_id = "abc123", "7"
-    app = build_app(registry_path=path, mlflow_ui_url="http://127.0.0.1:8083/")
+    app = build_app(store=store_settings(path), mlflow_ui_url="http://127.0.0.1:8083/")
     with TestClient(app) as client:
         body = client.get("/models").json()
     by_version = {v["version"]: v for v in body["versions"]}
@@ -101,11 +104,11 @@ def test_models_name_their_sets_and_link_their_mlflow_runs(
 def test_models_have_no_run_links_without_an_mlflow_ui(
     build_app: Callable[..., FastAPI], tmp_path: Path
 ) -> None:
-    path = tmp_path / "registry.json"
+    path = tmp_path
     _write_registry(path)
-    with Registry(path).update() as data:
+    with Registry(open_store(store_settings(path).url)).update() as data:
         data.get("2").mlflow_run_id = "abc123"
         data.get("2").mlflow_experiment_id = "7"
-    with TestClient(build_app(registry_path=path)) as client:
+    with TestClient(build_app(store=store_settings(path))) as client:
         body = client.get("/models").json()
     assert all(v["mlflow_run_url"] is None for v in body["versions"])

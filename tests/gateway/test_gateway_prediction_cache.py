@@ -115,7 +115,7 @@ def fake_embedder_loader(embedder: CountingEmbedder) -> Callable[[], EmbeddingBa
 
 @pytest.fixture
 def seeded_client(settings: Settings, client: TestClient) -> Iterator[TestClient]:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     yield client
 
 

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +29,8 @@ from yoloserve.errors import RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry, RetrainProgress
 from yoloserve.retrain import jobs as retrain
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
+from yoloserve.store.tables import JobRow
 
 
 @dataclass
@@ -107,7 +108,7 @@ def test_retrain_settings_default_to_the_gateways_torchserve(settings: Settings)
 
     assert inherited.inference_url == "http://ts:1"
     assert inherited.management_url == "http://ts:2"
-    assert inherited.registry_path == settings.registry_path
+    assert inherited.store == settings.store
     assert inherited.feedback_dir == settings.data_dir / "feedback"
     assert explicit.management_url == "http://other:3"
 
@@ -116,7 +117,7 @@ def test_retrain_settings_default_to_the_gateways_torchserve(settings: Settings)
 def test_feedback_triggers_a_job_at_each_multiple_of_k(
     build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
 ) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     with TestClient(build_app(retrain=RetrainSettings(every_k=5))) as client:
         first, second = post_rows(client, 2), post_rows(client, 2)
         third = post_rows(client, 2)
@@ -129,7 +130,7 @@ def test_feedback_triggers_a_job_at_each_multiple_of_k(
     assert fourth["retrain"] == {"triggered": True, "job_id": "r-0002", "next_at_rows": 15}
     assert [call["trigger"] for call in starter.calls] == ["feedback", "feedback"]
     call = starter.calls[0]
-    assert call["registry"].path == settings.registry_path
+    assert call["registry"].store.url == settings.store.url
     assert call["settings"].every_k == 5
 
 
@@ -137,7 +138,7 @@ def test_feedback_triggers_a_job_at_each_multiple_of_k(
 def test_running_job_defers_to_the_next_multiple(
     build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
 ) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     starter.error = RetrainAlreadyRunning("job r-0001 is running")
     with TestClient(build_app(retrain=RetrainSettings(every_k=3))) as client:
         body = post_rows(client, 4)
@@ -154,7 +155,7 @@ def test_running_job_defers_to_the_next_multiple(
 def test_failed_spawn_still_acknowledges_the_feedback(
     build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
 ) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     starter.error = OSError("fork failed")
     with TestClient(build_app(retrain=RetrainSettings(every_k=2))) as client:
         body = post_rows(client, 2)
@@ -168,7 +169,7 @@ def test_failed_spawn_still_acknowledges_the_feedback(
 def test_a_restarted_gateway_resumes_counting_from_the_csv(
     build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
 ) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     every_5 = RetrainSettings(every_k=5)
     with TestClient(build_app(retrain=every_5)) as before_restart:
         assert post_rows(before_restart, 4)["retrain"]["triggered"] is False
@@ -184,7 +185,7 @@ def test_a_restarted_gateway_resumes_counting_from_the_csv(
 async def test_concurrent_feedback_triggers_once_per_multiple(
     build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
 ) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     app = build_app(retrain=RetrainSettings(every_k=10))
     async with (
         app.router.lifespan_context(app),
@@ -257,7 +258,7 @@ def test_get_retrain_reports_the_job_record(
     build_app: Callable[..., FastAPI], settings: Settings
 ) -> None:
     started = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-    Registry(settings.registry_path).record_job(
+    Registry(open_store(settings.store.url)).record_job(
         job_id="r-0007",
         state="rejected",
         started_at=started,
@@ -288,7 +289,7 @@ def test_get_retrain_reports_the_job_record(
 def test_get_retrain_reports_the_progress_of_a_running_job(
     client: TestClient, settings: Settings
 ) -> None:
-    registry = Registry(settings.registry_path)
+    registry = Registry(open_store(settings.store.url))
     registry.record_job(job_id="r-0008", state="running", started_at=datetime.now(UTC),
                         pid=os.getpid())  # a live process: not reaped as stale
     updated = datetime(2026, 11, 23, 10, 3, tzinfo=UTC)
@@ -307,7 +308,7 @@ def test_get_retrain_reports_a_job_whose_process_died_as_failed(
 ) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    Registry(settings.registry_path).record_job(
+    Registry(open_store(settings.store.url)).record_job(
         job_id="r-0003", state="running", started_at=datetime.now(UTC), pid=dead.pid
     )
 
@@ -326,7 +327,7 @@ def test_get_job_with_a_malformed_id_is_400(client: TestClient) -> None:
 
 
 def test_metrics_report_registry_jobs_by_state(client: TestClient, settings: Settings) -> None:
-    registry = Registry(settings.registry_path)
+    registry = Registry(open_store(settings.store.url))
     registry.record_job(state="succeeded")
     registry.record_job(state="rejected")
     registry.record_job(state="succeeded")
@@ -338,7 +339,9 @@ def test_metrics_report_registry_jobs_by_state(client: TestClient, settings: Set
 
 
 def test_metrics_survive_an_unreadable_registry(client: TestClient, settings: Settings) -> None:
-    Path(settings.registry_path).write_text("{not json")
+    with open_store(settings.store.url).write() as session:  # a record no model reads
+        session.add(JobRow(job_id="r-0001", kind="retrain", state="queued", seq=1,
+                           record={"job_id": 7, "state": "nonsense"}))
 
     response = client.get("/metrics")
 

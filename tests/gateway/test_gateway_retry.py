@@ -160,7 +160,7 @@ def test_other_failures_are_not_retried(
 def test_feedback_prediction_is_retried_too(
     build_app: Callable[..., FastAPI], fake_ts: FakeTorchServe, settings: Settings
 ) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     script = Script(MODEL_NOT_FOUND, _ok)
     fake_ts.predict = script
 

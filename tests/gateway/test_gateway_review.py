@@ -23,7 +23,7 @@ UNCERTAIN = {"review_conf_threshold": 0.5, "review_conf_band": 0.05}
 
 @pytest.fixture
 def review_client(build_app: Callable[..., FastAPI], settings: Settings) -> Iterator[TestClient]:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     with TestClient(build_app(**UNCERTAIN)) as client:
         yield client
 
@@ -128,7 +128,7 @@ def test_bad_ids_and_limits_get_a_json_error(
 def test_limit_caps_the_items_but_not_the_total(
     build_app: Callable[..., FastAPI], png_bytes: bytes, settings: Settings
 ) -> None:
-    seed_registry(settings.registry_path)
+    seed_registry(settings.store.url)
     with TestClient(build_app(**UNCERTAIN)) as client:
         for _ in range(3):
             _predict(client, png_bytes)

@@ -17,6 +17,7 @@ from gateway.review import service as service_module
 from gateway.review.reference import load_reference, novelty_threshold
 from gateway.review.service import ReviewService
 from tests.gateway.fake_torchserve import FakeEmbedder
+from tests.support import store_settings
 
 
 def _write(path: Path, rows: list[tuple[list[float], str]]) -> Path:
@@ -76,7 +77,7 @@ def test_the_service_reads_the_reference_once_and_retries_after_a_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [0.0]
-    settings = Settings(data_dir=tmp_path, registry_path=tmp_path / "registry.json")
+    settings = Settings(data_dir=tmp_path, store=store_settings(tmp_path))
     review = ReviewService(settings, GatewayMetrics(), clock=lambda: now[0])
     calls: list[Path] = []
     real = service_module.load_reference
@@ -103,7 +104,7 @@ def test_the_service_reads_the_reference_once_and_retries_after_a_failure(
 def test_a_full_minute_skips_the_embeddings(tmp_path: Path) -> None:
     """The rate limit is checked before any pixel is embedded."""
     settings = Settings(
-        data_dir=tmp_path, registry_path=tmp_path / "registry.json",
+        data_dir=tmp_path, store=store_settings(tmp_path),
         review_strategies=["novel"], review_max_per_minute=1,
     )
     embedded: list[int] = []

@@ -26,6 +26,7 @@ from yoloserve.embeddings.embedder import Embedder, decode_image
 from yoloserve.feedback.matching import match
 from yoloserve.feedback.store import PROD_EXTRA_COLUMNS, ref_header
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.settings import StoreSettings
 from yoloserve.training.dataset import generate_dataset
 
 pytestmark = pytest.mark.integration
@@ -144,7 +145,8 @@ def test_feedback_past_k_rows_retrains_in_the_trainer_and_swaps(
         epochs=1, imgsz=320, batch=8, ref_train_images=16, ref_eval_images=8,
         tolerance=1.0, timeout_s=900, drain_s=1.0, launcher="queue",
         ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
-        registry_path=registry.path, store_dir=stack.store_dir, run_dir=stack.run_dir,
+        store=StoreSettings(database_url=registry.store.url), store_dir=stack.store_dir,
+        run_dir=stack.run_dir,
         management_url=stack.torchserve.management_url,
         inference_url=stack.torchserve.inference_url,
     )

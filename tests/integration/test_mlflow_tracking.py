@@ -35,6 +35,7 @@ from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.jobs import start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log
+from yoloserve.store.settings import StoreSettings
 from yoloserve.tracking import mirror
 from yoloserve.tracking.settings import TrackingSettings
 from yoloserve.training.dataset import generate_dataset
@@ -71,7 +72,8 @@ def _settings(stack: Stack, ref: Path, **kw: Any) -> RetrainSettings:
     values: dict[str, Any] = dict(
         epochs=1, imgsz=320, batch=8, ref_train_images=16, ref_eval_images=8,
         benchmark_images=BENCHMARK_IMAGES, tolerance=1.0, timeout_s=900, drain_s=1.0,
-        ref_dir=ref, feedback_dir=stack.data_dir / "feedback", registry_path=stack.registry.path,
+        ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
+        store=StoreSettings(database_url=stack.database_url),
         store_dir=stack.store_dir, run_dir=stack.run_dir, launcher="queue",
         management_url=stack.torchserve.management_url,
         inference_url=stack.torchserve.inference_url,

@@ -31,6 +31,7 @@ from tests.integration.loop_support import (
 from tests.yoloserve.retrain.job_support import wait_final
 from yoloserve.retrain.jobs import start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log
+from yoloserve.store.settings import StoreSettings
 from yoloserve.training.dataset import generate_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -51,7 +52,8 @@ def test_real_retrain_job_promotes_and_serves(stack: Stack, tmp_path: Path, laun
         epochs=1, imgsz=320, batch=8, ref_train_images=16, ref_eval_images=8,
         tolerance=1.0, timeout_s=900, drain_s=1.0,
         ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
-        registry_path=registry.path, store_dir=stack.store_dir, run_dir=stack.run_dir,
+        store=StoreSettings(database_url=registry.store.url), store_dir=stack.store_dir,
+        run_dir=stack.run_dir,
         management_url=stack.torchserve.management_url,
         inference_url=stack.torchserve.inference_url, launcher=launcher,
     )

@@ -33,6 +33,7 @@ from tests.integration.loop_support import (
     wait_no_active_job,
     write_feedback,
 )
+from tests.support import store_settings
 from tests.yoloserve.retrain import fakes
 from tests.yoloserve.retrain.job_support import read_calls, wait_final
 from yoloserve import paths
@@ -40,6 +41,8 @@ from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.heartbeat import read_heartbeats
 from yoloserve.retrain.jobs import start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log
+from yoloserve.store.engine import open_store
+from yoloserve.store.settings import StoreSettings
 from yoloserve.training.dataset import generate_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -75,7 +78,8 @@ def test_one_trainer_runs_real_retrains_in_a_row_each_as_fast_as_the_first(
     wait_no_active_job(registry)
     first = registry.load().default_version
     assert first is not None
-    settings = _settings(tmp_path, timeout_s=180, registry_path=registry.path,
+    settings = _settings(tmp_path, timeout_s=180,
+                         store=StoreSettings(database_url=registry.store.url),
                          store_dir=stack.store_dir, run_dir=stack.run_dir)
     durations: list[float] = []
     try:
@@ -111,13 +115,16 @@ def test_a_hung_training_child_fails_at_the_deadline_and_the_trainer_runs_the_ne
     wait_no_active_job(stack.registry)
     models = tmp_path / "models"
     models.mkdir()
-    shutil.copy(stack.registry.path, models / "registry.json")  # the stack's versions, apart
     shutil.copytree(stack.store_dir, models / "store")
-    settings = _settings(tmp_path, timeout_s=HUNG_TIMEOUT_S, registry_path=models / "registry.json",
+    settings = _settings(tmp_path, timeout_s=HUNG_TIMEOUT_S, store=store_settings(models),
                          store_dir=models / "store", run_dir=tmp_path / "run", trainer_poll_s=0.2)
-    registry = Registry(settings.registry_path)
+    registry = Registry(open_store(settings.store.url))
+    versions = stack.registry.load()
+    with registry.update() as data:  # the stack's versions, apart
+        data.name, data.classes = versions.name, versions.classes
+        data.default_version, data.versions = versions.default_version, versions.versions
     calls, hold = tmp_path / "calls.jsonl", tmp_path / "hold"
-    env = settings.child_environment(settings.registry_path)
+    env = settings.child_environment()
     env[fakes.ENV] = fakes.FakeTraining(str(calls), str(stack.weights), hold=str(hold)).to_env()
     settings.run_dir.mkdir(parents=True)
     with (settings.run_dir / "trainer.log").open("ab") as out:

@@ -16,10 +16,11 @@ import pytest
 from scripts.scenario.errors import ScenarioError
 from scripts.scenario.evaluation import weights_of
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import Store
 
 
 def _registry_with(tmp_path: Path, weights: bytes, sha: str | None = None) -> Registry:
-    registry = Registry(tmp_path / "registry.json")
+    registry = Registry(Store.sqlite(tmp_path / "yoloserve.db"))
     registry.add_version(
         sha256=sha or hashlib.sha256(weights).hexdigest(), mar="yolo_v1.mar",
         classes=["circle", "square", "triangle"], version="1", make_default=True,

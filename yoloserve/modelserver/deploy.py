@@ -44,11 +44,10 @@ import functools
 import io
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from pathlib import Path
 from typing import Any
 
-import filelock
 import httpx
 from PIL import Image
 
@@ -67,6 +66,7 @@ from yoloserve.modelserver.client import (
     TorchServeClient,
 )
 from yoloserve.modelserver.registry import ModelVersion, Registry
+from yoloserve.store.lease import StoreLease
 
 logger = logging.getLogger("yoloserve.modelserver.deploy")
 
@@ -74,7 +74,8 @@ WORKER_POLL_S = 0.5
 # Two batches of the model config's batchSize (4): the batched forward is warmed as well.
 WARMUP_REQUESTS = 8
 LOCK_POLL_S = 0.2
-SWAP_LOCK_NAME = ".swap.lock"
+SWAP_LEASE_NAME = "swap"
+SWAP_LEASE_S = 30.0  # renewed every 10 s while a swap runs; a dead swapper frees it in 30 s
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -85,36 +86,41 @@ def _same_version(a: str, b: str) -> bool:
     return norm(str(a)) == norm(str(b))
 
 
-def swap_lock_path(registry: Registry) -> Path:
-    """The file that serialises swaps of the models this registry describes."""
-    return registry.path.parent / SWAP_LOCK_NAME
-
-
 @contextlib.asynccontextmanager
 async def swap_lock(registry: Registry, timeout: float) -> AsyncIterator[None]:
-    """Hold ``.swap.lock`` (every deployer's swaps of this registry's model), or raise.
+    """Hold the store's ``swap`` lease (every deployer's swaps of this registry), or raise.
+
+    The lease is renewed while the swap runs; a swapper that died frees it within
+    ``SWAP_LEASE_S``, whichever host it ran on.
 
     Raises:
         SwapInProgress: another swap held it for ``timeout`` seconds.
     """
-    registry.path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(swap_lock_path(registry)), thread_local=False)
+    lease = StoreLease(registry.store, SWAP_LEASE_NAME, f"swap-{uuid.uuid4().hex}",
+                       SWAP_LEASE_S)
     # Non-blocking attempts from the event loop, not a blocking acquire in a thread: a cancelled
     # caller must not leave a thread behind that takes the lock later and never gives it back.
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            lock.acquire(timeout=0)
-            break
-        except filelock.Timeout as exc:
-            if time.monotonic() >= deadline:
-                message = f"another swap still holds {lock.lock_file} after {timeout:.0f} s"
-                raise SwapInProgress(message) from exc
-            await asyncio.sleep(LOCK_POLL_S)
+    while not await asyncio.to_thread(lease.try_acquire):
+        if time.monotonic() >= deadline:
+            holder = await asyncio.to_thread(lease.current_holder)
+            message = f"another swap ({holder}) still holds the swap lease after {timeout:.0f} s"
+            raise SwapInProgress(message)
+        await asyncio.sleep(LOCK_POLL_S)
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(SWAP_LEASE_S / 3)
+            await asyncio.to_thread(lease.renew)
+
+    keeper = asyncio.create_task(keep())
     try:
         yield
     finally:
-        lock.release()
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await asyncio.to_thread(lease.release)
 
 
 async def _wait_live_worker(

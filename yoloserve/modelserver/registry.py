@@ -1,18 +1,20 @@
-"""The model registry: ``models/registry.json``, the source of truth for versions and the default.
+"""The model registry, in the store: versions, the default, class names, and jobs.
 
 It records every packaged version (weights sha256, ``.mar`` file, metrics, parent, status, what it
-was trained on), which version is the default, the class names, and the retrain jobs.
+was trained on), which version is the default, the class names, and the jobs: retrains, and the
+activations/rollbacks the gateway records as intents for the controller.
 
-Concurrency: the gateway, retrain jobs and CLIs share the file. Readers never lock: every write
-goes to a temporary file in the same folder, is flushed to disk, then ``os.replace``-d over the
-old one, so a reader (or a crash at any instant) sees the old file or the new one, never half of
-one. Writers serialise on ``registry.json.lock`` (``filelock``, across threads and processes) and
-re-read the file under the lock, so no update is lost. Errors are those of ``yoloserve.errors``
-(``RegistryError``, ``UnknownVersion``, ``UnknownJob``).
+Concurrency: the gateway replicas, the controller, job processes and CLIs share the store
+(``yoloserve.store``). Reads are one snapshot; ``update()`` is one write transaction serialised
+with every other registry writer (the store's ``registry`` lock), which re-reads under it, so no
+update is lost. A job's own changes (progress, state) write its row alone. Errors are those of
+``yoloserve.errors`` (``RegistryError``, ``UnknownVersion``, ``UnknownJob``).
+
+A ``models/registry.json`` left by an older release is imported on first start
+(``open_registry``) and renamed ``registry.json.migrated``.
 
 Example:
-    >>> from pathlib import Path
-    >>> reg = Registry(Path("/tmp/example-registry.json"))
+    >>> reg = Registry(Store("sqlite:////tmp/example-store.db"))
     >>> reg.next_version()
     '1'
 """
@@ -20,19 +22,26 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
-from yoloserve.files import atomic_write
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.export import Runtime
 from yoloserve.paths import REGISTRY_FILE
+from yoloserve.store.engine import Store, open_store
+from yoloserve.store.tables import JobRow, RegistryRow, VersionRow
+
+logger = logging.getLogger("yoloserve.modelserver.registry")
 
 VersionStatus = Literal["ready", "serving", "rejected", "retired"]
 """``ready``: packaged, may be served; ``serving``: the default; ``rejected``: failed the retrain
@@ -40,10 +49,15 @@ gate (kept for the record); ``retired``: no longer served."""
 
 JobState = Literal["queued", "running", "succeeded", "rejected", "failed"]
 
+JobKind = Literal["retrain", "activate"]
+"""``retrain``: fine-tune, gate, package, swap; ``activate``: serve a registered version (an
+activation or a rollback, recorded by the gateway or an operator, carried out by the
+controller)."""
+
+JOB_PREFIXES: dict[str, str] = {"retrain": "r", "activate": "a"}
+
 RetrainPhase = Literal["dataset", "training", "evaluating", "packaging", "swapping"]
 """Where a running job is, in order (``yoloserve.retrain.progress`` records it)."""
-
-LOCK_TIMEOUT_S = 60.0  # packaging holds the lock while the .mar is built: seconds, not minutes
 
 
 def utcnow() -> datetime:
@@ -96,11 +110,14 @@ class RetrainProgress(BaseModel):
 
 
 class RetrainJob(BaseModel):
-    """One retrain job, as ``GET /retrain/{job_id}`` reports it."""
+    """One job, as ``GET /retrain/{job_id}`` or ``GET /jobs/{job_id}`` reports it: a retrain, or
+    an activation (``kind="activate"``, ``version`` the version to serve)."""
 
     model_config = ConfigDict(extra="forbid")
 
     job_id: str
+    kind: JobKind = "retrain"
+    version: str | None = Field(default=None, description="activate: the version to serve.")
     state: JobState = "queued"
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -158,10 +175,9 @@ class RegistryData(BaseModel):
         """One more than the highest version ever recorded (versions are never reused)."""
         return str(max((int(v.version) for v in self.versions), default=0) + 1)
 
-    def next_job_id(self) -> str:
-        """A job id not used yet: ``r-0001``, ``r-0002``, ..."""
-        numbers = [int(j.job_id[2:]) for j in self.jobs if j.job_id[2:].isdigit()]
-        return f"r-{max(numbers, default=0) + 1:04d}"
+    def next_job_id(self, kind: JobKind = "retrain") -> str:
+        """A job id not used yet: ``r-0001``, ``r-0002``, ... (``a-0001`` for activations)."""
+        return _next_job_id([j.job_id for j in self.jobs], kind)
 
     def add_version(
         self, record: ModelVersion, classes: list[str], make_default: bool | None = None
@@ -198,73 +214,123 @@ class RegistryData(BaseModel):
         return record
 
 
+def _next_job_id(existing: list[str], kind: JobKind) -> str:
+    prefix = f"{JOB_PREFIXES[kind]}-"
+    numbers = [int(i[2:]) for i in existing if i.startswith(prefix) and i[2:].isdigit()]
+    return f"{prefix}{max(numbers, default=0) + 1:04d}"
+
+
+def _job_row(job: RetrainJob, seq: int) -> JobRow:
+    return JobRow(job_id=job.job_id, kind=job.kind, state=job.state, seq=seq,
+                  record=job.model_dump(mode="json"))
+
+
 class Registry:
-    """File-backed registry with lock-free reads and atomic, locked writes.
+    """The registry's records in the store: snapshot reads, serialised read-modify-writes.
 
     Args:
-        path: the JSON file; ``models/registry.json`` (``YOLOSERVE_MODELS_DIR``) by default.
-        lock_timeout: seconds to wait for another writer before ``filelock.Timeout``.
+        store: the store; the process's default one (``STORE_DATABASE_URL``) when None.
     """
 
-    def __init__(self, path: Path | None = None, lock_timeout: float = LOCK_TIMEOUT_S) -> None:
-        self.path = Path(path) if path is not None else REGISTRY_FILE
-        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or open_store()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.store!r})"
 
     # ------------------------------------------------------------------------------ reading
 
     def load(self) -> RegistryData:
-        """Read the registry; an empty one if the file does not exist yet."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return RegistryData()
-        return RegistryData.model_validate_json(text)
+        """Read the whole registry (one snapshot); an empty one before anything is recorded."""
+        with self.store.read() as session:
+            return _load(session)
 
     def get(self, version: str) -> ModelVersion:
         """The record of ``version`` (raises ``UnknownVersion``)."""
-        return self.load().get(version)
+        if not version.isdigit():
+            raise UnknownVersion(f"model version {version!r} is not in the registry")
+        with self.store.read() as session:
+            row = session.get(VersionRow, int(version))
+        if row is None:
+            raise UnknownVersion(f"model version {version!r} is not in the registry")
+        return ModelVersion.model_validate(row.record)
 
     def get_job(self, job_id: str) -> RetrainJob:
         """The record of ``job_id`` (raises ``UnknownJob``)."""
-        return self.load().get_job(job_id)
+        with self.store.read() as session:
+            row = session.get(JobRow, job_id)
+        if row is None:
+            raise UnknownJob(f"job {job_id!r} is not in the registry")
+        return RetrainJob.model_validate(row.record)
+
+    def jobs(
+        self, *, kind: JobKind | None = None, states: tuple[str, ...] = ()
+    ) -> list[RetrainJob]:
+        """Jobs in the order they were recorded, of one kind and in some states if given."""
+        query = select(JobRow).order_by(JobRow.seq)
+        if kind is not None:
+            query = query.where(JobRow.kind == kind)
+        if states:
+            query = query.where(JobRow.state.in_(states))
+        with self.store.read() as session:
+            return [RetrainJob.model_validate(row.record) for row in session.scalars(query)]
 
     def next_version(self) -> str:
         """The version the next ``add_version`` would get, if nobody else adds one first.
 
         To pick and record a version without a race, do both inside ``update()``.
         """
-        return self.load().next_version()
+        with self.store.read() as session:
+            highest = session.scalar(select(func.max(VersionRow.version)))
+        return str((highest or 0) + 1)
 
     def default(self) -> ModelVersion | None:
         """The default version's record, or ``None`` if none is set."""
-        data = self.load()
-        return data.get(data.default_version) if data.default_version else None
+        with self.store.read() as session:
+            meta = session.get(RegistryRow, 1)
+            if meta is None or meta.default_version is None:
+                return None
+            row = session.get(VersionRow, int(meta.default_version))
+        return ModelVersion.model_validate(row.record) if row is not None else None
+
+    def versions_signature(self) -> str | None:
+        """A digest of the versions and the default, None while there are none: it changes
+        whenever one of them does (what the MLflow mirror watches), never for job updates."""
+        with self.store.read() as session:
+            meta = session.get(RegistryRow, 1)
+            rows = session.scalars(select(VersionRow).order_by(VersionRow.version)).all()
+            if not rows:
+                return None
+            text = json.dumps([meta.default_version if meta else None,
+                               [row.record for row in rows]], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def find_by_sha256(self, sha256: str) -> ModelVersion | None:
         """The newest version packaged from weights with this sha256, if any."""
-        matches = [v for v in self.load().versions if v.sha256 == sha256]
-        return max(matches, key=lambda v: int(v.version)) if matches else None
+        query = (select(VersionRow).where(VersionRow.sha256 == sha256)
+                 .order_by(VersionRow.version.desc()).limit(1))
+        with self.store.read() as session:
+            row = session.scalars(query).first()
+        return ModelVersion.model_validate(row.record) if row is not None else None
 
     # ------------------------------------------------------------------------------ writing
 
     @contextlib.contextmanager
     def update(self) -> Iterator[RegistryData]:
-        """Lock, read, let the caller change the data, validate and write it atomically.
+        """One serialised transaction: read, let the caller change the data, validate, write.
 
-        Nothing is written if the block raises. Hold it briefly: every other writer waits.
+        Nothing is written if the block raises. Hold it briefly: every other registry writer
+        waits.
 
         Example:
-            >>> with Registry(Path("/tmp/example-registry.json")).update() as data:
+            >>> with Registry(Store("sqlite:////tmp/example-store.db")).update() as data:
             ...     data.classes = ["circle", "square", "triangle"]
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            data = self.load()
+        with self.store.write("registry") as session:
+            data = _load(session)
+            before = data.model_copy(deep=True)
             yield data
-            self._write(RegistryData.model_validate(data.model_dump()))
-
-    def _write(self, data: RegistryData) -> None:
-        atomic_write(self.path, (data.model_dump_json(indent=2) + "\n").encode(), sync_dir=True)
+            _save(session, RegistryData.model_validate(data.model_dump()), before)
 
     def add_version(
         self,
@@ -335,31 +401,30 @@ class Registry:
             record.status = status
             return record
 
-    def next_job_id(self) -> str:
-        """A job id not used yet: ``r-0001``, ``r-0002``, ... (racy: prefer ``record_job()``)."""
-        return self.load().next_job_id()
-
     def record_job(self, job: RetrainJob | None = None, **fields: Any) -> RetrainJob:
-        """Append a retrain job; without a ``job_id`` it gets the next ``r-NNNN``.
+        """Append a job; without a ``job_id`` it gets the next ``r-NNNN`` (``a-NNNN``).
 
         Args:
             job: a complete record, or ``None`` to build one from ``fields``.
-            **fields: ``RetrainJob`` fields (``state``, ``started_at``, ...).
+            **fields: ``RetrainJob`` fields (``state``, ``kind``, ``started_at``, ...).
 
         Raises:
             RegistryError: the job id exists.
         """
-        with self.update() as data:
+        with self.store.write("jobs") as session:
             if job is None:
-                fields["job_id"] = fields.get("job_id") or data.next_job_id()
+                kind = fields.get("kind", "retrain")
+                ids = list(session.scalars(select(JobRow.job_id).where(JobRow.kind == kind)))
+                fields["job_id"] = fields.get("job_id") or _next_job_id(ids, kind)
                 job = RetrainJob(**fields)
-            if any(j.job_id == job.job_id for j in data.jobs):
+            if session.get(JobRow, job.job_id) is not None:
                 raise RegistryError(f"job {job.job_id} already exists")
-            data.jobs.append(job)
+            seq = (session.scalar(select(func.max(JobRow.seq))) or 0) + 1
+            session.add(_job_row(job, seq))
             return job
 
     def set_job_progress(self, job_id: str, progress: RetrainProgress) -> RetrainJob:
-        """Record where job ``job_id`` is (one locked write; call it once per phase or epoch).
+        """Record where job ``job_id`` is (one row written; once per phase or epoch).
 
         Raises:
             UnknownJob: no such job.
@@ -372,11 +437,102 @@ class Registry:
         Raises:
             UnknownJob: no such job.
         """
-        with self.update() as data:
-            jobs = data.jobs
-            for i, job in enumerate(jobs):
-                if job.job_id == job_id:
-                    jobs[i] = RetrainJob.model_validate({**job.model_dump(), **changes})
-                    return jobs[i]
-            raise UnknownJob(f"retrain job {job_id!r} is not in the registry")
+        job = self.transition_job(job_id, None, **changes)
+        assert job is not None  # no expected states: the change always applies
+        return job
 
+    def transition_job(
+        self, job_id: str, expect: tuple[str, ...] | None, **changes: Any
+    ) -> RetrainJob | None:
+        """Change a job only if it is in one of the ``expect`` states (a compare-and-set).
+
+        Two controllers, or a controller and a reaper, that race for one job: exactly one
+        transition applies, the other gets None.
+
+        Raises:
+            UnknownJob: no such job.
+        """
+        with self.store.write("jobs") as session:
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None:
+                raise UnknownJob(f"job {job_id!r} is not in the registry")
+            if expect is not None and row.state not in expect:
+                return None
+            job = RetrainJob.model_validate({**row.record, **changes})
+            row.record = job.model_dump(mode="json")
+            row.state = job.state
+            return job
+
+
+def _load(session: Session) -> RegistryData:
+    meta = session.get(RegistryRow, 1)
+    versions = session.scalars(select(VersionRow).order_by(VersionRow.version))
+    jobs = session.scalars(select(JobRow).order_by(JobRow.seq))
+    return RegistryData(
+        name=meta.name if meta else MODEL_NAME,
+        classes=list(meta.classes) if meta else [],
+        default_version=meta.default_version if meta else None,
+        versions=[ModelVersion.model_validate(row.record) for row in versions],
+        jobs=[RetrainJob.model_validate(row.record) for row in jobs],
+    )
+
+
+def _save(session: Session, data: RegistryData, before: RegistryData) -> None:
+    """Write what ``update()``'s block changed, and nothing else."""
+    meta = (data.name, data.classes, data.default_version)
+    if meta != (before.name, before.classes, before.default_version):
+        session.merge(RegistryRow(id=1, name=data.name, classes=list(data.classes),
+                                  default_version=data.default_version))
+    old_versions = {v.version: v for v in before.versions}
+    for record in data.versions:
+        if old_versions.get(record.version) != record:
+            session.merge(VersionRow(version=int(record.version), status=record.status,
+                                     sha256=record.sha256, record=record.model_dump(mode="json")))
+    old_jobs = {j.job_id: j for j in before.jobs}
+    if any(j.job_id not in old_jobs for j in data.jobs):
+        seq = session.scalar(select(func.max(JobRow.seq))) or 0
+    for job in data.jobs:
+        if job.job_id not in old_jobs:
+            seq += 1
+            session.add(_job_row(job, seq))
+        elif old_jobs[job.job_id] != job:
+            row = session.get(JobRow, job.job_id)
+            assert row is not None
+            row.record, row.state = job.model_dump(mode="json"), job.state
+
+
+def import_registry_file(registry: Registry, path: Path) -> bool:
+    """Import a ``registry.json`` of an older release into an empty registry, once.
+
+    The file is renamed ``<name>.migrated`` afterwards, so nothing reads stale versions from it
+    and a second start does not import it again. A store that already has versions or jobs is
+    left alone (the file is then only renamed).
+
+    Returns:
+        Whether anything was imported.
+    """
+    try:
+        legacy = RegistryData.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:  # none, or another service imported it a moment ago
+        return False
+    imported = False
+    with registry.update() as data:
+        if not data.versions and not data.jobs:
+            data.name, data.classes = legacy.name, legacy.classes
+            data.default_version = legacy.default_version
+            data.versions, data.jobs = legacy.versions, legacy.jobs
+            imported = True
+    with contextlib.suppress(FileNotFoundError):
+        path.rename(path.with_name(path.name + ".migrated"))
+    if imported:
+        logger.warning("imported %d versions and %d jobs from %s into the store",
+                       len(legacy.versions), len(legacy.jobs), path)
+    return imported
+
+
+def open_registry(store: Store | None = None, legacy_file: Path = REGISTRY_FILE) -> Registry:
+    """The registry of a service: its store, with an older release's ``registry.json``
+    imported first if one is still there."""
+    registry = Registry(store)
+    import_registry_file(registry, legacy_file)
+    return registry

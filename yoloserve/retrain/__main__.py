@@ -36,6 +36,7 @@ from yoloserve.retrain.launchers import job_name, launcher_from_settings
 from yoloserve.retrain.progress import progress_label
 from yoloserve.retrain.settings import RetrainSettings, job_log
 from yoloserve.retrain.trainer import Trainer
+from yoloserve.store.engine import open_store
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
@@ -129,7 +130,7 @@ def trainer(
     """The trainer service: claim queued jobs and run them, one at a time, until SIGTERM.
 
     Pair it with RETRAIN_LAUNCHER=queue on the gateway; it needs the same registry, store and run
-    dir (RETRAIN_REGISTRY_PATH, RETRAIN_STORE_DIR, RETRAIN_RUN_DIR or the YOLOSERVE_* paths).
+    dir (STORE_DATABASE_URL, RETRAIN_STORE_DIR, RETRAIN_RUN_DIR or the YOLOSERVE_* paths).
     Jobs run with this process's RETRAIN_* settings.
     """
     _log_to_stdout()
@@ -173,7 +174,7 @@ def status(
 ) -> None:
     """Show a job (JSON) or every job (one line each); stale jobs are marked failed first."""
     settings = RetrainSettings()
-    registry = Registry(settings.registry_path)
+    registry = Registry(open_store(settings.store.url))
     launcher = launcher_from_settings(settings)
     reap_stale_jobs(registry, launcher=launcher)
     jobs = registry.load().jobs

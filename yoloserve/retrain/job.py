@@ -41,6 +41,7 @@ from yoloserve.retrain.deadline import JobTimedOut, RetrainFailed, run_with_dead
 from yoloserve.retrain.progress import ProgressReporter
 from yoloserve.retrain.settings import RetrainSettings, job_dir
 from yoloserve.retrain.steps import finish
+from yoloserve.store.engine import open_store
 from yoloserve.tracking import mirror
 from yoloserve.tracking.runs import RunTracker
 from yoloserve.tracking.settings import TrackingSettings
@@ -56,7 +57,7 @@ def run_job(job_id: str, settings: RetrainSettings, registry: Registry | None = 
     Never raises for a failed step: the job ends ``failed`` with the reason, and the serving
     version keeps serving. ``KeyboardInterrupt``/``SystemExit`` are recorded, then re-raised.
     """
-    registry = registry or Registry(settings.registry_path)
+    registry = registry or Registry(open_store(settings.store.url))
     deadline = time.monotonic() + settings.timeout_s
     job = registry.update_job(job_id, state="running", started_at=utcnow(), pid=os.getpid())
     tracking = TrackingSettings()

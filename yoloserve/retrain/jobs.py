@@ -35,6 +35,7 @@ from yoloserve.retrain.launchers import (
     launcher_from_settings,
 )
 from yoloserve.retrain.settings import RetrainSettings, lock_path
+from yoloserve.store.engine import open_store
 
 logger = logging.getLogger("yoloserve.retrain")
 
@@ -150,7 +151,7 @@ def start_job_process(
             a trainer Job is active.
         OSError, KubernetesError: the job could not be started (it is then recorded as failed).
     """
-    registry = registry or Registry(settings.registry_path)
+    registry = registry or Registry(open_store(settings.store.url))
     launcher = launcher or launcher_from_settings(settings)
     with _exclusive(settings, registry, launcher):
         job = registry.record_job(state="queued", created_at=utcnow(), trigger=trigger)
@@ -172,7 +173,7 @@ def run_foreground(
     Raises:
         RetrainAlreadyRunning: another job holds the lock or is starting.
     """
-    registry = registry or Registry(settings.registry_path)
+    registry = registry or Registry(open_store(settings.store.url))
     with _exclusive(settings, registry, launcher_from_settings(settings)):
         job = registry.record_job(state="queued", created_at=utcnow(), trigger=trigger,
                                   pid=os.getpid())
@@ -200,7 +201,7 @@ def run_job_process(
     Raises:
         UnknownJob: no such job.
     """
-    registry = registry or Registry(settings.registry_path)
+    registry = registry or Registry(open_store(settings.store.url))
     job = registry.get_job(job_id)
     lock = _lock(settings)
     try:
@@ -232,7 +233,7 @@ def claim_job(
         The job's record once run (or as it is, if it was no longer queued); None when the lock
         was held.
     """
-    registry = registry or Registry(settings.registry_path)
+    registry = registry or Registry(open_store(settings.store.url))
     lock = _lock(settings)
     try:
         lock.acquire(timeout=0)

@@ -136,7 +136,7 @@ class ProcessLauncher:
             proc = subprocess.Popen(
                 [sys.executable, *job_command(job_id)],
                 cwd=paths.ROOT,
-                env=settings.child_environment(registry.path),
+                env=settings.child_environment(registry.store.url),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -21,6 +21,7 @@ from yoloserve.retrain import steps
 from yoloserve.retrain.deadline import run_with_deadline
 from yoloserve.retrain.gate import GateDecision
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
 
 PROMOTE = "promote"
 REJECT = "reject"
@@ -48,7 +49,7 @@ def weights_of(model: Any) -> Path:
 
 
 def _registry(settings: RetrainSettings) -> Registry:
-    return Registry(settings.registry_path)
+    return Registry(open_store(settings.store.url))
 
 
 def _in_child_serving_parent(settings: RetrainSettings, job_id: str) -> dict[str, Any]:

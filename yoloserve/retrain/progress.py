@@ -3,7 +3,7 @@
 A job runs for minutes in another process (a job process, the trainer service, its spawned
 training child), so its progress goes where the gateway reads job state: the job's record in
 the registry (``RetrainJob.progress``, what ``GET /retrain/{id}`` answers), and one line per
-phase or epoch in the job's log. Writes go through the registry's lock, so they are kept to one
+phase or epoch in the job's log. Each write is one row's transaction, kept to one
 per phase and one per epoch::
 
     dataset --> training (epoch 1..N of N, eta_s) --> evaluating --> packaging --> swapping
@@ -12,7 +12,7 @@ per phase and one per epoch::
 (each from the end of the one before, the first from the start of training) times the epochs
 left. It is None until one epoch has been measured.
 
-A progress write that fails (the registry's lock busy past its timeout, a full disk) is logged
+A progress write that fails (the store busy past its timeout, unreachable, a full disk) is logged
 and ignored: the job's outcome never depends on its progress bar.
 
 Example:
@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from filelock import Timeout
+from sqlalchemy.exc import SQLAlchemyError
 
 from yoloserve.errors import RegistryError
 from yoloserve.modelserver.registry import Registry, RetrainPhase, RetrainProgress, utcnow
+from yoloserve.store.engine import open_store
 
 logger = logging.getLogger("yoloserve.retrain")
 
@@ -102,9 +102,9 @@ class ProgressReporter:
         self._last_mark: float | None = None
 
     @classmethod
-    def for_job(cls, registry_path: Path, job_id: str | None) -> ProgressReporter:
+    def for_job(cls, store_url: str, job_id: str | None) -> ProgressReporter:
         """A reporter with its own ``Registry`` (what a spawned or remote step builds)."""
-        return cls(Registry(registry_path), job_id)
+        return cls(Registry(open_store(store_url)), job_id)
 
     def phase(self, phase: RetrainPhase) -> None:
         """Enter ``phase``: one record write and one log line."""
@@ -146,7 +146,7 @@ class ProgressReporter:
             return
         try:
             self.registry.set_job_progress(self.job_id, progress)
-        except (Timeout, OSError, RegistryError) as exc:
+        except (SQLAlchemyError, OSError, RegistryError) as exc:
             logger.warning("job %s: progress not recorded (%s: %s)", self.job_id,
                            type(exc).__name__, exc)
 

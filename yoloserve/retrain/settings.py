@@ -14,6 +14,7 @@ from yoloserve import paths
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
 from yoloserve.modelserver.export import Runtime
+from yoloserve.store.settings import StoreSettings
 
 LOCK_NAME = "retrain.lock"
 JOBS_DIR = "retrain"
@@ -71,7 +72,10 @@ class RetrainSettings(BaseSettings):
         default=paths.DATA_DIR / "shapes", description="Reference dataset (generated if missing)"
     )
     feedback_dir: Path = paths.DATA_DIR / "feedback"
-    registry_path: Path = paths.REGISTRY_FILE
+    store: StoreSettings = Field(
+        default_factory=StoreSettings,
+        description="The store jobs and versions are recorded in (STORE_DATABASE_URL)",
+    )
     store_dir: Path = paths.STORE_DIR
     run_dir: Path = Field(default=paths.RUN_DIR, description="Lock, job folders and logs")
     launcher: Literal["process", "queue", "kubernetes", "pipeline"] = Field(
@@ -110,12 +114,17 @@ class RetrainSettings(BaseSettings):
         default=600.0, gt=0, description="Each pipeline step but fine-tuning (timeout_s)"
     )
 
-    def child_environment(self, registry_path: Path | None = None) -> dict[str, str]:
-        """This process's environment plus every setting as ``RETRAIN_*``, for the job process."""
+    def child_environment(self, store_url: str | None = None) -> dict[str, str]:
+        """This process's environment plus every setting as ``RETRAIN_*``, for the job process.
+
+        ``store_url`` (``settings.store`` when None) becomes ``STORE_DATABASE_URL`` and the
+        child's ``store``, so whatever the child opens is the store its job is recorded in.
+        """
         env = dict(os.environ)
+        store_url = store_url or self.store.url
         values = self.model_dump()
-        if registry_path is not None:
-            values["registry_path"] = registry_path
+        values["store"] = {**values["store"], "database_url": store_url}
+        env["STORE_DATABASE_URL"] = store_url
         for name, value in values.items():
             key = f"RETRAIN_{name.upper()}"
             if value is None:

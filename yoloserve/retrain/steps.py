@@ -213,7 +213,7 @@ def train_and_evaluate(
     tracking = tracking or {}
     tracker = RunTracker.resume(TrackingSettings(), settings.run_dir, tracking.get("run_id"))
     # Its own Registry: this runs in the spawned child, and the lock is taken per write.
-    progress = ProgressReporter.for_job(settings.registry_path, job_id)
+    progress = ProgressReporter.for_job(settings.store.url, job_id)
     progress.phase("training")
     weights = fine_tune(settings, data_yaml, parent_weights, out_dir, tracker, progress)
     progress.phase("evaluating")

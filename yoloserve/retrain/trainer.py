@@ -29,6 +29,7 @@ from yoloserve.retrain.heartbeat import Heartbeater, prune_heartbeats
 from yoloserve.retrain.jobs import claim_job, reap_stale_jobs
 from yoloserve.retrain.launchers import QueueLauncher
 from yoloserve.retrain.settings import RetrainSettings, job_log
+from yoloserve.store.engine import open_store
 from yoloserve.tracking.watch import MirrorWatch
 
 logger = logging.getLogger("yoloserve.retrain.trainer")
@@ -45,7 +46,7 @@ class Trainer:
 
     Args:
         settings: How jobs run, and where (registry, run dir); ``trainer_*`` pace the loop.
-        registry: The registry jobs are recorded in; ``settings.registry_path`` when None.
+        registry: The registry jobs are recorded in; ``settings.store`` when None.
         trainer_id: Its heartbeat's name; a fresh random one when None.
     """
 
@@ -56,7 +57,7 @@ class Trainer:
         trainer_id: str | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or Registry(settings.registry_path)
+        self.registry = registry or Registry(open_store(settings.store.url))
         self.heartbeat = Heartbeater(settings, trainer_id)
         self.launcher = QueueLauncher(settings)
         self.mirror = MirrorWatch(self.registry, settings.run_dir)
@@ -107,7 +108,7 @@ class Trainer:
             logger.info("removed the heartbeats of trainers long gone: %s", ", ".join(pruned))
         with self.heartbeat:
             logger.info("trainer %s up: run dir %s, registry %s, polling every %.1f s",
-                        self.trainer_id, self.settings.run_dir, self.registry.path,
+                        self.trainer_id, self.settings.run_dir, self.registry.store,
                         self.settings.trainer_poll_s)
             while not stop.is_set():
                 if self.step() is None:

@@ -1,7 +1,8 @@
 """Keep MLflow in step with the registry from a long-lived process (the trainer service).
 
 The gateway changes the registry too (``POST /models/{v}/activate``) but never imports mlflow;
-the trainer notices the registry file change on its next idle turn and syncs, so the alias
+the trainer notices the versions changed (``Registry.versions_signature``) on its next idle
+turn and syncs, so the alias
 ``champion`` follows activations within a poll. After a failed sync (MLflow down) it retries
 every ``retry_s`` until one succeeds: that is how an outage is repaired without anyone running
 ``make mlflow-sync``.
@@ -25,15 +26,11 @@ class MirrorWatch:
         self.registry, self.run_dir = registry, run_dir
         self.settings = settings or TrackingSettings()
         self.retry_s = retry_s
-        self._synced: tuple[int, int] | None = None
+        self._synced: str | None = None
         self._next_try = 0.0
 
-    def _signature(self) -> tuple[int, int] | None:
-        try:
-            st = self.registry.path.stat()
-        except FileNotFoundError:
-            return None
-        return st.st_mtime_ns, st.st_size
+    def _signature(self) -> str | None:
+        return self.registry.versions_signature()
 
     def poll(self) -> bool:
         """Sync if needed; True when a sync ran and succeeded."""

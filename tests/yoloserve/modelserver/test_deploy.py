@@ -11,20 +11,21 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import filelock
 import httpx
 import pytest
 
 from yoloserve import errors as e
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.deploy import (
+    SWAP_LEASE_NAME,
     WARMUP_REQUESTS,
     activate,
     hot_swap,
     hot_swap_sync,
-    swap_lock_path,
 )
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import Store
+from yoloserve.store.lease import StoreLease
 
 MGMT = "http://ts:8086"
 CLASSES = ["circle", "square", "triangle"]
@@ -110,7 +111,7 @@ class FakeManagement:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    reg = Registry(tmp_path / "registry.json")
+    reg = Registry(Store.sqlite(tmp_path / "yoloserve.db"))
     for n in ("1", "2", "3"):
         reg.add_version(sha256=n * 64, mar=f"yolo_v{n}.mar", classes=CLASSES)
     reg.set_status("3", "rejected")
@@ -321,10 +322,11 @@ async def test_activate_refuses_rejected_and_unknown_versions(
 async def test_a_second_swap_waits_for_the_first(
     client: TorchServeClient, fake: FakeManagement, registry: Registry
 ) -> None:
-    held = filelock.FileLock(str(swap_lock_path(registry)), thread_local=False)
-    with held:
-        with pytest.raises(e.SwapInProgress):
-            await hot_swap(client, registry, "2", drain_s=0, lock_timeout_s=0.2)
+    other = StoreLease(registry.store, SWAP_LEASE_NAME, "another-swapper", 60.0)
+    assert other.try_acquire()  # another swap, maybe on another host, holds it
+    with pytest.raises(e.SwapInProgress, match="another-swapper"):
+        await hot_swap(client, registry, "2", drain_s=0, lock_timeout_s=0.2)
+    other.release()
     assert fake.calls == []
     await hot_swap(client, registry, "2", drain_s=0, lock_timeout_s=0.2)
     assert fake.default == "2"

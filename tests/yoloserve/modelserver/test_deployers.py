@@ -23,11 +23,12 @@ from yoloserve.modelserver.deployers import (
 )
 from yoloserve.modelserver.kserve import KServeDeployer
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import Store
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    reg = Registry(tmp_path / "registry.json")
+    reg = Registry(Store.sqlite(tmp_path / "yoloserve.db"))
     for n in ("1", "2", "3"):
         reg.add_version(sha256=n * 64, mar=f"yolo_v{n}.mar", classes=CLASSES)
     reg.set_status("3", "rejected")

@@ -22,6 +22,7 @@ from yoloserve.kube import MERGE_PATCH, KubeSettings
 from yoloserve.modelserver.deployers import DeploySettings
 from yoloserve.modelserver.kserve import KServeDeployer, storage_uri
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import Store
 
 ROOT = "pvc://yoloserve-models/kserve/yolo"
 KUBE = "http://kube.test"
@@ -149,7 +150,7 @@ class FakeCluster:
 def registry(tmp_path: Path) -> Registry:
     store = tmp_path / "store"
     store.mkdir()
-    reg = Registry(tmp_path / "registry.json")
+    reg = Registry(Store.sqlite(tmp_path / "yoloserve.db"))
     for n in ("1", "2", "3"):
         (store / f"yolo_v{n}.mar").write_bytes(f"archive {n}".encode())
         reg.add_version(sha256=n * 64, mar=f"yolo_v{n}.mar", classes=CLASSES)

@@ -14,13 +14,14 @@ from yoloserve import paths
 from yoloserve.errors import RegistryError
 from yoloserve.modelserver.kserve_layout import WORKER_SETTINGS, write_kserve_layout
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import Store
 
 CLASSES = ["circle", "square", "triangle"]
 
 
 def _registry(tmp_path: Path, n: int = 2) -> tuple[Registry, Path]:
     """A registry of ``n`` versions with fake archives; the last one is the default."""
-    registry, store = Registry(tmp_path / "registry.json"), tmp_path / "store"
+    registry, store = Registry(Store.sqlite(tmp_path / "yoloserve.db")), tmp_path / "store"
     store.mkdir()
     for i in range(1, n + 1):
         (store / f"yolo_v{i}.mar").write_bytes(f"fake archive {i}".encode())

@@ -14,11 +14,12 @@ import yaml
 from yoloserve.modelserver.export import ExportError
 from yoloserve.modelserver.packaging import ParityError, extract_weights, package, sha256_file
 from yoloserve.modelserver.registry import Registry
+from yoloserve.store.engine import Store
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "models" / "registry.json")
+    return Registry(Store.sqlite(tmp_path / "models" / "yoloserve.db"))
 
 
 def test_onnx_is_the_default_and_the_mar_holds_export_weights_and_its_yaml(

@@ -1,5 +1,5 @@
-"""models/registry.json: atomic, locked writes that lose no update across threads and processes,
-and a file that is never seen half-written, even when a write fails midway."""
+"""The registry in the store: serialised writes that lose no update across threads and processes,
+snapshot reads, compare-and-set job transitions, and the import of an older registry.json."""
 
 from __future__ import annotations
 
@@ -13,9 +13,18 @@ from pathlib import Path
 import pytest
 
 from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
-from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.registry import Registry, import_registry_file, open_registry
+from yoloserve.store.engine import Store
 
 CLASSES = ["circle", "square", "triangle"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Every test runs on the embedded SQLite file and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return Store.sqlite(tmp_path / "yoloserve.db")
+    return Store(request.getfixturevalue("postgres_url"))
 
 
 def sha(text: str) -> str:
@@ -28,12 +37,12 @@ def _add(registry: Registry, n: int) -> None:
                              mar="yolo.mar", classes=CLASSES)
 
 
-def _add_in_process(path: str, n: int) -> None:
-    _add(Registry(Path(path)), n)
+def _add_in_process(url: str, n: int) -> None:
+    _add(Registry(Store(url)), n)
 
 
-def test_versions_are_sequential_and_the_first_is_default(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "registry.json")
+def test_versions_are_sequential_and_the_first_is_default(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
     first = registry.add_version(sha256=sha("a"), mar="yolo_v1.mar", classes=CLASSES)
     second = registry.add_version(sha256=sha("b"), mar="yolo_v2.mar", classes=CLASSES, parent="1")
     assert (first.version, second.version) == ("1", "2")
@@ -45,8 +54,8 @@ def test_versions_are_sequential_and_the_first_is_default(tmp_path: Path) -> Non
     assert statuses == {"1": "ready", "2": "serving"}
 
 
-def test_unknown_version_job_and_parent_are_domain_errors(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "registry.json")
+def test_unknown_version_job_and_parent_are_domain_errors(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
     with pytest.raises(UnknownVersion):
         registry.get("9")
     with pytest.raises(UnknownJob):
@@ -55,18 +64,17 @@ def test_unknown_version_job_and_parent_are_domain_errors(tmp_path: Path) -> Non
         registry.add_version(sha256=sha("a"), mar="m", classes=CLASSES, parent="7")
 
 
-def test_classes_must_match_the_registry(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "registry.json")
+def test_classes_must_match_the_registry(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
     registry.add_version(sha256=sha("a"), mar="m", classes=CLASSES)
     with pytest.raises(RegistryError):
         registry.add_version(sha256=sha("b"), mar="m", classes=["cat", "dog"])
 
 
-def test_concurrent_threads_and_processes_lose_no_update(tmp_path: Path) -> None:
-    path = tmp_path / "registry.json"
-    registry = Registry(path)
+def test_concurrent_threads_and_processes_lose_no_update(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_add_in_process, args=(str(path), 10)) for _ in range(3)]
+    procs = [ctx.Process(target=_add_in_process, args=(store.url, 10)) for _ in range(3)]
     threads = [threading.Thread(target=_add, args=(registry, 10)) for _ in range(3)]
     for worker in [*procs, *threads]:
         worker.start()
@@ -80,8 +88,8 @@ def test_concurrent_threads_and_processes_lose_no_update(tmp_path: Path) -> None
     assert len({v.sha256 for v in registry.load().versions}) == 60
 
 
-def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
-    registry = Registry(tmp_path / "registry.json")
+def test_readers_see_whole_snapshots_while_jobs_are_written(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
     registry.add_version(sha256=sha("seed"), mar="m", classes=CLASSES)
     stop = threading.Event()
     seen: list[list[int]] = [[], []]
@@ -90,52 +98,83 @@ def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
     def read(mine: list[int]) -> None:
         while not stop.is_set():
             try:
-                mine.append(len(registry.load().jobs))  # parses the whole file every time
-            except BaseException as exc:  # a torn read would be a JSON/validation error
+                mine.append(len(registry.load().jobs))
+            except BaseException as exc:
                 errors.append(exc)
 
     readers = [threading.Thread(target=read, args=(mine,)) for mine in seen]
     for r in readers:
         r.start()
     for _ in range(150):
-        registry.record_job(state="queued", reason="x" * 2000)  # big enough to need many writes
+        registry.record_job(state="queued", reason="x" * 2000)
     stop.set()
     for r in readers:
         r.join()
     assert not errors
-    for mine in seen:  # each reader: never an older file after a newer one
+    for mine in seen:  # each reader: never an older state after a newer one
         assert mine and mine == sorted(mine)
+    assert [j.job_id for j in registry.load().jobs][:2] == ["r-0001", "r-0002"]
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temp_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "registry.json"
-    registry = Registry(path)
+def test_an_exception_inside_update_writes_nothing(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
     registry.add_version(sha256=sha("a"), mar="m", classes=CLASSES)
-    before = path.read_bytes()
-
-    def crash(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
-        registry.add_version(sha256=sha("b"), mar="m", classes=CLASSES)
-    monkeypatch.undo()
-
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert json.loads(before)["versions"][0]["sha256"] == sha("a")
-    # And the lock was released: the next writer goes through.
+    before = registry.load()
+    with pytest.raises(RuntimeError), registry.update() as data:
+        data.versions.clear()
+        data.default_version = None
+        raise RuntimeError("half-way")
+    assert registry.load() == before
+    # And the write lock was released: the next writer goes through.
     assert registry.add_version(sha256=sha("b"), mar="m", classes=CLASSES).version == "2"
 
 
-def test_an_exception_inside_update_writes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "registry.json"
-    registry = Registry(path)
-    registry.add_version(sha256=sha("a"), mar="m", classes=CLASSES)
-    before = path.read_bytes()
-    with pytest.raises(RuntimeError), registry.update() as data:
-        data.versions.clear()
-        raise RuntimeError("half-way")
-    assert path.read_bytes() == before
+def test_a_job_transition_applies_once_when_two_race_for_it(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
+    job = registry.record_job(state="queued")
+    barrier = threading.Barrier(8)
+    won: list[str] = []
+
+    def claim(name: str) -> None:
+        barrier.wait()
+        if registry.transition_job(job.job_id, ("queued",), state="running", reason=name):
+            won.append(name)
+
+    threads = [threading.Thread(target=claim, args=(f"c{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+    assert registry.get_job(job.job_id).reason == won[0]
+
+
+def test_activation_jobs_have_their_own_ids_and_kind(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
+    registry.record_job(state="queued")
+    activation = registry.record_job(kind="activate", version="1", state="queued")
+    assert activation.job_id == "a-0001"
+    assert [j.job_id for j in registry.jobs(kind="activate")] == ["a-0001"]
+    assert [j.job_id for j in registry.jobs(states=("queued",))] == ["r-0001", "a-0001"]
+
+
+def test_an_older_registry_json_is_imported_once_and_renamed(store: Store, tmp_path: Path) -> None:
+    legacy = tmp_path / "registry.json"
+    legacy.write_text(json.dumps({
+        "name": "yolo", "classes": CLASSES, "default_version": "2",
+        "versions": [
+            {"version": "1", "sha256": sha("a"), "mar": "yolo_v1.mar", "status": "ready"},
+            {"version": "2", "sha256": sha("b"), "mar": "yolo_v2.mar", "status": "serving",
+             "parent": "1"},
+        ],
+        "jobs": [{"job_id": "r-0001", "state": "succeeded", "candidate_version": "2"}],
+    }))
+    registry = open_registry(store, legacy)
+    data = registry.load()
+    assert data.default_version == "2" and data.classes == CLASSES
+    assert [v.version for v in data.versions] == ["1", "2"]
+    assert registry.get_job("r-0001").candidate_version == "2"
+    assert not legacy.exists() and (tmp_path / "registry.json.migrated").is_file()
+    # A second start finds nothing to import; new jobs continue the numbering.
+    assert import_registry_file(registry, legacy) is False
+    assert registry.record_job(state="queued").job_id == "r-0002"

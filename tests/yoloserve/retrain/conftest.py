@@ -21,6 +21,8 @@ from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain import steps
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import Store, open_store
+from yoloserve.store.settings import StoreSettings, sqlite_url
 from yoloserve.training.dataset import generate_dataset, iter_images, yolo_label_lines
 
 
@@ -28,7 +30,7 @@ from yoloserve.training.dataset import generate_dataset, iter_images, yolo_label
 def template(tmp_path_factory: pytest.TempPathFactory, default_weights: Path) -> Path:
     """A models folder with version 1 packaged from the shipped weights, and a tiny dataset."""
     root = tmp_path_factory.mktemp("retrain-template")
-    package(default_weights, Registry(root / "models" / "registry.json"),
+    package(default_weights, Registry(Store.sqlite(root / "models" / "yoloserve.db")),
             store_dir=root / "models" / "store")
     generate_dataset(root / "shapes", n_train=6, n_val=3, n_test=0, seed=5)
     feedback = root / "feedback"
@@ -48,7 +50,7 @@ def settings(template: Path, tmp_path: Path) -> RetrainSettings:
     return RetrainSettings(
         ref_dir=template / "shapes",
         feedback_dir=template / "feedback",
-        registry_path=tmp_path / "models" / "registry.json",
+        store=StoreSettings(database_url=sqlite_url(tmp_path / "models" / "yoloserve.db")),
         store_dir=tmp_path / "models" / "store",
         run_dir=tmp_path / "run",
         ref_train_images=6,
@@ -61,7 +63,7 @@ def settings(template: Path, tmp_path: Path) -> RetrainSettings:
 
 @pytest.fixture
 def registry(settings: RetrainSettings) -> Registry:
-    return Registry(settings.registry_path)
+    return Registry(open_store(settings.store.url))
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from yoloserve.modelserver.packaging import sha256_file
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain import steps
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
 from yoloserve.training import train as training
 from yoloserve.training.train import EvalMetrics
 
@@ -83,9 +84,9 @@ def _metrics(map50: float) -> EvalMetrics:
 class _Fakes:
     """``training.train`` and ``training.evaluate`` as ``config`` says, for one job's child."""
 
-    def __init__(self, config: FakeTraining, registry_path: Path) -> None:
+    def __init__(self, config: FakeTraining, store_url: str) -> None:
         self.config = config
-        self.registry_path = registry_path
+        self.store_url = store_url
 
     def log(self, **entry: Any) -> None:
         # pid: the training child's; trainer_pid: the process that ran the job (its parent).
@@ -94,7 +95,7 @@ class _Fakes:
             fh.write(json.dumps(entry, default=str) + "\n")
 
     def recorded(self) -> dict[str, Any] | None:
-        progress = Registry(self.registry_path).load().jobs[-1].progress
+        progress = Registry(open_store(self.store_url)).load().jobs[-1].progress
         return None if progress is None else progress.model_dump(exclude={"updated_at"})
 
     def train(self, data_yaml: Path, out_dir: Path, *, weights: Path | None = None,
@@ -140,7 +141,7 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """``steps.train_and_evaluate`` with the fakes :data:`ENV` describes (``training.train`` and
     ``training.evaluate`` replaced in this process: the job's throw-away training child)."""
-    fakes = _Fakes(FakeTraining.from_env(), Path(settings.registry_path))
+    fakes = _Fakes(FakeTraining.from_env(), settings.store.url)
     training.train = fakes.train  # type: ignore[assignment]
     training.evaluate = fakes.evaluate  # type: ignore[assignment]
     return _real_train_and_evaluate(data_yaml, parent_weights, out_dir, settings, tracking,

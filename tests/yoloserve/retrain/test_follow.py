@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.support import store_settings
 from yoloserve import paths
 from yoloserve.modelserver.registry import Registry, RetrainProgress, utcnow
 from yoloserve.retrain.follow import describe, follow_job
@@ -89,7 +90,7 @@ def test_progress_label_and_fraction(progress: RetrainProgress, label: str,
 
 
 def _cli(settings: RetrainSettings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RETRAIN_REGISTRY_PATH": str(settings.registry_path),
+    env = {**os.environ, "STORE_DATABASE_URL": settings.store.url,
            "RETRAIN_RUN_DIR": str(settings.run_dir), "RETRAIN_LAUNCHER": "process"}
     return subprocess.run(
         [sys.executable, "-m", "yoloserve.retrain", "status", *args], cwd=paths.ROOT, env=env,
@@ -126,7 +127,6 @@ def test_cli_follow_prints_the_final_job_and_exits_by_its_state(
 
 
 def test_cli_follow_without_jobs_says_so(settings: RetrainSettings, tmp_path: Path) -> None:
-    empty = settings.model_copy(update={"registry_path": tmp_path / "empty" / "registry.json"})
-    Registry(empty.registry_path)  # nothing recorded
+    empty = settings.model_copy(update={"store": store_settings(tmp_path / "empty")})
     result = _cli(empty, "--follow")
     assert result.returncode == 2 and "no retrain jobs yet" in result.stderr

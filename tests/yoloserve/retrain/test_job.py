@@ -17,6 +17,7 @@ from tests.yoloserve.retrain.job_support import queue_job, read_calls
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.job import run_job
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import Store
 
 
 def test_promoted_candidate_is_packaged_with_lineage(
@@ -141,6 +142,6 @@ def test_no_default_version_fails_cleanly(
     settings: RetrainSettings, fake_training: Callable[..., Path], tmp_path: Path
 ) -> None:
     fake_training()
-    empty = Registry(tmp_path / "other" / "registry.json")
+    empty = Registry(Store.sqlite(tmp_path / "other" / "yoloserve.db"))
     job = run_job(queue_job(empty), settings, empty)
     assert job.state == "failed" and "no default version" in (job.reason or "")

@@ -16,13 +16,14 @@ from yoloserve.errors import RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry, utcnow
 from yoloserve.retrain.jobs import reap_stale_jobs, run_job_process, start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log, lock_path
+from yoloserve.store.engine import Store
 
 
 def test_second_start_is_refused_while_the_first_job_process_lives(
     settings: RetrainSettings, tmp_path: Path
 ) -> None:
     # A registry without a default version: the real job process starts, then fails fast.
-    registry = Registry(tmp_path / "bare" / "registry.json")
+    registry = Registry(Store.sqlite(tmp_path / "bare" / "yoloserve.db"))
     first = start_job_process(settings, trigger="test", registry=registry)
     assert registry.get_job(first).state in ("queued", "running")
     assert registry.get_job(first).pid is not None

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support import store_settings
 from yoloserve.errors import KubernetesError, RetrainAlreadyRunning
 from yoloserve.kube import KubeSettings
 from yoloserve.modelserver.registry import Registry, utcnow
@@ -28,6 +29,7 @@ from yoloserve.retrain.launchers import (
     launcher_from_settings,
 )
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
 
 JOBS = "/apis/batch/v1/namespaces/ml/jobs"
 CONFIG_MAP = "/api/v1/namespaces/ml/configmaps/yoloserve-trainer-job"
@@ -104,13 +106,13 @@ def api() -> FakeBatchApi:
 def k8s_settings(tmp_path: Path) -> RetrainSettings:
     return RetrainSettings(
         launcher="kubernetes", k8s_namespace="ml", k8s_image="registry.local/trainer:7",
-        registry_path=tmp_path / "models" / "registry.json", run_dir=tmp_path / "run",
+        store=store_settings(tmp_path / "models"), run_dir=tmp_path / "run",
     )
 
 
 @pytest.fixture
 def registry(k8s_settings: RetrainSettings) -> Registry:
-    return Registry(k8s_settings.registry_path)
+    return Registry(open_store(k8s_settings.store.url))
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def local_kfp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _run(settings: RetrainSettings, job_id: str) -> str:
     overrides = settings.model_dump(mode="json", include={
-        "ref_dir", "feedback_dir", "registry_path", "store_dir", "run_dir", "ref_train_images",
+        "ref_dir", "feedback_dir", "store", "store_dir", "run_dir", "ref_train_images",
         "ref_eval_images", "epochs", "imgsz", "batch", "deploy", "tolerance", "timeout_s",
     })
     task = pipeline.build_pipeline(settings)(job_id=job_id, settings=overrides)

@@ -17,14 +17,20 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from filelock import FileLock
 
 from devstack.ports import free_port
 from tests.yoloserve.retrain.job_support import queue_job, read_calls
-from yoloserve.modelserver.registry import Registry, RegistryData, RetrainJob, RetrainProgress
+from yoloserve.modelserver.registry import (
+    Registry,
+    RegistryData,
+    RetrainJob,
+    RetrainProgress,
+    open_registry,
+)
 from yoloserve.retrain.job import run_job
 from yoloserve.retrain.progress import ProgressReporter, chain_callbacks, epoch_eta
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import Store
 from yoloserve.training import train as training
 
 
@@ -100,20 +106,21 @@ def test_callbacks_record_each_epoch_with_an_eta(registry: Registry, log_file: P
 def test_a_busy_registry_costs_the_progress_line_not_the_job(
     settings: RetrainSettings, log_file: Path
 ) -> None:
-    registry = Registry(settings.registry_path, lock_timeout=0.2)
+    registry = Registry(Store(settings.store.url, busy_timeout_s=0.2))
     job_id = queue_job(registry)
-    with FileLock(str(settings.registry_path) + ".lock"):  # another writer holds it
+    with Store(settings.store.url).write():  # another writer holds the database
         ProgressReporter(registry, job_id).phase("packaging")
     assert registry.get_job(job_id).progress is None
-    assert "progress not recorded (Timeout" in log_file.read_text()
+    assert "progress not recorded (OperationalError" in log_file.read_text()
 
 
 def test_jobs_recorded_without_progress_still_load(settings: RetrainSettings) -> None:
     # A registry written before the field existed: its jobs have no "progress" key.
-    data = json.loads(settings.registry_path.read_text())
-    data["jobs"] = [{"job_id": "r-0001", "state": "succeeded", "reason": "old"}]
-    settings.registry_path.write_text(json.dumps(data))
-    job = Registry(settings.registry_path).get_job("r-0001")
+    legacy = settings.run_dir / "registry.json"
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_text(json.dumps({"jobs": [{"job_id": "r-0001", "state": "succeeded",
+                                            "reason": "old"}]}))
+    job = open_registry(Store(settings.store.url), legacy).get_job("r-0001")
     assert job.progress is None and job.state == "succeeded"
     again = RetrainJob.model_validate(
         {**job.model_dump(), "progress": {"phase": "training", "epoch": 1, "epochs": 2}}

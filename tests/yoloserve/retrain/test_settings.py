@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from yoloserve.retrain.settings import RetrainSettings
@@ -12,11 +10,13 @@ from yoloserve.retrain.settings import RetrainSettings
 def test_settings_reach_the_job_process_through_its_environment(
     settings: RetrainSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = settings.child_environment(Path("/elsewhere/registry.json"))
+    env = settings.child_environment("sqlite:////elsewhere/yoloserve.db")
     for key, value in env.items():
         if key.startswith("RETRAIN_"):
             monkeypatch.setenv(key, value)
     again = RetrainSettings()
     assert again.model_dump() == {
-        **settings.model_dump(), "registry_path": Path("/elsewhere/registry.json")
+        **settings.model_dump(),
+        "store": {**settings.store.model_dump(), "database_url": "sqlite:////elsewhere/yoloserve.db"},
     }
+    assert env["STORE_DATABASE_URL"] == "sqlite:////elsewhere/yoloserve.db"

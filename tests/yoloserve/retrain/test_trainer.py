@@ -162,7 +162,7 @@ class Trainers:
     def start(self, train_sleep: float = 0.0) -> subprocess.Popen[bytes]:
         log = self.settings.run_dir / f"trainer-{len(self.procs)}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = self.settings.child_environment(self.settings.registry_path)
+        env = self.settings.child_environment()
         env[fakes.ENV] = FakeTraining(str(self.calls), str(self.weights),
                                       train_sleep=train_sleep).to_env()
         with log.open("ab") as out:

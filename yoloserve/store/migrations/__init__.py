@@ -1,0 +1,1 @@
+"""Alembic migrations of the store (``yoloserve.store.engine.Store.upgrade`` runs them)."""

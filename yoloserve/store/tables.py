@@ -1,0 +1,65 @@
+"""The store's tables (SQLAlchemy 2 declarative). Alembic's migrations create them.
+
+Records whose shape the API already defines (a model version, a job) keep their fields in a
+JSON column next to the columns that are queried or constrained (status, state, kind), so the
+pydantic models of ``yoloserve.modelserver.registry`` stay the one description of a record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Base of every table of the store."""
+
+
+class RegistryRow(Base):
+    """The registry's one row: the model name, its class names and the default version."""
+
+    __tablename__ = "registry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    classes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    default_version: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class VersionRow(Base):
+    """One packaged model version (``ModelVersion``)."""
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class JobRow(Base):
+    """One job: a retrain, or an activation/rollback intent the controller carries out."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_kind_state", "kind", "state"),)
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(Integer)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class LeaseRow(Base):
+    """Who holds a named lease (the acting controller) and until when."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    transitions: Mapped[int] = mapped_column(Integer, default=0)
