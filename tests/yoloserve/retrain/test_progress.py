@@ -120,7 +120,7 @@ def test_jobs_recorded_without_progress_still_load(settings: RetrainSettings) ->
     legacy.parent.mkdir(parents=True, exist_ok=True)
     legacy.write_text(json.dumps({"jobs": [{"job_id": "r-0001", "state": "succeeded",
                                             "reason": "old"}]}))
-    job = open_registry(Store(settings.store.url), legacy).get_job("r-0001")
+    job = open_registry(Store.sqlite(settings.run_dir / "fresh.db"), legacy).get_job("r-0001")
     assert job.progress is None and job.state == "succeeded"
     again = RetrainJob.model_validate(
         {**job.model_dump(), "progress": {"phase": "training", "epoch": 1, "epochs": 2}}
