@@ -20,14 +20,16 @@ go, with the module that does each step:
                      management API) or rollout.kserve (InferenceService canary, check,
                      promote or roll back)
 
-Layers, and what each may import of this package (tests/yoloserve/test_layering.py checks it):
+Layers, and what each may import of this package (pyproject.toml's ``[tool.importlinter]``
+contracts, checked by ``lint-imports`` and tests/test_import_contracts.py):
 
-    foundation    paths, offline, files, errors, schemas, boxes, kube (the Kubernetes API
-                  client): one another, no sub-package
+    foundation    paths, offline, files, errors, schemas, boxes, drift_summary, kube (the
+                  Kubernetes API client): one another, no sub-package
     modelserver   the foundation
     embeddings    the foundation
     training      the foundation (nothing of modelserver)
     feedback      the foundation and embeddings
+    tracking      the foundation and modelserver
     retrain       all of the above
 
 Nothing in ``yoloserve`` imports a service or a tool of the repository: ``gateway/``,
