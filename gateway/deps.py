@@ -32,8 +32,8 @@ from gateway.retrain_trigger import RetrainTrigger
 from gateway.review.service import ReviewService
 from yoloserve.errors import Forbidden, Unauthorized
 from yoloserve.modelserver.client import TorchServeClient
-from yoloserve.modelserver.deployers import Deployer
 from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.rollout.base import Deployer
 
 
 async def get_app_settings(request: Request) -> Settings:

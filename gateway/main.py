@@ -34,8 +34,9 @@ from gateway.review.service import ReviewService
 from gateway.routes import api_router
 from yoloserve.drift_summary import read_summary
 from yoloserve.modelserver.client import TorchServeClient
-from yoloserve.modelserver.deployers import DeploySettings, SwapOptions, deployer_from_settings
 from yoloserve.modelserver.registry import open_registry
+from yoloserve.modelserver.rollout.base import DeploySettings, SwapOptions
+from yoloserve.modelserver.rollout.factory import deployer_from_settings
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import open_store
 from yoloserve.tracking.status import read_status

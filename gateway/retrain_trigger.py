@@ -31,7 +31,8 @@ from gateway.metrics import GatewayMetrics
 from yoloserve.errors import RetrainAlreadyRunning
 from yoloserve.modelserver.registry import JobState, Registry
 from yoloserve.retrain import jobs
-from yoloserve.retrain.launchers import JobLauncher, launcher_from_settings
+from yoloserve.retrain.launchers.base import JobLauncher
+from yoloserve.retrain.launchers.factory import launcher_from_settings
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.schemas import RetrainInfo
 

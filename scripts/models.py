@@ -7,7 +7,7 @@ activate (make rollback VERSION=n): python -m scripts.models activate 1
 TorchServe is reached at --management-url / --inference-url (or TORCHSERVE_MANAGEMENT_URL /
 TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack.
 With DEPLOY_BACKEND=kserve, redeploy rolls the version out as a KServe canary and activate
-serves it at once (yoloserve.modelserver.kserve).
+serves it at once (yoloserve.modelserver.rollout.kserve).
 
 mlflow-sync (make mlflow-sync): make MLflow's registered model `yolo` agree with the registry
 (versions, tags, the `champion` alias), e.g. after an MLflow outage. With MLFLOW_TRACKING_URI
@@ -30,15 +30,11 @@ from yoloserve.modelserver.client import (
     DEFAULT_MANAGEMENT_URL,
     TorchServeClient,
 )
-from yoloserve.modelserver.deployers import (
-    DeploySettings,
-    SwapOptions,
-    deployer_from_settings,
-    run_sync,
-)
 from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
 from yoloserve.modelserver.packaging import MODEL_NAME, package
 from yoloserve.modelserver.registry import Registry, open_registry
+from yoloserve.modelserver.rollout.base import DeploySettings, SwapOptions, run_sync
+from yoloserve.modelserver.rollout.factory import deployer_from_settings
 from yoloserve.store.engine import open_store
 from yoloserve.tracking import mirror
 from yoloserve.tracking.settings import TrackingSettings

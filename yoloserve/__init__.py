@@ -11,21 +11,25 @@ go, with the module that does each step:
                      -> data/feedback/{images,labels}/ (files, boxes.yolo_label_line)
                      -> data/prod_data.csv (feedback.store) -> [reporting] drift and quality
     a new version    [gateway starts ``python -m yoloserve.retrain``: retrain.launchers, a local
-                     process or a Kubernetes Job] -> retrain.jobs (one job at a time)
+                     process, the trainer's queue, a Kubernetes Job or a KFP run]
+                     -> retrain.jobs (one job at a time)
                      -> retrain.job: training.retrain_data (reference + feedback images),
                      training.train (fine-tune, evaluate), retrain.gate
-                     -> modelserver.packaging (.mar + registry) -> modelserver.deployers:
-                     modelserver.deploy (hot swap through TorchServe's management API) or
-                     modelserver.kserve (InferenceService canary, check, promote or roll back)
+                     -> modelserver.packaging (.mar + registry) -> modelserver.rollout:
+                     rollout.torchserve (modelserver.deploy's hot swap through TorchServe's
+                     management API) or rollout.kserve (InferenceService canary, check,
+                     promote or roll back)
 
-Layers, and what each may import of this package (tests/yoloserve/test_layering.py checks it):
+Layers, and what each may import of this package (pyproject.toml's ``[tool.importlinter]``
+contracts, checked by ``lint-imports`` and tests/test_import_contracts.py):
 
-    foundation    paths, offline, files, errors, schemas, boxes, kube (the Kubernetes API
-                  client): one another, no sub-package
+    foundation    paths, offline, files, errors, schemas, boxes, drift_summary, kube (the
+                  Kubernetes API client): one another, no sub-package
     modelserver   the foundation
     embeddings    the foundation
     training      the foundation (nothing of modelserver)
     feedback      the foundation and embeddings
+    tracking      the foundation and modelserver
     retrain       all of the above
 
 Nothing in ``yoloserve`` imports a service or a tool of the repository: ``gateway/``,

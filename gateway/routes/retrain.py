@@ -17,7 +17,7 @@ from gateway.errors import error_responses
 from yoloserve.errors import RegistryError
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.jobs import reap_stale_jobs
-from yoloserve.retrain.launchers import JobLauncher
+from yoloserve.retrain.launchers.base import JobLauncher
 from yoloserve.schemas import RetrainJobStatus
 
 router = APIRouter(tags=["retrain"])

@@ -16,10 +16,10 @@ from gateway.config import Settings
 from gateway.embeddings import EmbeddingBackend
 from gateway.main import create_app
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error
-from tests.yoloserve.modelserver.test_kserve import ROOT as KSERVE_ROOT
-from tests.yoloserve.modelserver.test_kserve import FakeCluster
-from yoloserve.modelserver.deployers import DeploySettings
+from tests.yoloserve.modelserver.rollout.test_kserve import ROOT as KSERVE_ROOT
+from tests.yoloserve.modelserver.rollout.test_kserve import FakeCluster
 from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.rollout.base import DeploySettings
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import open_store
 

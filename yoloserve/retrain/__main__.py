@@ -32,7 +32,8 @@ from yoloserve.retrain.jobs import (
     run_job_process,
     start_job_process,
 )
-from yoloserve.retrain.launchers import job_name, launcher_from_settings
+from yoloserve.retrain.launchers.factory import launcher_from_settings
+from yoloserve.retrain.launchers.kubernetes import job_name
 from yoloserve.retrain.progress import progress_label
 from yoloserve.retrain.settings import RetrainSettings, job_log
 from yoloserve.retrain.trainer import Trainer

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.jobs import ACTIVE_STATES, reap_stale_jobs
-from yoloserve.retrain.launchers import JobLauncher
+from yoloserve.retrain.launchers.base import JobLauncher
 from yoloserve.retrain.progress import progress_fraction, progress_label
 
 

@@ -10,8 +10,8 @@ a job runs::
      "at": 1767225600.0, "started_at": 1767225000.0}
 
 A beat is fresh while it is younger than ``heartbeat_s * stale_heartbeats`` (``stale_after_s``).
-``yoloserve.retrain.launchers.QueueLauncher`` reads them: a queued job waits while some trainer is
-fresh, a running job lives while the fresh beat of its trainer names it.
+``yoloserve.retrain.launchers.queue.QueueLauncher`` reads them: a queued job waits while some
+trainer is fresh, a running job lives while the fresh beat of its trainer names it.
 
 Example:
     >>> beat = Heartbeat(trainer_id="t-1", hostname="h", pid=1, job_id=None, at=10.0,

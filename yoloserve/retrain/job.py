@@ -13,7 +13,7 @@ One job, start to end (``run_job``)::
 Failure rules: nothing is promoted unless every step before the swap worked; the serving version
 keeps serving whatever happens (the swap itself rolls back, see ``yoloserve.modelserver.deploy``;
 on KServe a canary that fails its checks is rolled back and the job ends failed, see
-``yoloserve.modelserver.kserve``);
+``yoloserve.modelserver.rollout.kserve``);
 the job record always ends in a final state with a reason, and the registry is only ever changed by
 its own atomic writes.
 

@@ -28,12 +28,9 @@ from yoloserve.errors import KubernetesError, RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain.heartbeat import Heartbeater
 from yoloserve.retrain.job import finish, run_job
-from yoloserve.retrain.launchers import (
-    JobLauncher,
-    Liveness,
-    ProcessLauncher,
-    launcher_from_settings,
-)
+from yoloserve.retrain.launchers.base import JobLauncher, Liveness
+from yoloserve.retrain.launchers.factory import launcher_from_settings
+from yoloserve.retrain.launchers.process import ProcessLauncher
 from yoloserve.retrain.settings import RetrainSettings, lock_path
 from yoloserve.store.engine import open_store
 

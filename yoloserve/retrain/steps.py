@@ -28,15 +28,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from yoloserve.modelserver.deployers import (
-    DeployResult,
-    DeploySettings,
-    SwapOptions,
-    deployer_from_settings,
-    run_sync,
-)
 from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract_weights, package
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
+from yoloserve.modelserver.rollout.base import DeployResult, DeploySettings, SwapOptions, run_sync
+from yoloserve.modelserver.rollout.factory import deployer_from_settings
 from yoloserve.retrain.deadline import RetrainFailed
 from yoloserve.retrain.gate import GateDecision, gate
 from yoloserve.retrain.progress import ProgressReporter, chain_callbacks

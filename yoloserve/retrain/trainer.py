@@ -27,7 +27,7 @@ import threading
 from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.heartbeat import Heartbeater, prune_heartbeats
 from yoloserve.retrain.jobs import claim_job, reap_stale_jobs
-from yoloserve.retrain.launchers import QueueLauncher
+from yoloserve.retrain.launchers.queue import QueueLauncher
 from yoloserve.retrain.settings import RetrainSettings, job_log
 from yoloserve.store.engine import open_store
 from yoloserve.tracking.watch import MirrorWatch

@@ -28,7 +28,8 @@ from yoloserve.errors import RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.retrain.heartbeat import Heartbeat, Heartbeater, heartbeat_dir, read_heartbeats
 from yoloserve.retrain.jobs import claim_job, reap_stale_jobs, run_job_process, start_job_process
-from yoloserve.retrain.launchers import NO_TRAINER, QueueLauncher, launcher_from_settings
+from yoloserve.retrain.launchers.factory import launcher_from_settings
+from yoloserve.retrain.launchers.queue import NO_TRAINER, QueueLauncher
 from yoloserve.retrain.settings import RetrainSettings, job_log, lock_path
 from yoloserve.retrain.trainer import Trainer
 

@@ -1,4 +1,4 @@
-"""``yoloserve.modelserver.kserve`` against a fake Kubernetes API and Prometheus (MockTransport).
+"""``yoloserve.modelserver.rollout.kserve`` against a fake Kubernetes API and Prometheus.
 
 The fake keeps one InferenceService and plays KServe's controller on it the way the v1beta1 API
 reports it: a new ``storageUri`` makes a new Knative revision; ``canaryTrafficPercent`` P splits
@@ -19,9 +19,9 @@ import pytest
 
 from yoloserve import errors as e
 from yoloserve.kube import MERGE_PATCH, KubeSettings
-from yoloserve.modelserver.deployers import DeploySettings
-from yoloserve.modelserver.kserve import KServeDeployer, storage_uri
 from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.rollout.base import DeploySettings
+from yoloserve.modelserver.rollout.kserve import KServeDeployer, storage_uri
 from yoloserve.store.engine import Store
 
 ROOT = "pvc://yoloserve-models/kserve/yolo"

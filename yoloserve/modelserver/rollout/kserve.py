@@ -1,4 +1,4 @@
-"""Rollouts on KServe: a new version as a canary of the InferenceService, checked, then promoted.
+"""Rollouts on KServe (``DEPLOY_BACKEND=kserve``): a version as a canary, checked, promoted.
 
 The InferenceService (``serving.kserve.io/v1beta1``, ``DEPLOY_KSERVE_NAME`` in
 ``DEPLOY_KSERVE_NAMESPACE``) runs our ServingRuntime ``yoloserve-torchserve`` (the
@@ -58,10 +58,11 @@ from yoloserve.files import atomic_write
 from yoloserve.kube import AsyncKubeClient, KubeSettings, resource_path
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.deploy import swap_lock
-from yoloserve.modelserver.deployers import DeployResult, DeploySettings
+from yoloserve.modelserver.kserve_layout import config_properties, model_snapshot
 from yoloserve.modelserver.registry import ModelVersion, Registry
+from yoloserve.modelserver.rollout.base import DeployResult, DeploySettings
 
-logger = logging.getLogger("yoloserve.modelserver.kserve")
+logger = logging.getLogger("yoloserve.modelserver.rollout.kserve")
 
 API_VERSION = "serving.kserve.io/v1beta1"
 PLURAL = "inferenceservices"
@@ -83,8 +84,6 @@ def write_version_layout(record: ModelVersion, store_dir: Path, root: Path) -> P
     Raises:
         RegistryError: the version's ``.mar`` is not in ``store_dir``.
     """
-    from yoloserve.modelserver.kserve_layout import config_properties, model_snapshot
-
     source = store_dir / record.mar
     if not source.is_file():
         raise RegistryError(f"{record.mar} is not in the model store {store_dir}")

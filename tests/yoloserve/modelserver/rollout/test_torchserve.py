@@ -1,4 +1,4 @@
-"""``yoloserve.modelserver.deployers``: the selection by ``DEPLOY_*``, and the TorchServe wrapper.
+"""``yoloserve.modelserver.rollout``: the TorchServe wrapper, and the pick by ``DEPLOY_*``.
 
 The TorchServe deployer runs against the fake management API of ``test_deploy.py`` (state and a
 call log), so the wrapper is held to exactly the calls the hot swap makes there.
@@ -14,15 +14,11 @@ import pytest
 from tests.yoloserve.modelserver.test_deploy import CLASSES, MGMT, FakeManagement
 from yoloserve import errors as e
 from yoloserve.modelserver.deploy import WARMUP_REQUESTS
-from yoloserve.modelserver.deployers import (
-    DeploySettings,
-    SwapOptions,
-    TorchServeDeployer,
-    deployer_from_settings,
-    run_sync,
-)
-from yoloserve.modelserver.kserve import KServeDeployer
 from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.rollout.base import DeploySettings, SwapOptions, run_sync
+from yoloserve.modelserver.rollout.factory import deployer_from_settings
+from yoloserve.modelserver.rollout.kserve import KServeDeployer
+from yoloserve.modelserver.rollout.torchserve import TorchServeDeployer
 from yoloserve.store.engine import Store
 
 

@@ -8,13 +8,14 @@ and the reaping of ``yoloserve.retrain.jobs`` treat it like a job process or a K
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from yoloserve.errors import KubernetesError
 from yoloserve.modelserver.registry import Registry, RetrainJob
-from yoloserve.retrain.launchers import ALIVE, Liveness
+from yoloserve.retrain.launchers.base import ALIVE, Liveness
 from yoloserve.retrain.settings import RetrainSettings
 
 logger = logging.getLogger("yoloserve.retrain")
@@ -78,8 +79,7 @@ class PipelineLauncher:
                 if str(getattr(r, "display_name", "")).startswith(RUN_PREFIX)]
 
     def start(self, job_id: str, settings: RetrainSettings, registry: Registry) -> dict[str, Any]:
-        import tempfile
-
+        # The pipeline's definition imports kfp (the `pipelines` extra): only when it is launched.
         from yoloserve.retrain.pipeline import compile_pipeline
 
         client = self._client()

@@ -1,4 +1,4 @@
-"""``RETRAIN_LAUNCHER=pipeline`` (``pipeline_launcher.PipelineLauncher``) against a fake KFP
+"""``RETRAIN_LAUNCHER=pipeline`` (``launchers.pipeline.PipelineLauncher``) against a fake KFP
 client: the run it submits (compiled spec, job id parameter, run name, experiment) and how run
 states map to a job's liveness. The KFP client talks through ``kfp_server_api``'s own urllib3
 stack (and calls the API in its constructor), so the fake replaces the client, not the network.
@@ -16,8 +16,8 @@ import yaml
 from yoloserve.errors import KubernetesError, RetrainAlreadyRunning
 from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.jobs import start_job_process
-from yoloserve.retrain.launchers import launcher_from_settings
-from yoloserve.retrain.pipeline_launcher import PipelineLauncher, run_name
+from yoloserve.retrain.launchers.factory import launcher_from_settings
+from yoloserve.retrain.launchers.pipeline import PipelineLauncher, run_name
 from yoloserve.retrain.settings import RetrainSettings
 
 pytest.importorskip("kfp")

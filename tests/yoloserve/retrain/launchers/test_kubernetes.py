@@ -1,4 +1,4 @@
-"""Retrain jobs as Kubernetes Jobs (``yoloserve.retrain.launchers``) through the one-job rules.
+"""Retrain jobs as Kubernetes Jobs (``launchers.kubernetes``) through the one-job rules.
 
 A fake API server (``httpx.MockTransport``) keeps the Job template's ConfigMap and the Jobs that
 were created, filters lists by label selector as the API server does, and lets a test finish,
@@ -21,13 +21,9 @@ from yoloserve.errors import KubernetesError, RetrainAlreadyRunning
 from yoloserve.kube import KubeSettings
 from yoloserve.modelserver.registry import Registry, utcnow
 from yoloserve.retrain.jobs import active_job, reap_stale_jobs, start_job_process
-from yoloserve.retrain.launchers import (
-    KubernetesJobLauncher,
-    ProcessLauncher,
-    job_manifest,
-    job_name,
-    launcher_from_settings,
-)
+from yoloserve.retrain.launchers.factory import launcher_from_settings
+from yoloserve.retrain.launchers.kubernetes import KubernetesJobLauncher, job_manifest, job_name
+from yoloserve.retrain.launchers.process import ProcessLauncher
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import open_store
 
