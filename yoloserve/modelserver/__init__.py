@@ -10,7 +10,8 @@ Prometheus, promoted or rolled back, in ``rollout.kserve``), and the KServe stor
 (``kserve_layout``).
 
 May import: the foundation modules of ``yoloserve`` (``errors``, ``files``, ``paths``,
-``schemas``, ``offline``, ``boxes``, ``kube``), no other sub-package. The gateway imports the
+``schemas``, ``offline``, ``boxes``, ``kube``) and ``store`` (where the registry lives), no
+other sub-package. The gateway imports the
 client, the registry and the rollout without pulling in training, embeddings or the retrain job
 through them.
 """

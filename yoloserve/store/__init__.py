@@ -1,8 +1,11 @@
-"""The one store: versions, jobs (retrain and activation intents), leases, and later feedback,
-idempotency keys and review items, in one SQL database (SQLAlchemy 2, migrations by Alembic).
+"""The one store: versions, jobs (retrains and activation intents) and leases in one SQL database
+(SQLAlchemy 2, migrations by Alembic). Feedback rows, idempotency keys and review items are still
+files (data/prod_data.csv, its journal, the review queue's SQLite): they move here next.
 
 An SQLite file is the embedded default (``make demo``, the tests); PostgreSQL when several
 processes or hosts share it (``STORE_DATABASE_URL``). ``engine`` opens it and migrates its schema,
-``tables`` declares it, ``legacy`` imports what the file-based registry left, ``lease`` elects
-the one acting controller.
+``tables`` declares it (the registry's records: ``yoloserve.modelserver.registry``), ``lease`` elects
+the one acting holder of a lease (the controller, a swap).
+
+May import: the top level (``paths``) only; every sub-package above may import it.
 """
