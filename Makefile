@@ -160,6 +160,11 @@ k8s-manifests: $(SYSSTAMP) ## Render the dev and prod overlays into deploy/kuber
 			python3 -c 'import secrets; w, a = secrets.token_urlsafe(24), secrets.token_urlsafe(24); print(f"GATEWAY_API_KEYS={w}\nGATEWAY_ADMIN_API_KEYS={a}\nWEBAPP_API_KEY={w}")' > $$env; \
 			echo "wrote $$env with fresh random keys (git-ignored)"; \
 		fi; \
+		pg=$(K8S)/overlays/$$overlay/postgres.env; \
+		if [ ! -f $$pg ]; then \
+			python3 -c 'import secrets; print(f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}")' > $$pg; \
+			echo "wrote $$pg with a fresh random password (git-ignored)"; \
+		fi; \
 		kubectl kustomize $(K8S)/overlays/$$overlay > $(K8S)/rendered/$$overlay.yaml || exit 1; \
 		echo "$(K8S)/rendered/$$overlay.yaml"; \
 	done
