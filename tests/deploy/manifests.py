@@ -9,6 +9,9 @@ import yaml
 
 Doc = dict[str, Any]
 
+# The oldest Kubernetes the manifests target (KServe 0.15+ needs 1.30+; bundled by
+# kubernetes-validate 1.37, whose strict schemas reject unknown fields).
+KUBERNETES_VERSION = "1.32.0"
 JOB_TEMPLATE = "yoloserve-trainer-job"
 
 

@@ -24,6 +24,7 @@ from tests.deploy.kustomize import (
 )
 from tests.deploy.manifests import (
     JOB_TEMPLATE,
+    KUBERNETES_VERSION,
     Doc,
     containers,
     controller,
@@ -37,9 +38,6 @@ from tests.deploy.manifests import (
 )
 from yoloserve.modelserver.kserve_layout import MOUNT, SERVER_PROPERTIES
 
-# The oldest Kubernetes the manifests target (KServe 0.15+ needs 1.30+; bundled by
-# kubernetes-validate 1.37, whose strict schemas reject unknown fields).
-KUBERNETES_VERSION = "1.32.0"
 ISVC_SCHEMA = KUSTOMIZE_DIR / "schema" / "inferenceservice-v1beta1.schema.json"
 RUNTIME_SCHEMA = KUSTOMIZE_DIR / "schema" / "servingruntime-v1alpha1.schema.json"
 KSERVE_GROUP = "serving.kserve.io/"
