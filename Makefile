@@ -99,7 +99,7 @@ train: setup ## Regenerate the synthetic dataset and retrain the default model (
 package: setup ## Package WEIGHTS (default: shipped model) for RUNTIME (onnx) as a new .mar version
 	$(PY) -m scripts.package --weights $(WEIGHTS) --runtime $(RUNTIME)
 
-# STACK=compose: the same verbs on the compose stack (run inside its trainer container).
+# STACK=compose: the same verbs on the compose stack (run inside its controller container).
 STACK ?= demo
 
 redeploy: setup ## Package WEIGHTS and hot-register it on the running TorchServe (STACK=compose too)
