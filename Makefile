@@ -102,7 +102,7 @@ train: setup ## Regenerate the synthetic dataset and retrain the default model (
 package: setup ## Package WEIGHTS (default: shipped model) for RUNTIME (onnx) as a new .mar version
 	$(PY) -m scripts.package --weights $(WEIGHTS) --runtime $(RUNTIME)
 
-# STACK=compose: the same verbs on the compose stack (run inside its trainer container).
+# STACK=compose: the same verbs on the compose stack (run inside its controller container).
 STACK ?= demo
 
 redeploy: setup ## Package WEIGHTS and hot-register it on the running TorchServe (STACK=compose too)
@@ -162,6 +162,11 @@ k8s-manifests: $(SYSSTAMP) ## Render the dev and prod overlays into deploy/kuber
 		if [ ! -f $$env ]; then \
 			python3 -c 'import secrets; w, a = secrets.token_urlsafe(24), secrets.token_urlsafe(24); print(f"GATEWAY_API_KEYS={w}\nGATEWAY_ADMIN_API_KEYS={a}\nWEBAPP_API_KEY={w}")' > $$env; \
 			echo "wrote $$env with fresh random keys (git-ignored)"; \
+		fi; \
+		pg=$(K8S)/overlays/$$overlay/postgres.env; \
+		if [ ! -f $$pg ]; then \
+			python3 -c 'import secrets; print(f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}")' > $$pg; \
+			echo "wrote $$pg with a fresh random password (git-ignored)"; \
 		fi; \
 		kubectl kustomize $(K8S)/overlays/$$overlay > $(K8S)/rendered/$$overlay.yaml || exit 1; \
 		echo "$(K8S)/rendered/$$overlay.yaml"; \

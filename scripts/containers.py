@@ -348,9 +348,9 @@ def wait(
         time.sleep(3)
 
 
-def _exec_trainer(name: str, args: Sequence[str], stdin: Path | None = None) -> None:
+def _exec_controller(name: str, args: Sequence[str], stdin: Path | None = None) -> None:
     # -T: no TTY, so a file can be piped in (both compose tools take it).
-    run([*compose_command(name), "exec", "-T", "trainer", *args], env=compose_env(name),
+    run([*compose_command(name), "exec", "-T", "controller", *args], env=compose_env(name),
         input_file=stdin)
 
 
@@ -361,18 +361,18 @@ def redeploy(
         DEFAULT_RUNTIME
     ),
 ) -> None:
-    """Package WEIGHTS inside the trainer container and hot-swap it in (no restart)."""
+    """Package WEIGHTS inside the controller container and hot-swap it in (no restart)."""
     name = engine()
     upload = "/tmp/redeploy-weights.pt"
-    _exec_trainer(name, ["sh", "-c", f"cat > {upload}"], stdin=weights)
-    _exec_trainer(name, ["python", "-m", "scripts.models", "redeploy", "--weights", upload,
-                         "--runtime", runtime])
+    _exec_controller(name, ["sh", "-c", f"cat > {upload}"], stdin=weights)
+    _exec_controller(name, ["python", "-m", "scripts.models", "redeploy", "--weights", upload,
+                            "--runtime", runtime])
 
 
 @app.command()
 def rollback(version: str) -> None:
-    """Make VERSION the serving default again, inside the trainer container."""
-    _exec_trainer(engine(), ["python", "-m", "scripts.models", "activate", version])
+    """Make VERSION the serving default again, inside the controller container."""
+    _exec_controller(engine(), ["python", "-m", "scripts.models", "activate", version])
 
 
 @app.command()

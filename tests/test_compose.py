@@ -92,12 +92,30 @@ def test_torchserve_is_internal_only(resolved: dict) -> None:
             assert port_target(port) not in (8085, 8086, 8087), name
 
 
-def test_the_trainer_is_apart_from_the_gateway(resolved: dict) -> None:
-    gateway, trainer = resolved["services"]["gateway"], resolved["services"]["trainer"]
+def test_the_controller_is_apart_from_the_gateway(resolved: dict) -> None:
+    services = resolved["services"]
+    gateway, controller = services["gateway"], services["controller"]
+    assert "trainer" not in services  # the controller replaced it
+    assert controller["command"] == ["python", "-m", "yoloserve.controller", "run"]
+    assert controller["build"]["target"] == "trainer" and gateway["build"]["target"] == "gateway"
+    assert "ports" not in controller and list(controller["networks"]) == ["backend"]
+    variables = controller["environment"]
+    assert variables["CONTROLLER_LEASE_BACKEND"] == "store"
+    assert variables["CONTROLLER_LEASE_NAME"] == "yoloserve-controller"
+    assert int(variables["CONTROLLER_LEASE_DURATION_S"]) * 2 <= 30
+    assert variables["RETRAIN_LAUNCHER"] == "queue"
+    # The gateway queues intents; carrying them out (TorchServe's management API for a swap,
+    # the lease) is the controller's.
     assert gateway["environment"]["RETRAIN_LAUNCHER"] == "queue"
-    assert trainer["environment"]["RETRAIN_LAUNCHER"] == "queue"
-    assert trainer["build"]["target"] == "trainer" and gateway["build"]["target"] == "gateway"
-    assert "ports" not in trainer and list(trainer["networks"]) == ["backend"]
+    control = [n for n in gateway["environment"] if n.startswith(("CONTROLLER_", "DEPLOY_"))]
+    assert not control and "RETRAIN_MANAGEMENT_URL" not in gateway["environment"], control
+
+
+def test_operator_verbs_exec_into_a_service_compose_runs(resolved: dict) -> None:
+    # scripts/containers.py runs redeploy/rollback inside the controller's container.
+    source = (ROOT / "scripts" / "containers.py").read_text()
+    execs = set(re.findall(r'"exec", "-T", "([\w-]+)"', source))
+    assert execs and execs <= set(resolved["services"])
 
 
 def test_published_ports_are_overridable_and_match_the_contract(resolved: dict) -> None:
@@ -115,9 +133,9 @@ def test_state_lives_in_named_volumes(resolved: dict) -> None:
     def targets(name: str) -> set[str]:
         return named_volume_targets(resolved["services"][name])
 
-    for service in ("serving", "trainer", "gateway", "bootstrap"):
+    for service in ("serving", "controller", "gateway", "bootstrap"):
         assert "/models" in targets(service), service
-    for service in ("trainer", "gateway", "reporting", "reporting-worker", "bootstrap"):
+    for service in ("controller", "gateway", "reporting", "reporting-worker", "bootstrap"):
         assert "/data" in targets(service), service
     assert {"models", "data"} <= set(resolved["volumes"])
 
@@ -156,11 +174,53 @@ def test_tracking_profile_is_mlflow_on_postgres_and_minio() -> None:
     for name in ("mlflow-db", "mlflow-artifacts"):
         assert ":" in services[name]["image"] and "latest" not in services[name]["image"]
         assert list(services[name]["networks"]) == ["backend"] and "ports" not in services[name]
-    assert services["trainer"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert services["controller"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert services["gateway"]["environment"]["GATEWAY_MLFLOW_UI_URL"] == "http://h:8083"
 
 
 def test_without_tracking_nothing_points_at_mlflow(resolved: dict) -> None:
     services = resolved["services"]
     assert services["mlflow"]["profiles"] == ["tracking"]  # compose v1's config lists them all
-    assert not services["trainer"]["environment"].get("MLFLOW_TRACKING_URI")
+    assert not services["controller"]["environment"].get("MLFLOW_TRACKING_URI")
+
+
+STORE_CLIENTS = ("gateway", "controller", "reporting-worker")
+
+
+def test_postgres_profile_is_the_shared_store() -> None:
+    exe = shutil.which("docker-compose")
+    assert exe
+    url = "postgresql+psycopg://yoloserve:s3cret@postgres:5432/yoloserve"
+    env = {"STORE_DATABASE_URL": url, "POSTGRES_PASSWORD": "s3cret", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([exe, "-f", str(COMPOSE), "--profile", "postgres", "config"],
+                         capture_output=True, text=True, cwd=ROOT, check=False, env=env)
+    assert out.returncode == 0, out.stderr
+    resolved = yaml.safe_load(out.stdout)
+    services = resolved["services"]
+    postgres = services["postgres"]
+    # The image compose already pins for mlflow-db, its own volume, internal only.
+    assert postgres["image"] == services["mlflow-db"]["image"] == "postgres:17.6"
+    assert postgres["profiles"] == ["postgres"]
+    assert "/var/lib/postgresql/data" in named_volume_targets(postgres)
+    assert "postgres" in resolved["volumes"]
+    assert list(postgres["networks"]) == ["backend"] and "ports" not in postgres
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    variables = postgres["environment"]
+    assert variables["POSTGRES_PASSWORD"] == "s3cret"
+    assert (variables["POSTGRES_USER"], variables["POSTGRES_DB"]) == ("yoloserve", "yoloserve")
+    # Its clients read the URL and can reach it; nothing else gets it.
+    for name, service in services.items():
+        assert (service.get("environment") or {}).get("STORE_DATABASE_URL", "") == (
+            url if name in STORE_CLIENTS else ""
+        ), name
+    for name in STORE_CLIENTS:
+        assert "backend" in services[name]["networks"], name
+
+
+def test_without_the_postgres_profile_the_store_is_sqlite(resolved: dict) -> None:
+    services = resolved["services"]
+    assert services["postgres"]["profiles"] == ["postgres"]  # compose v1's config lists them all
+    for name in STORE_CLIENTS:
+        # Unset or empty: the embedded SQLite default on the data volume.
+        assert services[name]["environment"]["STORE_DATABASE_URL"] == "", name
+        assert "/data" in named_volume_targets(services[name]), name

@@ -2,7 +2,8 @@
 
 ``kubectl`` is what ``make system-deps`` installs (Debian's kubernetes-client, kubectl 1.20 with
 kustomize v2.0.3) or any newer one on PATH; ``KUBECTL`` names another binary. The secrets.env
-files hold marker values the tests look for, so the operator's git-ignored files play no part.
+and postgres.env files hold marker values the tests look for, so the operator's git-ignored
+files play no part.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ SECRET_VALUES = {
     "GATEWAY_ADMIN_API_KEYS": "test-admin-key-77d20e",
     "WEBAPP_API_KEY": "test-write-key-4f1c9a",
 }
+# postgres.env: the store's password, a Secret of its own (yoloserve-postgres).
+POSTGRES_SECRET_VALUES = {"POSTGRES_PASSWORD": "test-postgres-password-9b3e51"}
 
 
 def kubectl() -> str:

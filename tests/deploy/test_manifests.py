@@ -8,7 +8,6 @@ import base64
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
@@ -16,62 +15,37 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.kustomize import KUSTOMIZE_DIR, OVERLAYS, ROOT, SECRET_VALUES
+from tests.deploy.kustomize import (
+    KUSTOMIZE_DIR,
+    OVERLAYS,
+    POSTGRES_SECRET_VALUES,
+    ROOT,
+    SECRET_VALUES,
+)
+from tests.deploy.manifests import (
+    JOB_TEMPLATE,
+    KUBERNETES_VERSION,
+    Doc,
+    containers,
+    controller,
+    env,
+    find,
+    gateway,
+    granted,
+    job_template,
+    pod_labels,
+    pod_specs,
+)
 from yoloserve.modelserver.kserve_layout import MOUNT, SERVER_PROPERTIES
 
-# The oldest Kubernetes the manifests target (KServe 0.15+ needs 1.30+; bundled by
-# kubernetes-validate 1.37, whose strict schemas reject unknown fields).
-KUBERNETES_VERSION = "1.32.0"
 ISVC_SCHEMA = KUSTOMIZE_DIR / "schema" / "inferenceservice-v1beta1.schema.json"
 RUNTIME_SCHEMA = KUSTOMIZE_DIR / "schema" / "servingruntime-v1alpha1.schema.json"
 KSERVE_GROUP = "serving.kserve.io/"
 RUNTIME = "yoloserve-torchserve"
-JOB_TEMPLATE = "yoloserve-trainer-job"
-CONTROLLER_LABELS = {"gateway", "yoloserve-trainer"}  # the launcher labels its Jobs so
+# Who may reach TorchServe's management API: the gateway (readiness, version reads), the
+# controller and the trainer Jobs it launches (they swap versions).
+MANAGEMENT_CLIENTS = {"gateway", "controller", "yoloserve-trainer"}
 IMAGES = {"gateway", "webapp", "reporting", "serving", "trainer"}
-
-Doc = dict[str, Any]
-
-
-def find(docs: list[Doc], kind: str, name: str | None = None) -> list[Doc]:
-    return [
-        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
-    ]
-
-
-def job_template(docs: list[Doc]) -> Doc:
-    (config_map,) = find(docs, "ConfigMap", JOB_TEMPLATE)
-    return yaml.safe_load(config_map["data"]["job.yaml"])
-
-
-def pod_specs(docs: list[Doc]) -> dict[str, Doc]:
-    """Every pod spec an overlay runs: its Deployments' and the trainer Job template's."""
-    specs = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in find(docs, "Deployment")}
-    specs["trainer-job"] = job_template(docs)["spec"]["template"]["spec"]
-    return specs
-
-
-def containers(docs: list[Doc]) -> dict[str, Doc]:
-    out = {
-        f"{owner}/{c['name']}": c
-        for owner, spec in pod_specs(docs).items()
-        for c in spec.get("initContainers", []) + spec["containers"]
-    }
-    for isvc in find(docs, "InferenceService"):
-        out[f"isvc/{isvc['metadata']['name']}"] = isvc["spec"]["predictor"]["model"]
-    for runtime in find(docs, "ServingRuntime"):
-        for c in runtime["spec"]["containers"]:
-            out[f"runtime/{runtime['metadata']['name']}/{c['name']}"] = c
-    return out
-
-
-def env(container: Doc) -> dict[str, Doc]:
-    return {item["name"]: item for item in container.get("env", [])}
-
-
-def gateway(docs: list[Doc]) -> Doc:
-    (deployment,) = find(docs, "Deployment", "yoloserve-gateway")
-    return deployment["spec"]["template"]["spec"]["containers"][0]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -84,6 +58,9 @@ def test_every_object_is_valid_kubernetes(rendered: dict[str, list[Doc]], overla
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
         checked += 1
     assert checked >= 15
+    # The kinds the control plane added are among those checked, not skipped.
+    kinds = {doc["kind"] for doc in docs}
+    assert {"StatefulSet", "CronJob", "Role", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
 
 
 def test_inferenceservice_matches_kserve_models(rendered: dict[str, list[Doc]]) -> None:
@@ -203,8 +180,9 @@ def test_prod_serves_with_kserve_and_dev_with_torchserve(rendered: dict[str, lis
     assert not find(rendered["dev"], "InferenceService")
     assert not find(rendered["dev"], "ServingRuntime")
     assert find(rendered["dev"], "Deployment", "yoloserve-serving")
-    assert env(gateway(rendered["prod"]))["DEPLOY_BACKEND"]["value"] == "kserve"
-    assert env(gateway(rendered["dev"]))["DEPLOY_BACKEND"]["value"] == "torchserve"
+    # Rollouts are the controller's: KServe's canary in prod, TorchServe's hot swap in dev.
+    assert env(controller(rendered["prod"]))["DEPLOY_BACKEND"]["value"] == "kserve"
+    assert env(controller(rendered["dev"]))["DEPLOY_BACKEND"]["value"] == "torchserve"
     prod, dev = env(gateway(rendered["prod"])), env(gateway(rendered["dev"]))
     # The predictor's Knative service, in the InferenceService's namespace, on its default port.
     predictor = urlsplit(prod["GATEWAY_TORCHSERVE_INFERENCE_URL"]["value"])
@@ -220,20 +198,29 @@ def test_prod_serves_with_kserve_and_dev_with_torchserve(rendered: dict[str, lis
 def test_no_secret_value_in_plain_text(
     rendered_text: dict[str, str], rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
-    for value in SECRET_VALUES.values():
+    for value in [*SECRET_VALUES.values(), *POSTGRES_SECRET_VALUES.values()]:
         assert value not in rendered_text[overlay]
-    (secret,) = find(rendered[overlay], "Secret")
-    assert secret["metadata"]["name"].startswith("yoloserve-api-keys-")  # generated, hashed
-    assert "stringData" not in secret
-    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert decoded == SECRET_VALUES
-    for name, container in containers(rendered[overlay]).items():
-        for item in container.get("env", []):
-            if "KEY" in item["name"]:
-                ref = item["valueFrom"]["secretKeyRef"]
-                assert ref["name"] == secret["metadata"]["name"], name
+    secrets = {
+        s["metadata"]["name"].rsplit("-", 1)[0]: s for s in find(rendered[overlay], "Secret")
+    }
+    # Generated, hashed: the API keys and the store's password, each from its own file.
+    assert set(secrets) == {"yoloserve-api-keys", "yoloserve-postgres"}
+    for prefix, expected, marker in (
+        ("yoloserve-api-keys", SECRET_VALUES, "KEY"),
+        ("yoloserve-postgres", POSTGRES_SECRET_VALUES, "PASSWORD"),
+    ):
+        secret = secrets[prefix]
+        assert "stringData" not in secret
+        decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert decoded == expected
+        for name, container in containers(rendered[overlay]).items():
+            for item in container.get("env", []):
+                if marker in item["name"]:
+                    ref = item["valueFrom"]["secretKeyRef"]
+                    assert ref["name"] == secret["metadata"]["name"], name
     for config_map in find(rendered[overlay], "ConfigMap"):
-        assert "KEY" not in json.dumps(config_map), config_map["metadata"]["name"]
+        text = json.dumps(config_map)
+        assert "KEY" not in text and "PASSWORD" not in text, config_map["metadata"]["name"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -267,7 +254,7 @@ def _admits(rule: Doc, port: int) -> bool:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_management_port_admits_only_gateway_and_trainer(
+def test_management_port_admits_only_gateway_controller_and_trainer(
     rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
     (policy,) = find(rendered[overlay], "NetworkPolicy", "yoloserve-serving")
@@ -279,7 +266,13 @@ def test_management_port_admits_only_gateway_and_trainer(
             assert set(peer) == {"podSelector"}, peer  # no namespace, no ipBlock
             labels = peer["podSelector"]["matchLabels"]
             assert set(labels) == {"app.kubernetes.io/name"}
-            assert labels["app.kubernetes.io/name"] in CONTROLLER_LABELS
+            assert labels["app.kubernetes.io/name"] in MANAGEMENT_CLIENTS
+    admitted = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for r in management
+        for p in r["from"]
+    }
+    assert admitted == MANAGEMENT_CLIENTS
     # The policy selects the pods that serve the model in this overlay.
     selector = policy["spec"]["podSelector"]["matchLabels"]
     if overlay == "dev":
@@ -294,56 +287,75 @@ def test_management_port_admits_only_gateway_and_trainer(
         labels = isvc["spec"]["predictor"]["labels"]
     assert selector.items() <= labels.items()
     # The pods allowed in carry those labels.
-    assert gateway_labels(rendered[overlay]) == "gateway"
-    assert job_template(rendered[overlay])["spec"]["template"]["metadata"]["labels"][
-        "app.kubernetes.io/name"
-    ] == "yoloserve-trainer"
+    labels_of = pod_labels_by_name(rendered[overlay])
+    assert labels_of["yoloserve-gateway"] == "gateway"
+    assert labels_of["yoloserve-controller"] == "controller"
+    assert labels_of["trainer-job"] == "yoloserve-trainer"
 
 
-def gateway_labels(docs: list[Doc]) -> str:
-    (deployment,) = find(docs, "Deployment", "yoloserve-gateway")
-    return str(deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"])
+def pod_labels_by_name(docs: list[Doc]) -> dict[str, str]:
+    return {owner: labels["app.kubernetes.io/name"] for owner, labels in pod_labels(docs).items()}
 
 
-def test_role_allows_exactly_what_the_deployer_and_launcher_need(
+def test_roles_allow_exactly_what_the_controller_and_the_trainer_jobs_need(
     rendered: dict[str, list[Doc]],
 ) -> None:
-    for overlay in OVERLAYS:
-        (role,) = find(rendered[overlay], "Role", "yoloserve-controller")
-        rules = {
+    def table(rules: list[Doc]) -> dict[tuple[str, str, tuple[str, ...]], list[str]]:
+        return {
             (group, resource, tuple(rule.get("resourceNames", ()))): sorted(rule["verbs"])
-            for rule in role["rules"]
+            for rule in rules
             for group in rule["apiGroups"]
             for resource in rule["resources"]
         }
-        assert rules == {
+
+    for overlay in OVERLAYS:
+        docs = rendered[overlay]
+        assert table(granted(docs, "yoloserve-controller")) == {
+            ("coordination.k8s.io", "leases", ()): ["create"],
+            ("coordination.k8s.io", "leases", ("yoloserve-controller",)): ["get", "update"],
             ("batch", "jobs", ()): ["create", "delete", "get", "list", "watch"],
             ("serving.kserve.io", "inferenceservices", ()): ["get", "patch"],
             ("", "configmaps", (JOB_TEMPLATE,)): ["get"],
         }
-        (binding,) = find(rendered[overlay], "RoleBinding")
-        assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [
-            ("ServiceAccount", "yoloserve-controller")
-        ]
-        specs = pod_specs(rendered[overlay])
-        assert specs["yoloserve-gateway"]["serviceAccountName"] == "yoloserve-controller"
-        assert specs["trainer-job"]["serviceAccountName"] == "yoloserve-controller"
+        # A trainer Job rolls out in prod (the deployer patches the InferenceService) and
+        # nothing else: it cannot take the lease or start Jobs.
+        assert table(granted(docs, "yoloserve-trainer")) == {
+            ("serving.kserve.io", "inferenceservices", ()): ["get", "patch"],
+        }
+        specs = pod_specs(docs)
+        assert specs["yoloserve-controller"]["serviceAccountName"] == "yoloserve-controller"
+        assert specs["trainer-job"]["serviceAccountName"] == "yoloserve-trainer"
+        # Every other pod runs without a Kubernetes token.
+        for owner, spec in specs.items():
+            if owner not in ("yoloserve-controller", "trainer-job"):
+                assert spec.get("automountServiceAccountToken") is False, owner
+                assert spec.get("serviceAccountName", "default") == "default", owner
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_gateway_settings_and_trainer_image(rendered: dict[str, list[Doc]], overlay: str) -> None:
     docs = rendered[overlay]
-    variables = env(gateway(docs))
     kustomization = yaml.safe_load(
         (KUSTOMIZE_DIR / "overlays" / overlay / "kustomization.yaml").read_text()
     )
     tags = {i["name"]: i["newTag"] for i in kustomization["images"]}
     assert set(tags) == {f"yoloserve/{name}" for name in IMAGES}
+    # The gateway: the data plane's settings only.
+    variables = env(gateway(docs))
     for name in (
         "GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_TORCHSERVE_INFERENCE_URL",
-        "GATEWAY_TORCHSERVE_MANAGEMENT_URL", "DEPLOY_KSERVE_NAMESPACE", "DEPLOY_CANARY_PERCENT",
-        "RETRAIN_K8S_NAMESPACE",
+        "GATEWAY_TORCHSERVE_MANAGEMENT_URL", "STORE_DATABASE_URL",
     ):
+        assert name in variables
+    assert variables["YOLOSERVE_MODELS_DIR"]["value"] == "/models"
+    assert variables["YOLOSERVE_DATA_DIR"]["value"] == "/data"
+    # It queues a retrain for the controller, never trains itself (the library default).
+    assert variables["RETRAIN_LAUNCHER"]["value"] == "queue"
+    control = [n for n in variables if n.startswith(("DEPLOY_", "RETRAIN_K8S_", "CONTROLLER_"))]
+    assert not control, control
+    # The controller: the launcher's and the deployer's settings.
+    variables = env(controller(docs))
+    for name in ("DEPLOY_KSERVE_NAMESPACE", "DEPLOY_CANARY_PERCENT", "RETRAIN_K8S_NAMESPACE"):
         assert name in variables
     assert variables["YOLOSERVE_MODELS_DIR"]["value"] == "/models"
     assert variables["YOLOSERVE_DATA_DIR"]["value"] == "/data"
@@ -356,7 +368,10 @@ def test_gateway_settings_and_trainer_image(rendered: dict[str, list[Doc]], over
     for name, container in containers(docs).items():
         if "image" in container and not name.startswith("trainer-job"):
             repo, _, tag = container["image"].partition(":")
-            assert tags[repo] == tag, name
+            if repo.startswith("yoloserve/"):
+                assert tags[repo] == tag, name
+            else:  # official images (postgres) are pinned in the manifest itself
+                assert tag and tag != "latest", name
     assert job_template(docs)["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "yoloserve/trainer"
     )
@@ -386,9 +401,11 @@ def test_secrets_files_are_ignored_and_examples_ship() -> None:
     ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text()
     assert "deploy/kubernetes/overlays/*/secrets.env" in ignored
     assert "deploy/kubernetes/rendered/" in ignored
+    assert "deploy/kubernetes/overlays/*/postgres.env" in ignored
     for overlay in OVERLAYS:
-        example = KUSTOMIZE_DIR / "overlays" / overlay / "secrets.env.example"
-        assert set(SECRET_VALUES) == {
-            line.split("=", 1)[0] for line in example.read_text().splitlines()
-            if line and not line.startswith("#")
-        }
+        for name, values in (("secrets", SECRET_VALUES), ("postgres", POSTGRES_SECRET_VALUES)):
+            example = KUSTOMIZE_DIR / "overlays" / overlay / f"{name}.env.example"
+            assert set(values) == {
+                line.split("=", 1)[0] for line in example.read_text().splitlines()
+                if line and not line.startswith("#")
+            }
