@@ -4,8 +4,8 @@ files (data/prod_data.csv, its journal, the review queue's SQLite): they move he
 
 An SQLite file is the embedded default (``make demo``, the tests); PostgreSQL when several
 processes or hosts share it (``STORE_DATABASE_URL``). ``engine`` opens it and migrates its schema,
-``tables`` declares it (the registry's records: ``yoloserve.modelserver.registry``), ``lease`` elects
-the one acting holder of a lease (the controller, a swap).
+``tables`` declares it (the registry's records: ``yoloserve.modelserver.registry``), ``lease``
+elects the one acting holder of a lease (the controller, a swap).
 
 May import: the top level (``paths``) only; every sub-package above may import it.
 """
