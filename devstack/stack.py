@@ -6,9 +6,9 @@ benchmarks``) both need exactly this, and neither may touch the developer's regi
 running ``make demo``: everything lives under ``root`` and the processes are pointed at it with
 ``YOLOSERVE_*`` and ``GATEWAY_*`` variables. The processes run under the stack's own supervisord
 (:mod:`devstack.supervisor`), the same launch code as ``make demo``: a service that crashes is
-restarted, as in the demo. The trainer service (``python -m yoloserve.retrain trainer``, which
-runs the jobs a gateway with ``RETRAIN_LAUNCHER=queue`` queues) is optional:
-:meth:`start_trainer` / :meth:`stop_trainer`.
+restarted, as in the demo. The controller (``python -m yoloserve.controller run``, which
+carries out the retrain and activation intents the gateway records) is the program ``trainer``:
+:meth:`start_trainer` (again, with other ``RETRAIN_*``) / :meth:`stop_trainer`.
 
 Example:
     >>> with LocalStack.create(Path("/tmp/stack")) as stack:  # doctest: +SKIP
@@ -247,6 +247,8 @@ class LocalStack:
             RETRAIN_LAUNCHER="queue",
             RETRAIN_INFERENCE_URL=self.torchserve.inference_url,
             RETRAIN_MANAGEMENT_URL=self.torchserve.management_url,
+            STORE_DATABASE_URL=self.database_url,
+            CONTROLLER_LEASE_BACKEND="store",
         )
         env.update(self.extra_env)
         env.update(retrain_env or {})
@@ -255,7 +257,7 @@ class LocalStack:
     def start_trainer(
         self, retrain_env: Mapping[str, str] | None = None, timeout: float = 60.0
     ) -> None:
-        """Start the trainer service under the stack's supervisord; ready once it beats.
+        """Start the controller under the stack's supervisord; ready once it acts (beats).
 
         Args:
             retrain_env: ``RETRAIN_*`` of the jobs it runs (a queued job runs with the trainer's
@@ -272,7 +274,7 @@ class LocalStack:
             pid = self.supervisor.pid(TRAINER)
             return any(b.pid == pid and is_fresh(b, settings) for b in read_heartbeats(settings))
 
-        program = Program(TRAINER, [sys.executable, "-m", "yoloserve.retrain", "trainer"],
+        program = Program(TRAINER, [sys.executable, "-m", "yoloserve.controller", "run"],
                           env=env, cwd=paths.ROOT, ready=beating)
         self.start_program(program, timeout)
 

@@ -82,16 +82,6 @@ class Settings(BaseSettings):
     admin_api_keys: StrList = Field(default_factory=list, description="Keys for admin routes")
     cors_origins: StrList = Field(default_factory=list, description="Allowed browser origins")
 
-    swap_drain_s: float = Field(
-        default=2.0, ge=0, description="Activation: wait before unloading the old version"
-    )
-    swap_worker_timeout_s: float = Field(
-        default=180.0, gt=0, description="Activation: how long the new version may take to load"
-    )
-    swap_wait_s: float = Field(
-        default=60.0, ge=0, description="Activation: how long to wait for another swap to end"
-    )
-
     store: StoreSettings = Field(
         default_factory=StoreSettings,
         description="The store of versions, jobs and feedback (STORE_DATABASE_URL)",

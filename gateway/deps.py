@@ -33,7 +33,6 @@ from gateway.review.service import ReviewService
 from yoloserve.errors import Forbidden, Unauthorized
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.registry import Registry
-from yoloserve.modelserver.rollout.base import Deployer
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -52,12 +51,6 @@ async def get_torchserve(request: Request) -> TorchServeClient:
     """The TorchServe client bound to the app's HTTP client."""
     torchserve: TorchServeClient = request.app.state.torchserve
     return torchserve
-
-
-async def get_deployer(request: Request) -> Deployer:
-    """Serves versions: TorchServe's hot swap or a KServe rollout (``DEPLOY_BACKEND``)."""
-    deployer: Deployer = request.app.state.deployer
-    return deployer
 
 
 async def get_metrics(request: Request) -> GatewayMetrics:
@@ -116,7 +109,6 @@ async def get_request_id(request: Request) -> str:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 TorchServeDep = Annotated[TorchServeClient, Depends(get_torchserve)]
-DeployerDep = Annotated[Deployer, Depends(get_deployer)]
 MetricsDep = Annotated[GatewayMetrics, Depends(get_metrics)]
 EmbedderDep = Annotated[EmbedderProvider, Depends(get_embedder_provider)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]

@@ -24,19 +24,12 @@ from gateway.idempotency import JOURNAL_NAME, IdempotencyStore
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from gateway.prediction_cache import PredictionCache
-from gateway.retrain_trigger import (
-    RetrainTrigger,
-    count_job_states,
-    retrain_settings_for,
-    serving_version,
-)
+from gateway.retrain_trigger import RetrainTrigger, count_job_states, serving_version
 from gateway.review.service import ReviewService
 from gateway.routes import api_router
 from yoloserve.drift_summary import read_summary
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.registry import open_registry
-from yoloserve.modelserver.rollout.base import DeploySettings, SwapOptions
-from yoloserve.modelserver.rollout.factory import deployer_from_settings
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import open_store
 from yoloserve.tracking.status import read_status
@@ -53,7 +46,6 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     embedder_loader: Callable[[], EmbeddingBackend] | None = None,
     retrain_settings: RetrainSettings | None = None,
-    deploy_settings: DeploySettings | None = None,
 ) -> FastAPI:
     """Build the gateway app.
 
@@ -62,17 +54,14 @@ def create_app(
         transport: Transport of the TorchServe client; tests pass an ``httpx.MockTransport``.
         embedder_loader: Builds the embedding backend on first use; the real
             ``yoloserve.embeddings.embedder`` artifact when None.
-        retrain_settings: What retrain jobs are started with (``every_k`` included);
-            ``RETRAIN_*`` from the environment when None. Fields it leaves unset default to
-            this gateway's TorchServe URLs, model name, registry and feedback folder.
-        deploy_settings: How ``POST /models/{v}/activate`` serves a version (``DEPLOY_*``:
-            TorchServe hot swap or KServe); the environment when None.
+        retrain_settings: Where ``every_k`` (feedback rows between two retrain intents) comes
+            from; ``RETRAIN_*`` from the environment when None. The jobs themselves run with
+            the controller's settings.
 
     Returns:
         The app, with its lifespan, routes, middleware and error handlers.
     """
     settings = settings or get_settings()
-    deploy_settings = deploy_settings or DeploySettings()
     loader = embedder_loader or default_loader(settings.embedder_path)
 
     @asynccontextmanager
@@ -89,18 +78,6 @@ def create_app(
                 settings.torchserve_inference_url,
                 settings.torchserve_management_url,
                 settings.model_name,
-            )
-            swap = SwapOptions(
-                management_url=settings.torchserve_management_url,
-                inference_url=settings.torchserve_inference_url,
-                model_name=settings.model_name,
-                drain_s=settings.swap_drain_s,
-                worker_timeout_s=settings.swap_worker_timeout_s,
-                lock_timeout_s=settings.swap_wait_s,
-            )
-            # The same transport: in tests one fake network answers TorchServe and Kubernetes.
-            app.state.deployer = deployer_from_settings(
-                deploy_settings, registry, swap, client=app.state.torchserve, transport=transport
             )
             # Created here, not at build time: its lock belongs to the serving event loop.
             app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)
@@ -135,9 +112,8 @@ def create_app(
     )
     app.state.review = review = ReviewService(settings, metrics)
     app.state.feedback = feedback = FeedbackService(settings.data_dir, registry)
-    app.state.retrain = RetrainTrigger(
-        retrain_settings_for(settings, retrain_settings), registry, metrics
-    )
+    every_k = (retrain_settings or RetrainSettings()).every_k
+    app.state.retrain = RetrainTrigger(int(every_k), registry, metrics)
     install_error_handlers(app)
     app.include_router(api_router)
 

@@ -1,14 +1,15 @@
-"""Starting retrain jobs from the gateway: on demand, and when feedback crosses a multiple of k.
+"""Retrain intents from the gateway: on demand, and when feedback crosses a multiple of k.
 
-The job runs in its own process: ``yoloserve.retrain.jobs.start_job_process`` spawns it and returns
-the job id at once, so the gateway's memory and event loop stay free and the job can be killed
-without taking the API down. The spawn is still a blocking call (fork/exec, a registry write), so
-it runs in the threadpool.
+The gateway runs no job: it records a ``queued`` retrain in the store and answers at once; the
+acting controller (``yoloserve.controller``) claims it and runs it (in its own process, a
+Kubernetes Job or a KFP run). The check that none is queued or running and the insert are one
+serialised transaction (``Registry.record_job_if_idle``), so two replicas asked at the same
+instant record one job.
 
-Counting is never kept in memory: the caller passes the row totals that the append to
-``prod_data.csv`` returned (counted under the file's lock), so a restarted gateway, or several
-gateway workers, agree on when the next multiple is crossed. Each append covers its own interval
-``(total - rows_written, total]`` of rows, so exactly one append crosses each multiple of k.
+Counting is never kept in memory: the caller passes the row totals that the feedback's own
+transaction saw, so a restarted gateway, or several replicas, agree on when the next multiple
+is crossed. Each append covers its own interval ``(total - rows_written, total]`` of rows, so
+exactly one append crosses each multiple of k.
 
 Example:
     >>> crosses_multiple(48, 51, every_k=50), crosses_multiple(51, 53, every_k=50)
@@ -21,36 +22,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
 from typing import Literal, get_args
 
 from starlette.concurrency import run_in_threadpool
 
-from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
 from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.modelserver.registry import JobState, Registry
-from yoloserve.retrain import jobs
-from yoloserve.retrain.launchers.base import JobLauncher
-from yoloserve.retrain.launchers.factory import launcher_from_settings
-from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.modelserver.registry import JobState, Registry, RetrainJob, utcnow
 from yoloserve.schemas import RetrainInfo
 
 logger = logging.getLogger("gateway.retrain")
 
 Trigger = Literal["feedback", "api"]
-
-# RetrainSettings field -> its value from the gateway's settings: a job started by this gateway
-# talks to the same TorchServe and trains on the feedback this gateway stores, unless RETRAIN_*
-# says otherwise explicitly.
-_INHERITED_FIELDS: Mapping[str, Callable[[Settings], object]] = {
-    "inference_url": lambda s: s.torchserve_inference_url,
-    "management_url": lambda s: s.torchserve_management_url,
-    "model_name": lambda s: s.model_name,
-    "store": lambda s: s.store,
-    "feedback_dir": lambda s: s.data_dir / "feedback",
-}
-
 
 def crosses_multiple(before: int, after: int, every_k: int) -> bool:
     """Whether going from ``before`` to ``after`` rows passes a multiple of ``every_k``."""
@@ -69,7 +52,7 @@ def count_job_states(registry: Registry) -> dict[str, int]:
     ``rejected`` sees the first such job as a step from 0 rather than a new series.
     """
     counts = dict.fromkeys(get_args(JobState), 0)
-    counts.update(Counter(job.state for job in registry.load().jobs))
+    counts.update(Counter(job.state for job in registry.jobs(kind="retrain")))
     return counts
 
 
@@ -79,64 +62,34 @@ def serving_version(registry: Registry) -> str | None:
     return default.version if default is not None else None
 
 
-def retrain_settings_for(
-    settings: Settings, base: RetrainSettings | None = None
-) -> RetrainSettings:
-    """The retrain settings of jobs this gateway starts.
-
-    Args:
-        settings: The gateway's settings; its TorchServe URLs, model name, registry and
-            feedback folder fill the fields that ``RETRAIN_*`` does not set.
-        base: Settings to start from; ``RetrainSettings()`` (the environment) when None.
-    """
-    base = base if base is not None else RetrainSettings()
-    fields = type(base).model_fields
-    updates = {
-        field: value_of(settings)
-        for field, value_of in _INHERITED_FIELDS.items()
-        if field in fields and field not in base.model_fields_set
-    }
-    return base.model_copy(update=updates) if updates else base
-
-
 class RetrainTrigger:
     """Starts retrain jobs and decides when feedback starts one.
 
     Args:
-        settings: What the job is started with; ``every_k`` is the feedback trigger period
-            (below 1: feedback never triggers).
-        registry: The registry the job records itself in.
-        metrics: Counts starts by trigger and outcome.
+        every_k: Rows of feedback between two triggered jobs (below 1: feedback never
+            triggers; ``RETRAIN_EVERY_K``).
+        registry: Where the intent is recorded.
+        metrics: Counts requests by trigger and outcome.
     """
 
-    def __init__(
-        self, settings: RetrainSettings, registry: Registry, metrics: GatewayMetrics
-    ) -> None:
-        self.settings = settings
+    def __init__(self, every_k: int, registry: Registry, metrics: GatewayMetrics) -> None:
+        self.every_k = every_k
         self.registry = registry
         self.metrics = metrics
-        # Where jobs run (RETRAIN_LAUNCHER); it reads no cluster config until it is used.
-        self.launcher: JobLauncher = launcher_from_settings(settings)
 
-    @property
-    def every_k(self) -> int:
-        """Rows of feedback between two triggered jobs."""
-        return int(self.settings.every_k)
-
-    async def start(self, trigger: Trigger) -> str:
-        """Spawn a retrain job now.
+    async def start(self, trigger: Trigger) -> RetrainJob:
+        """Record a queued retrain job now (the controller runs it).
 
         Returns:
-            The job id (``GET /retrain/{job_id}`` follows it).
+            The job's record (``GET /retrain/{job_id}`` follows it).
 
         Raises:
-            RetrainAlreadyRunning: A job is queued or running.
+            RetrainAlreadyRunning: A retrain job is queued or running.
         """
         try:
-            # Looked up at call time, not imported by name: one place to replace it in tests.
-            job_id = await run_in_threadpool(
-                jobs.start_job_process, self.settings, trigger=trigger, registry=self.registry,
-                launcher=self.launcher,
+            job = await run_in_threadpool(
+                self.registry.record_job_if_idle, kind="retrain", trigger=trigger,
+                created_at=utcnow(),
             )
         except RetrainAlreadyRunning:
             self.metrics.retrains.labels(trigger=trigger, outcome="already_running").inc()
@@ -145,8 +98,8 @@ class RetrainTrigger:
             self.metrics.retrains.labels(trigger=trigger, outcome="start_failed").inc()
             raise
         self.metrics.retrains.labels(trigger=trigger, outcome="started").inc()
-        logger.info("retrain job %s started (trigger: %s)", job_id, trigger)
-        return job_id
+        logger.info("retrain job %s queued (trigger: %s)", job.job_id, trigger)
+        return job
 
     async def after_feedback(self, rows_before: int, rows_after: int) -> RetrainInfo:
         """Start a job if this feedback took ``prod_data.csv`` past a multiple of k.
@@ -169,7 +122,7 @@ class RetrainTrigger:
         if not crosses_multiple(rows_before, rows_after, k):
             return RetrainInfo(triggered=False, job_id=None, next_at_rows=next_at)
         try:
-            job_id = await self.start("feedback")
+            job_id = (await self.start("feedback")).job_id
         except RetrainAlreadyRunning:
             logger.info(
                 "prod_data.csv reached %d rows, but a retrain job is already running; "

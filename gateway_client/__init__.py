@@ -29,7 +29,7 @@ from gateway_client.entities import (
     ReviewItem,
     ReviewQueue,
 )
-from gateway_client.errors import GatewayError, GatewayUnreachable
+from gateway_client.errors import GatewayError, GatewayUnreachable, JobFailed
 
 __all__ = [
     "Box",
@@ -37,6 +37,7 @@ __all__ = [
     "GatewayClient",
     "GatewayError",
     "GatewayUnreachable",
+    "JobFailed",
     "LabelBox",
     "ModelVersion",
     "ModelsInfo",

@@ -35,16 +35,14 @@ from gateway_client.entities import (
     RetrainJob,
     ReviewQueue,
 )
-from gateway_client.errors import GatewayError, GatewayUnreachable, error_from_response
+from gateway_client.errors import (
+    GatewayError,
+    GatewayUnreachable,
+    JobFailed,
+    error_from_response,
+)
 
 T = TypeVar("T")
-
-
-def _as_dict(data: Any) -> dict[str, Any]:
-    """Accept a JSON object whatever its keys (answers the contract leaves open)."""
-    if not isinstance(data, dict):
-        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 class GatewayClient:
@@ -236,12 +234,43 @@ class GatewayClient:
         )
         return self._parse(response, FeedbackResult.from_json)
 
-    def activate(self, version: str) -> dict[str, Any]:
-        """``POST /models/{version}/activate``: make ``version`` the default (rollback)."""
+    def activate(
+        self, version: str, *, wait: bool = True, timeout_s: float = 300.0, poll_s: float = 0.5
+    ) -> RetrainJob:
+        """``POST /models/{version}/activate``: make ``version`` the default (rollback).
+
+        The gateway answers 202 with an ``activate`` job that the controller carries out; with
+        ``wait`` this follows it (``GET /jobs/{job_id}``) until it ends.
+
+        Raises:
+            JobFailed: the job ended ``failed`` (the previous version keeps serving).
+            GatewayError: the request was refused (404 unknown version, 409 rejected), or the
+                job did not end within ``timeout_s`` (code ``job_timeout``).
+        """
         response = self._send(
             "POST", f"/models/{quote(version, safe='')}/activate", headers=self._admin_headers()
         )
-        return self._parse(response, _as_dict)
+        job = self._parse(response, RetrainJob.from_json)
+        return self.wait_job(job.job_id, timeout_s=timeout_s, poll_s=poll_s) if wait else job
+
+    def job(self, job_id: str) -> RetrainJob:
+        """``GET /jobs/{job_id}``: where any job (retrain, activation) stands."""
+        response = self._send("GET", f"/jobs/{quote(job_id, safe='')}")
+        return self._parse(response, RetrainJob.from_json)
+
+    def wait_job(self, job_id: str, *, timeout_s: float = 300.0, poll_s: float = 0.5) -> RetrainJob:
+        """Follow a job until it ends; raise ``JobFailed`` if it failed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if job.finished:
+                if job.state == "failed":
+                    raise JobFailed(None, "job_failed", job.reason or f"job {job_id} failed")
+                return job
+            if time.monotonic() >= deadline:
+                raise GatewayError(None, "job_timeout",
+                                   f"job {job_id} is still {job.state} after {timeout_s:.0f} s")
+            time.sleep(poll_s)
 
     def retrain(self) -> RetrainJob:
         """``POST /retrain``: start a retrain now (409 when one is already running)."""

@@ -241,10 +241,13 @@ def format_seconds(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class RetrainJob:
-    """A retrain job, as ``POST /retrain`` and ``GET /retrain/{job_id}`` describe it."""
+    """A job, as ``POST /retrain``, ``GET /retrain/{job_id}``, ``POST /models/{v}/activate``
+    and ``GET /jobs/{job_id}`` describe it (``kind``: retrain or activate)."""
 
     job_id: str
     state: str | None
+    kind: str = "retrain"
+    version: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     candidate_version: str | None = None
@@ -259,6 +262,8 @@ class RetrainJob:
         return cls(
             job_id=str(data["job_id"]),
             state=data.get("state"),
+            kind=str(data.get("kind") or "retrain"),
+            version=str(data["version"]) if data.get("version") is not None else None,
             started_at=data.get("started_at"),
             finished_at=data.get("finished_at"),
             candidate_version=str(candidate) if candidate is not None else None,

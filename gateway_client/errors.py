@@ -64,6 +64,10 @@ class GatewayError(Exception):
         return text
 
 
+class JobFailed(GatewayError):
+    """A job the gateway accepted (an activation) ended ``failed``; ``message`` is its reason."""
+
+
 class GatewayUnreachable(GatewayError):
     """No HTTP answer came back: the gateway is down, unreachable or did not answer in time."""
 

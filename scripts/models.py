@@ -26,15 +26,12 @@ import typer
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.client import (
-    DEFAULT_INFERENCE_URL,
     DEFAULT_MANAGEMENT_URL,
     TorchServeClient,
 )
 from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
 from yoloserve.modelserver.packaging import MODEL_NAME, package
 from yoloserve.modelserver.registry import Registry, open_registry
-from yoloserve.modelserver.rollout.base import DeploySettings, SwapOptions, run_sync
-from yoloserve.modelserver.rollout.factory import deployer_from_settings
 from yoloserve.store.engine import open_store
 from yoloserve.tracking import mirror
 from yoloserve.tracking.settings import TrackingSettings
@@ -50,35 +47,32 @@ InferenceUrl = Annotated[
 DatabaseUrl = Annotated[
     str, typer.Option(envvar="STORE_DATABASE_URL", help="The store (empty: the SQLite default).")
 ]
-DrainS = Annotated[
-    float, typer.Option(help="Seconds between set-default and unloading the old version.")
+WaitS = Annotated[
+    float, typer.Option(help="Seconds to wait for the controller to carry the activation out.")
 ]
-WorkerTimeout = Annotated[float, typer.Option(help="Seconds the new worker may take to load.")]
 
 
 def _registry(database_url: str) -> Registry:
     return open_registry(open_store(database_url or None))
 
 
-def _swap(registry: Registry, version: str, management_url: str, inference_url: str,
-          drain_s: float, worker_timeout_s: float, *, activate: bool = False) -> None:
-    swap = SwapOptions(management_url=management_url, inference_url=inference_url,
-                       drain_s=drain_s, worker_timeout_s=worker_timeout_s)
-    deployer = deployer_from_settings(DeploySettings(), registry, swap)
+def _serve(registry: Registry, version: str, wait_s: float) -> None:
+    """Record the activation intent and follow it to its end (the controller carries it out)."""
     try:
-        if activate:
-            run_sync(deployer.activate(version))
-            return
-        result = run_sync(deployer.deploy(version))
-    except YoloServeError as exc:
-        typer.echo(f"swap to version {version} failed ({exc.code}): {exc}", err=True)
+        job = registry.request_activation(version)
+    except YoloServeError as exc:  # UnknownVersion, VersionRejected
+        typer.echo(f"version {version} cannot serve ({exc.code}): {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"activation {job.job_id} of version {version} queued for the controller")
+    done = registry.wait_job(job.job_id, wait_s)
+    if done.state == "queued":
+        typer.echo(f"activation {job.job_id} is still queued after {wait_s:.0f} s: is a "
+                   "controller running (make demo / make status)? It runs when one acts.", err=True)
+        raise typer.Exit(1)
+    if done.state != "succeeded":
+        typer.echo(f"activation {job.job_id} {done.state}: {done.reason}", err=True)
         default = registry.load().default_version
         typer.echo(f"version {default} keeps serving", err=True)
-        raise typer.Exit(1) from exc
-    finally:
-        mirror.sync_quietly(registry)
-    if not result.promoted:
-        typer.echo(f"version {version} was not promoted: {result.reason}", err=True)
         raise typer.Exit(1)
 
 
@@ -90,10 +84,7 @@ def redeploy(
     parent: Annotated[str | None, typer.Option(help="Version these were tuned from.")] = None,
     database_url: DatabaseUrl = "",
     store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
-    management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
-    inference_url: InferenceUrl = DEFAULT_INFERENCE_URL,
-    drain_s: DrainS = 2.0,
-    worker_timeout_s: WorkerTimeout = 180.0,
+    wait_s: WaitS = 300.0,
     runtime: Annotated[
         str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}.")
     ] = DEFAULT_RUNTIME,
@@ -109,7 +100,7 @@ def redeploy(
         typer.echo(f"packaging failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"version {record.version}: {store / record.mar} ({record.runtime})")
-    _swap(registry, record.version, management_url, inference_url, drain_s, worker_timeout_s)
+    _serve(registry, record.version, wait_s)
     typer.echo(f"version {record.version} serves now")
 
 
@@ -117,14 +108,10 @@ def redeploy(
 def activate(
     version: Annotated[str, typer.Argument(help="A registry version to serve again.")],
     database_url: DatabaseUrl = "",
-    management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
-    inference_url: InferenceUrl = DEFAULT_INFERENCE_URL,
-    drain_s: DrainS = 2.0,
-    worker_timeout_s: WorkerTimeout = 180.0,
+    wait_s: WaitS = 300.0,
 ) -> None:
     """Make VERSION the serving default again (rollback); rejected versions are refused."""
-    _swap(_registry(database_url), version, management_url, inference_url, drain_s,
-          worker_timeout_s, activate=True)
+    _serve(_registry(database_url), version, wait_s)
     typer.echo(f"version {version} serves now")
 
 

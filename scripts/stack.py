@@ -134,10 +134,11 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         ts.program(),
         Program("gateway", _python_module("gateway"), gateway_env,
                 ready=url_ready(f"{gateway_url}/ready")),
-        # Ready once started: it has no port; its heartbeat is in .run/trainers/.
-        # Every retrain is an MLflow run, and the trainer mirrors the registry into MLflow.
-        Program("trainer", _python_module("yoloserve.retrain", "trainer"),
-                {**base_env, **retrain_env, "MLFLOW_TRACKING_URI": mlflow_url}),
+        # The controller: ready once started (no port; its heartbeat is in .run/trainers/ while
+        # it acts). Every retrain is an MLflow run, and it mirrors the registry into MLflow.
+        Program("controller", _python_module("yoloserve.controller", "run"),
+                {**base_env, **retrain_env, "MLFLOW_TRACKING_URI": mlflow_url,
+                 "CONTROLLER_LEASE_BACKEND": "store"}),
         Program("evidently", _python_module("reporting", "ui"),
                 {**base_env, "REPORTING_UI_PORT": str(ports.evidently)},
                 ready=url_ready(f"{evidently_url}/api/projects")),

@@ -79,6 +79,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, default_weights: Path) -> It
             print(stack.torchserve.log_tail(80))
             raise
         start_gateway(stack)
+        # The controller carries out what the gateway records (activations, retrains).
+        stack.start_trainer(timeout=90)
         yield stack
     finally:
         stack.stop()

@@ -89,6 +89,13 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("gateway/planted.py", "def f():\n    from ultralytics import YOLO\n",
          "gateway-without-ml", True),
         ("serving/handler.py", "import yoloserve.paths\n", "handler-self-contained", True),
+        ("gateway/planted.py", "from yoloserve.modelserver.rollout.factory import "
+         "deployer_from_settings\n", "gateway-data-plane", True),
+        ("gateway/planted.py", "from yoloserve.retrain import jobs\n", "gateway-data-plane", True),
+        # Through another module of ours: still the gateway's dependency.
+        ("yoloserve/schemas.py", "import yoloserve.kube\n", "gateway-data-plane", True),
+        ("gateway/planted.py", "from yoloserve.controller.loop import Controller\n",
+         "gateway-data-plane", True),
         # What the rules allow.
         ("yoloserve/feedback/planted.py", "from yoloserve.embeddings.embedder import Embedder\n",
          None, False),

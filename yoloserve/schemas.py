@@ -26,6 +26,7 @@ XYXY = Annotated[
 ]
 
 RetrainState = Literal["queued", "running", "succeeded", "rejected", "failed"]
+JobKindName = Literal["retrain", "activate"]
 RetrainPhaseName = Literal["dataset", "training", "evaluating", "packaging", "swapping"]
 ReviewReason = Literal["uncertain", "rare", "novel"]
 # Review ids go into URL paths and file names: a closed alphabet keeps both safe.
@@ -253,10 +254,16 @@ class RetrainProgressStatus(_Response):
 
 
 class RetrainJobStatus(_Response):
-    """Answer of ``GET /retrain/{job_id}`` and ``POST /retrain``."""
+    """A job: answer of ``POST /retrain``, ``GET /retrain/{job_id}``,
+    ``POST /models/{version}/activate`` and ``GET /jobs/{job_id}``."""
 
     job_id: str
+    kind: JobKindName = Field(
+        default="retrain", description="retrain, or activate (serve a registered version)"
+    )
+    version: str | None = Field(default=None, description="activate: the version to serve")
     state: RetrainState
+    created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     candidate_version: str | None = None

@@ -2,13 +2,14 @@
 
 from fastapi import APIRouter
 
-from gateway.routes import feedback, health, metrics, models, predict, retrain, review
+from gateway.routes import feedback, health, jobs, metrics, models, predict, retrain, review
 
 api_router = APIRouter()
 api_router.include_router(predict.router)
 api_router.include_router(feedback.router)
 api_router.include_router(models.router)
 api_router.include_router(retrain.router)
+api_router.include_router(jobs.router)
 api_router.include_router(review.router)
 api_router.include_router(health.router)
 api_router.include_router(metrics.router)

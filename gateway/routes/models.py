@@ -2,9 +2,9 @@
 
 The registry (versions in the store, via ``yoloserve.modelserver.registry``) is the source of
 truth; ``GET /models`` reads one snapshot of it. An empty store means "no versions". Activation is
-``yoloserve.modelserver.deploy.activate``: a hot swap through TorchServe's management API (register,
-wait for a worker, set default, drain, unregister the others), serialised with any other swap by a
-file lock.
+an intent: the gateway checks the version can serve, records an ``activate`` job and answers 202;
+the acting controller (``yoloserve.controller.rollouts``) swaps it in (TorchServe's management API
+or KServe) and records the outcome, which ``GET /jobs/{job_id}`` reports.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from gateway.deps import DeployerDep, RegistryDep, SettingsDep, require_admin_key
+from gateway.deps import RegistryDep, SettingsDep, require_admin_key
 from gateway.errors import error_responses
 from gateway.prediction import VERSION_PATTERN
 from yoloserve.errors import RegistryError
 from yoloserve.modelserver import registry
-from yoloserve.schemas import ModelsResponse, ModelVersionInfo
+from yoloserve.schemas import ModelsResponse, ModelVersionInfo, RetrainJobStatus
 from yoloserve.tracking.settings import run_url
 
 router = APIRouter(tags=["models"])
@@ -71,21 +71,19 @@ async def list_models(settings: SettingsDep, source: RegistryDep) -> ModelsRespo
 
 @router.post(
     "/models/{version}/activate",
-    response_model=ModelVersionInfo,
-    responses=error_responses(400, 401, 403, 404, 409, 502, 503, 504),
+    status_code=202,
+    response_model=RetrainJobStatus,
+    responses=error_responses(400, 401, 403, 404, 409, 500),
     dependencies=[Depends(require_admin_key)],
-    summary="Make a registered version the default (rollback), without downtime",
+    summary="Ask for a registered version to become the default (rollback), without downtime",
 )
 async def activate_version(
     version: Annotated[str, PathParam(pattern=VERSION_PATTERN, description="e.g. 2")],
-    deployer: DeployerDep,
-) -> ModelVersionInfo:
-    """Answers the version's record, now ``serving``.
-
-    404 ``unknown_version``; 409 ``version_rejected`` (it failed the retrain gate) or
-    ``swap_in_progress`` (another swap held the lock for ``GATEWAY_SWAP_WAIT_S``); 503 when its
-    worker does not come up (the previous version keeps serving); 502 ``kubernetes_error`` when
-    the Kubernetes API fails (``DEPLOY_BACKEND=kserve``).
+    source: RegistryDep,
+) -> RetrainJobStatus:
+    """202 with the queued ``activate`` job; ``GET /jobs/{job_id}`` follows it to
+    ``succeeded`` (the version serves) or ``failed`` (``reason``: the previous version keeps
+    serving). 404 ``unknown_version``; 409 ``version_rejected`` (it failed the retrain gate).
     """
-    record = await deployer.activate(version)
-    return ModelVersionInfo.model_validate(record.model_dump())
+    job = await run_in_threadpool(source.request_activation, version)
+    return RetrainJobStatus.model_validate(job.model_dump())

@@ -61,13 +61,17 @@ def retrain_env(settings: RetrainSettings) -> dict[str, str]:
     """The fields ``settings`` sets, as the ``RETRAIN_*`` variables a trainer (or gateway) reads
     (only those: a default dict field's JSON cannot go through supervisord's environment)."""
     env = settings.child_environment()
-    keys = {f"RETRAIN_{name.upper()}" for name in settings.model_fields_set}
-    return {k: v for k, v in env.items() if k in keys}
+    keys = {f"RETRAIN_{name.upper()}" for name in settings.model_fields_set} - {"RETRAIN_STORE"}
+    chosen = {k: v for k, v in env.items() if k in keys}
+    if "store" in settings.model_fields_set:  # the store's URL goes by its own variable
+        chosen["STORE_DATABASE_URL"] = settings.store.url
+    return chosen
 
 
 @contextlib.contextmanager
 def trainer_running(stack: Stack, env: Mapping[str, str]) -> Iterator[None]:
-    """The stack's trainer service with ``env`` (``RETRAIN_*``) while the block runs."""
+    """The stack's controller with ``env`` (``RETRAIN_*``) while the block runs, then the
+    stack's default one again."""
     try:
         stack.start_trainer(env, timeout=60)
     except Exception:
@@ -77,7 +81,7 @@ def trainer_running(stack: Stack, env: Mapping[str, str]) -> Iterator[None]:
         yield
     finally:
         print(f"--- trainer log\n{stack.trainer_log()}")
-        stack.stop_trainer()
+        stack.start_trainer(timeout=60)
 
 
 @contextlib.contextmanager

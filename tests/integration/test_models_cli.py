@@ -42,7 +42,7 @@ def test_redeploy_then_rollback_from_the_command_line(stack: Stack) -> None:
     assert first is not None
     try:
         redeploy = models_cli(
-            stack, "redeploy", "--weights", str(stack.weights), "--drain-s", "0.5"
+            stack, "redeploy", "--weights", str(stack.weights)
         )
         assert redeploy.returncode == 0, redeploy.stderr
         # Same bytes as a packaged version: that version is reused, not a new one made.
@@ -59,7 +59,7 @@ def test_redeploy_then_rollback_from_the_command_line(stack: Stack) -> None:
         assert unknown.returncode == 1 and "unknown_version" in unknown.stderr
         assert loaded_versions(stack) == [version.version], "a refused activate changes nothing"
 
-        rollback = models_cli(stack, "activate", first, "--drain-s", "0.5")
+        rollback = models_cli(stack, "activate", first)
         assert rollback.returncode == 0, rollback.stderr
         assert served_version(stack) == first and loaded_versions(stack) == [first]
         assert registry.load().default_version == first

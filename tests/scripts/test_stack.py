@@ -13,15 +13,15 @@ def test_the_demo_runs_a_trainer_beside_a_gateway_that_only_queues() -> None:
     keys = {"GATEWAY_API_KEYS": "u", "GATEWAY_ADMIN_API_KEYS": "a"}
     by_name = {p.name: p for p in programs(Ports(), keys)}
 
-    trainer, gateway = by_name["trainer"], by_name["gateway"]
-    assert list(trainer.command[1:]) == ["-m", "yoloserve.retrain", "trainer"]
+    trainer, gateway = by_name["controller"], by_name["gateway"]
+    assert list(trainer.command[1:]) == ["-m", "yoloserve.controller", "run"]
     assert gateway.env["RETRAIN_LAUNCHER"] == "queue"
     retrain = {k: v for k, v in gateway.env.items() if k.startswith("RETRAIN_")}
     assert {k: v for k, v in trainer.env.items() if k.startswith("RETRAIN_")} == retrain
     assert retrain["RETRAIN_MANAGEMENT_URL"] == "http://127.0.0.1:8086"
     assert not any(k.startswith("GATEWAY_") for k in trainer.env), "no API keys in the trainer"
     names = list(by_name)
-    assert names.index("trainer") > names.index("gateway") > names.index("torchserve")
+    assert names.index("controller") > names.index("gateway") > names.index("torchserve")
 
 
 def test_the_demo_tracks_runs_in_its_own_mlflow_server() -> None:
@@ -38,7 +38,7 @@ def test_the_demo_tracks_runs_in_its_own_mlflow_server() -> None:
     store = args[args.index("--backend-store-uri") + 1]
     assert store.startswith("sqlite:///") and store.endswith(".run/mlflow/mlflow.db")
     assert args[args.index("--artifacts-destination") + 1].endswith(".run/mlflow/artifacts")
-    assert by_name["trainer"].env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8083"
+    assert by_name["controller"].env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:8083"
     assert by_name["gateway"].env["GATEWAY_MLFLOW_UI_URL"] == "http://127.0.0.1:8083"
     assert "MLFLOW_TRACKING_URI" not in by_name["gateway"].env, "the gateway tracks nothing"
 

@@ -14,9 +14,11 @@ import typer
 
 from yoloserve.controller.lease.factory import lease_from_settings
 from yoloserve.controller.loop import Controller
+from yoloserve.controller.rollouts import RolloutWorker
 from yoloserve.controller.settings import ControllerSettings
 from yoloserve.modelserver.registry import open_registry
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.retrain.steps import deployer_for
 from yoloserve.retrain.trainer import Trainer
 from yoloserve.store.engine import open_store
 
@@ -43,8 +45,11 @@ def run(
         settings = settings.model_copy(update={"id": controller_id})
     retrain = RetrainSettings()
     store = open_store(retrain.store.url)
-    trainer = Trainer(retrain, open_registry(store), trainer_id=settings.id)
-    controller = Controller(lease_from_settings(settings, store), trainer)
+    registry = open_registry(store)
+    trainer = Trainer(retrain, registry, trainer_id=settings.id)
+    rollouts = RolloutWorker(registry, deployer_for(retrain, registry))
+    controller = Controller(lease_from_settings(settings, store), trainer, rollouts,
+                            poll_s=retrain.trainer_poll_s)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

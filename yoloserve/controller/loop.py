@@ -4,8 +4,9 @@ Each round::
 
     try_acquire --no--> standby: wait a third of the lease, try again
         |yes
-    act: a thread renews every third of the lease; the trainer's loop (yoloserve.retrain.trainer)
-         claims queued jobs and runs them; a lost renewal stops the loop after the job in hand
+    act: a thread renews every third of the lease; a thread runs queued activations
+         (``rollouts``); the trainer's loop (yoloserve.retrain.trainer) claims queued retrain
+         jobs and runs them; a lost renewal stops both after the job in hand
     --> release on the way out (SIGTERM), so a standby takes over at once
 
 A controller that dies stops renewing: a standby takes the lease once it expired
@@ -19,6 +20,7 @@ import logging
 import threading
 
 from yoloserve.controller.lease.base import Lease
+from yoloserve.controller.rollouts import RolloutWorker
 from yoloserve.retrain.trainer import Trainer
 
 logger = logging.getLogger("yoloserve.controller")
@@ -29,11 +31,14 @@ class Controller:
 
     Args:
         lease: the lease it competes for.
-        trainer: what it runs while acting.
+        trainer: runs retrain jobs while acting.
+        rollouts: runs activations while acting.
+        poll_s: seconds between two looks for a queued activation.
     """
 
-    def __init__(self, lease: Lease, trainer: Trainer) -> None:
-        self.lease, self.trainer = lease, trainer
+    def __init__(self, lease: Lease, trainer: Trainer, rollouts: RolloutWorker,
+                 poll_s: float = 1.0) -> None:
+        self.lease, self.trainer, self.rollouts, self.poll_s = lease, trainer, rollouts, poll_s
         self.acting = threading.Event()
 
     def run_forever(self, stop: threading.Event | None = None) -> None:
@@ -69,13 +74,27 @@ class Controller:
                                        "hand", self.lease.holder)
                     done.set()
 
-        keeper = threading.Thread(target=keep, name="lease-keeper", daemon=True)
-        keeper.start()
+        def roll() -> None:
+            self._try(self.rollouts.fail_orphans)
+            while not done.is_set():
+                try:
+                    ran = self.rollouts.step()
+                except Exception:  # the store briefly away: look again
+                    logger.exception("activation step failed")
+                    ran = None
+                if ran is None:
+                    done.wait(self.poll_s)
+
+        threads = [threading.Thread(target=keep, name="lease-keeper", daemon=True),
+                   threading.Thread(target=roll, name="rollouts", daemon=True)]
+        for thread in threads:
+            thread.start()
         try:
             self.trainer.run_forever(done)
         finally:
             done.set()
-            keeper.join()
+            for thread in threads:
+                thread.join()
             self.acting.clear()
 
     @staticmethod

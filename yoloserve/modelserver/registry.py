@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
+from yoloserve.errors import (
+    RegistryError,
+    RetrainAlreadyRunning,
+    UnknownJob,
+    UnknownVersion,
+    VersionRejected,
+)
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.export import Runtime
 from yoloserve.paths import REGISTRY_FILE
@@ -55,6 +62,8 @@ activation or a rollback, recorded by the gateway or an operator, carried out by
 controller)."""
 
 JOB_PREFIXES: dict[str, str] = {"retrain": "r", "activate": "a"}
+ACTIVE_STATES: tuple[JobState, ...] = ("queued", "running")
+FINAL_STATES: tuple[JobState, ...] = ("succeeded", "rejected", "failed")
 
 RetrainPhase = Literal["dataset", "training", "evaluating", "packaging", "swapping"]
 """Where a running job is, in order (``yoloserve.retrain.progress`` records it)."""
@@ -422,6 +431,49 @@ class Registry:
             seq = (session.scalar(select(func.max(JobRow.seq))) or 0) + 1
             session.add(_job_row(job, seq))
             return job
+
+    def record_job_if_idle(self, **fields: Any) -> RetrainJob:
+        """Record a queued job of ``fields["kind"]`` (a retrain by default) unless one of that
+        kind is queued or running: the check and the insert are one serialised transaction, so
+        two replicas asked at the same instant record one job.
+
+        Raises:
+            RetrainAlreadyRunning: a job of that kind is queued or running.
+        """
+        kind = fields.get("kind", "retrain")
+        with self.store.write("jobs") as session:
+            active = session.scalars(
+                select(JobRow).where(JobRow.kind == kind, JobRow.state.in_(ACTIVE_STATES))
+                .order_by(JobRow.seq).limit(1)).first()
+            if active is not None:
+                raise RetrainAlreadyRunning(f"{kind} job {active.job_id} is {active.state}")
+            ids = list(session.scalars(select(JobRow.job_id).where(JobRow.kind == kind)))
+            job = RetrainJob(**{"state": "queued", **fields, "job_id": _next_job_id(ids, kind)})
+            seq = (session.scalar(select(func.max(JobRow.seq))) or 0) + 1
+            session.add(_job_row(job, seq))
+            return job
+
+    def request_activation(self, version: str) -> RetrainJob:
+        """Record a queued activation of ``version`` (an intent the controller carries out),
+        after checking it can serve.
+
+        Raises:
+            UnknownVersion: no such version.
+            VersionRejected: it failed the retrain gate.
+        """
+        if self.get(version).status == "rejected":
+            raise VersionRejected(f"version {version} was rejected and cannot be the default")
+        return self.record_job(kind="activate", version=version, state="queued",
+                               created_at=utcnow())
+
+    def wait_job(self, job_id: str, timeout_s: float, poll_s: float = 0.5) -> RetrainJob:
+        """Poll a job until it is in a final state or ``timeout_s`` passed; its last record."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get_job(job_id)
+            if job.state in FINAL_STATES or time.monotonic() >= deadline:
+                return job
+            time.sleep(poll_s)
 
     def set_job_progress(self, job_id: str, progress: RetrainProgress) -> RetrainJob:
         """Record where job ``job_id`` is (one row written; once per phase or epoch).

@@ -178,7 +178,7 @@ def status(
     registry = Registry(open_store(settings.store.url))
     launcher = launcher_from_settings(settings)
     reap_stale_jobs(registry, launcher=launcher)
-    jobs = registry.load().jobs
+    jobs = registry.jobs(kind="retrain")
     if follow:
         from yoloserve.retrain.follow import follow_job  # rich only where a bar is drawn
 

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from yoloserve.modelserver.registry import Registry, RetrainJob
-from yoloserve.retrain.jobs import ACTIVE_STATES, reap_stale_jobs
+from yoloserve.modelserver.registry import ACTIVE_STATES, Registry, RetrainJob
+from yoloserve.retrain.jobs import reap_stale_jobs
 from yoloserve.retrain.launchers.base import JobLauncher
 from yoloserve.retrain.progress import progress_fraction, progress_label
 

@@ -25,7 +25,7 @@ from datetime import datetime
 import filelock
 
 from yoloserve.errors import KubernetesError, RetrainAlreadyRunning
-from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
+from yoloserve.modelserver.registry import ACTIVE_STATES, Registry, RetrainJob, utcnow
 from yoloserve.retrain.heartbeat import Heartbeater
 from yoloserve.retrain.job import finish, run_job
 from yoloserve.retrain.launchers.base import JobLauncher, Liveness
@@ -36,7 +36,6 @@ from yoloserve.store.engine import open_store
 
 logger = logging.getLogger("yoloserve.retrain")
 
-ACTIVE_STATES = ("queued", "running")
 
 
 def reap_stale_jobs(
@@ -49,7 +48,7 @@ def reap_stale_jobs(
     ``launcher`` says whether each job's process lives (a local process when None).
     """
     launcher = launcher or ProcessLauncher()
-    active = [j for j in registry.load().jobs if j.state in ACTIVE_STATES]
+    active = registry.jobs(kind="retrain", states=ACTIVE_STATES)
     if not active:
         return []  # the common case: no call, no write
     seen = launcher.liveness(active)
@@ -70,7 +69,7 @@ def reap_stale_jobs(
     reaped: list[str] = []
     with registry.update() as data:
         now = utcnow()
-        for job in data.jobs:
+        for job in (j for j in data.jobs if j.kind == "retrain"):
             # Re-checked under the lock: a job that finished or moved on meanwhile is not stale.
             reason = stale(job, now) if judged.get(job.job_id) == (job.state, job.pid) else None
             if reason:
@@ -84,7 +83,8 @@ def reap_stale_jobs(
 
 
 def _first_active(registry: Registry) -> RetrainJob | None:
-    return next((j for j in registry.load().jobs if j.state in ACTIVE_STATES), None)
+    active = registry.jobs(kind="retrain", states=ACTIVE_STATES)
+    return active[0] if active else None
 
 
 def active_job(registry: Registry, launcher: JobLauncher | None = None) -> RetrainJob | None:
@@ -160,6 +160,33 @@ def start_job_process(
         if fields:
             registry.update_job(job.job_id, **fields)
         return job.job_id
+
+
+def launch_queued(
+    job: RetrainJob, settings: RetrainSettings, registry: Registry, launcher: JobLauncher
+) -> RetrainJob:
+    """The controller hands a queued job to ``launcher`` (a detached process, a Kubernetes Job
+    or a KFP run), which then records its own progress; nothing happens while the retrain lock
+    is held or the launcher sees another job running (the job stays queued for a later look).
+
+    Returns:
+        The job's record after the hand-over (``failed`` if the launcher could not start it).
+    """
+    lock = _lock(settings)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return registry.get_job(job.job_id)
+    try:
+        if launcher.running_elsewhere() is not None:
+            return registry.get_job(job.job_id)
+        try:
+            fields = launcher.start(job.job_id, settings, registry)
+        except (OSError, KubernetesError) as exc:
+            return finish(registry, job.job_id, "failed", f"could not start the job: {exc}")
+        return registry.update_job(job.job_id, **fields) if fields else registry.get_job(job.job_id)
+    finally:
+        lock.release()
 
 
 def run_foreground(

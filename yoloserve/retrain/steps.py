@@ -30,7 +30,13 @@ from typing import Any
 
 from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract_weights, package
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
-from yoloserve.modelserver.rollout.base import DeployResult, DeploySettings, SwapOptions, run_sync
+from yoloserve.modelserver.rollout.base import (
+    Deployer,
+    DeployResult,
+    DeploySettings,
+    SwapOptions,
+    run_sync,
+)
 from yoloserve.modelserver.rollout.factory import deployer_from_settings
 from yoloserve.retrain.deadline import RetrainFailed
 from yoloserve.retrain.gate import GateDecision, gate
@@ -316,12 +322,16 @@ def deploy(
     return reason
 
 
-def rollout(settings: RetrainSettings, registry: Registry, version: str) -> DeployResult:
-    """Roll the promoted candidate out with the deployer ``DEPLOY_BACKEND`` names."""
+def deployer_for(settings: RetrainSettings, registry: Registry) -> Deployer:
+    """The deployer ``DEPLOY_BACKEND`` names, with this job's (or controller's) swap options."""
     swap = SwapOptions(
         management_url=settings.management_url, inference_url=settings.inference_url,
         model_name=settings.model_name, drain_s=settings.drain_s,
         worker_timeout_s=settings.worker_timeout_s,
     )
-    deployer = deployer_from_settings(DeploySettings(), registry, swap)
-    return run_sync(deployer.deploy(version))
+    return deployer_from_settings(DeploySettings(), registry, swap)
+
+
+def rollout(settings: RetrainSettings, registry: Registry, version: str) -> DeployResult:
+    """Roll the promoted candidate out with the deployer ``DEPLOY_BACKEND`` names."""
+    return run_sync(deployer_for(settings, registry).deploy(version))

@@ -26,7 +26,9 @@ import threading
 
 from yoloserve.modelserver.registry import Registry, RetrainJob
 from yoloserve.retrain.heartbeat import Heartbeater, prune_heartbeats
-from yoloserve.retrain.jobs import claim_job, reap_stale_jobs
+from yoloserve.retrain.jobs import claim_job, launch_queued, reap_stale_jobs
+from yoloserve.retrain.launchers.base import JobLauncher
+from yoloserve.retrain.launchers.factory import launcher_from_settings
 from yoloserve.retrain.launchers.queue import QueueLauncher
 from yoloserve.retrain.settings import RetrainSettings, job_log
 from yoloserve.store.engine import open_store
@@ -37,7 +39,7 @@ logger = logging.getLogger("yoloserve.retrain.trainer")
 
 def oldest_queued(registry: Registry) -> RetrainJob | None:
     """The queued job recorded first (job ids grow with time), or None."""
-    queued = [j for j in registry.load().jobs if j.state == "queued"]
+    queued = registry.jobs(kind="retrain", states=("queued",))
     return min(queued, key=lambda j: j.job_id) if queued else None
 
 
@@ -59,7 +61,12 @@ class Trainer:
         self.settings = settings
         self.registry = registry or Registry(open_store(settings.store.url))
         self.heartbeat = Heartbeater(settings, trainer_id)
-        self.launcher = QueueLauncher(settings)
+        # queue: this loop runs each job itself; process / kubernetes / pipeline: it hands the
+        # job to that launcher (a detached process, a Job, a KFP run) and reaps it by its means.
+        self.launcher: JobLauncher = (
+            QueueLauncher(settings) if settings.launcher == "queue"
+            else launcher_from_settings(settings)
+        )
         self.mirror = MirrorWatch(self.registry, settings.run_dir)
 
     @property
@@ -81,6 +88,11 @@ class Trainer:
                            self.registry.get_job(job_id).reason)
         job = oldest_queued(self.registry)
         if job is None:
+            return None
+        if self.settings.launcher != "queue":
+            launched = launch_queued(job, self.settings, self.registry, self.launcher)
+            logger.info("job %s: %s by the %s launcher", job.job_id, launched.state,
+                        self.launcher.kind)
             return None
         # Named before the registry says running, so no starter ever sees it running unbeaten.
         self.heartbeat.set_job(job.job_id)
