@@ -1,7 +1,8 @@
 """The retrain trigger (every k feedback rows), ``POST /retrain`` and ``GET /retrain/{job_id}``.
 
-Spawning the job process is ``yoloserve.retrain.jobs.start_job_process``'s business (tested with
-it); here it is replaced by a recorder, and the gateway's decisions around it are checked.
+The gateway only records retrain intents (queued jobs in the store); running them is the
+controller's business (tests/yoloserve/controller). Here the intents and their rules are checked
+in the store the gateway writes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,43 +20,27 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from gateway.config import Settings
-from gateway.retrain_trigger import crosses_multiple, next_multiple, retrain_settings_for
+from gateway.retrain_trigger import crosses_multiple, next_multiple
 from tests.gateway.fake_torchserve import HANDLER_ANSWER, FakeTorchServe, assert_error
 from tests.gateway.test_gateway_feedback import feedback_form, read_rows, seed_registry
-from yoloserve.errors import RetrainAlreadyRunning
-from yoloserve.modelserver.registry import Registry, RetrainProgress
-from yoloserve.retrain import jobs as retrain
+from yoloserve.modelserver.registry import Registry, RetrainJob, RetrainProgress
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import open_store
 from yoloserve.store.tables import JobRow
 
 
-@dataclass
-class FakeStarter:
-    """Stands in for ``start_job_process``: records calls, answers ids or raises ``error``."""
-
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    error: Exception | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(
-        self, settings: RetrainSettings, *, trigger: str, registry: Registry | None = None,
-        launcher: object = None,
-    ) -> str:
-        with self.lock:
-            self.calls.append({"settings": settings, "trigger": trigger, "registry": registry})
-            if self.error is not None:
-                raise self.error
-            return f"r-{len(self.calls):04d}"
+def retrain_jobs(settings: Settings) -> list[RetrainJob]:
+    return Registry(open_store(settings.store.url)).jobs(kind="retrain")
 
 
-@pytest.fixture
-def starter(monkeypatch: pytest.MonkeyPatch) -> FakeStarter:
-    fake = FakeStarter()
-    monkeypatch.setattr(retrain, "start_job_process", fake)
-    return fake
+def finish_jobs(settings: Settings) -> None:
+    """What a controller would do: end every queued job (the next intent may then be recorded)."""
+    registry = Registry(open_store(settings.store.url))
+    for job in registry.jobs(kind="retrain", states=("queued", "running")):
+        registry.update_job(job.job_id, state="succeeded")
 
 
 @pytest.fixture
@@ -96,31 +80,15 @@ def test_crossing_and_next_multiple(
     assert next_multiple(after, k) == next_at
 
 
-def test_retrain_settings_default_to_the_gateways_torchserve(settings: Settings) -> None:
-    gateway = settings.model_copy(
-        update={
-            "torchserve_inference_url": "http://ts:1",
-            "torchserve_management_url": "http://ts:2",
-        }
-    )
-    inherited = retrain_settings_for(gateway, RetrainSettings())
-    explicit = retrain_settings_for(gateway, RetrainSettings(management_url="http://other:3"))
-
-    assert inherited.inference_url == "http://ts:1"
-    assert inherited.management_url == "http://ts:2"
-    assert inherited.store == settings.store
-    assert inherited.feedback_dir == settings.data_dir / "feedback"
-    assert explicit.management_url == "http://other:3"
-
-
 @pytest.mark.usefixtures("no_predictions")
 def test_feedback_triggers_a_job_at_each_multiple_of_k(
-    build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
+    build_app: Callable[..., FastAPI], settings: Settings
 ) -> None:
     seed_registry(settings.store.url)
     with TestClient(build_app(retrain=RetrainSettings(every_k=5))) as client:
         first, second = post_rows(client, 2), post_rows(client, 2)
         third = post_rows(client, 2)
+        finish_jobs(settings)
         fourth = post_rows(client, 4)
 
     assert first["retrain"] == {"triggered": False, "job_id": None, "next_at_rows": 5}
@@ -128,18 +96,15 @@ def test_feedback_triggers_a_job_at_each_multiple_of_k(
     assert third["prod_rows_total"] == 6
     assert third["retrain"] == {"triggered": True, "job_id": "r-0001", "next_at_rows": 10}
     assert fourth["retrain"] == {"triggered": True, "job_id": "r-0002", "next_at_rows": 15}
-    assert [call["trigger"] for call in starter.calls] == ["feedback", "feedback"]
-    call = starter.calls[0]
-    assert call["registry"].store.url == settings.store.url
-    assert call["settings"].every_k == 5
+    assert [(j.trigger, j.kind) for j in retrain_jobs(settings)] == [("feedback", "retrain")] * 2
 
 
 @pytest.mark.usefixtures("no_predictions")
 def test_running_job_defers_to_the_next_multiple(
-    build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
+    build_app: Callable[..., FastAPI], settings: Settings
 ) -> None:
     seed_registry(settings.store.url)
-    starter.error = RetrainAlreadyRunning("job r-0001 is running")
+    Registry(open_store(settings.store.url)).record_job(state="running")
     with TestClient(build_app(retrain=RetrainSettings(every_k=3))) as client:
         body = post_rows(client, 4)
         text = client.get("/metrics").text
@@ -152,11 +117,15 @@ def test_running_job_defers_to_the_next_multiple(
 
 
 @pytest.mark.usefixtures("no_predictions")
-def test_failed_spawn_still_acknowledges_the_feedback(
-    build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
+def test_an_intent_that_cannot_be_recorded_still_acknowledges_the_feedback(
+    build_app: Callable[..., FastAPI], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_registry(settings.store.url)
-    starter.error = OSError("fork failed")
+
+    def broken(self: Registry, **fields: Any) -> RetrainJob:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(Registry, "record_job_if_idle", broken)
     with TestClient(build_app(retrain=RetrainSettings(every_k=2))) as client:
         body = post_rows(client, 2)
         text = client.get("/metrics").text
@@ -167,7 +136,7 @@ def test_failed_spawn_still_acknowledges_the_feedback(
 
 @pytest.mark.usefixtures("no_predictions")
 def test_a_restarted_gateway_resumes_counting_from_the_csv(
-    build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
+    build_app: Callable[..., FastAPI], settings: Settings
 ) -> None:
     seed_registry(settings.store.url)
     every_5 = RetrainSettings(every_k=5)
@@ -178,13 +147,20 @@ def test_a_restarted_gateway_resumes_counting_from_the_csv(
 
     assert body["prod_rows_total"] == 6
     assert body["retrain"] == {"triggered": True, "job_id": "r-0001", "next_at_rows": 10}
-    assert len(starter.calls) == 1
+    assert len(retrain_jobs(settings)) == 1
 
 
 @pytest.mark.usefixtures("no_predictions")
 async def test_concurrent_feedback_triggers_once_per_multiple(
-    build_app: Callable[..., FastAPI], settings: Settings, starter: FakeStarter
+    build_app: Callable[..., FastAPI], settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A controller that ends each job the instant it is recorded: no crossing finds one active.
+    record = Registry.record_job_if_idle
+
+    def and_finish(self: Registry, **fields: Any) -> RetrainJob:
+        return record(self, **{**fields, "state": "succeeded"})
+
+    monkeypatch.setattr(Registry, "record_job_if_idle", and_finish)
     seed_registry(settings.store.url)
     app = build_app(retrain=RetrainSettings(every_k=10))
     async with (
@@ -200,12 +176,14 @@ async def test_concurrent_feedback_triggers_once_per_multiple(
     bodies = [r.json() for r in responses]
     assert [r.status_code for r in responses] == [201] * 32
     # 96 rows pass 10, 20, ..., 90: nine jobs, one per multiple, whatever the interleaving.
-    assert len(starter.calls) == 9
+    assert len(retrain_jobs(settings)) == 9
     triggered = sorted(b["prod_rows_total"] for b in bodies if b["retrain"]["triggered"])
     assert [total // 10 for total in triggered] == list(range(1, 10))
 
 
-def test_post_retrain_starts_a_job(build_app: Callable[..., FastAPI], starter: FakeStarter) -> None:
+def test_post_retrain_records_a_queued_job(
+    build_app: Callable[..., FastAPI], settings: Settings
+) -> None:
     with TestClient(build_app(api_keys=["user-key"], admin_api_keys=["admin-key"])) as client:
         response = client.post("/retrain", headers={"X-API-Key": "admin-key"})
         text = client.get("/metrics").text
@@ -216,6 +194,9 @@ def test_post_retrain_starts_a_job(build_app: Callable[..., FastAPI], starter: F
     assert body["state"] == "queued"
     assert set(body) == {
         "job_id",
+        "kind",
+        "version",
+        "created_at",
         "state",
         "started_at",
         "finished_at",
@@ -225,16 +206,42 @@ def test_post_retrain_starts_a_job(build_app: Callable[..., FastAPI], starter: F
         "progress",
     }
     assert body["progress"] is None  # queued: not running yet
-    assert [call["trigger"] for call in starter.calls] == ["api"]
+    assert body["kind"] == "retrain" and body["created_at"]
+    assert [(j.job_id, j.trigger, j.state) for j in retrain_jobs(settings)] == [
+        ("r-0001", "api", "queued")]
     assert 'gateway_retrains_total{outcome="started",trigger="api"} 1.0' in text
 
 
-def test_post_retrain_while_one_runs_is_a_conflict(
-    client: TestClient, starter: FakeStarter
+def test_post_retrain_while_one_is_queued_or_running_is_a_conflict(
+    client: TestClient, settings: Settings
 ) -> None:
-    starter.error = RetrainAlreadyRunning("job r-0003 is running")
-
+    assert client.post("/retrain").status_code == 202
+    error = assert_error(client.post("/retrain"), 409, "retrain_already_running")
+    assert "r-0001" in error["message"]
+    Registry(open_store(settings.store.url)).update_job("r-0001", state="running")
     assert_error(client.post("/retrain"), 409, "retrain_already_running")
+    finish_jobs(settings)
+    assert client.post("/retrain").json()["job_id"] == "r-0002"
+
+
+def test_retrains_asked_at_once_through_two_gateways_record_one_job(
+    build_app: Callable[..., FastAPI], settings: Settings
+) -> None:
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def ask(client: TestClient) -> None:
+        barrier.wait()
+        statuses.append(client.post("/retrain").status_code)
+
+    with TestClient(build_app()) as one, TestClient(build_app()) as two:
+        threads = [threading.Thread(target=ask, args=(c,)) for c in [one, two] * 4]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(statuses) == [202] + [409] * 7
+    assert len(retrain_jobs(settings)) == 1
 
 
 @pytest.mark.parametrize(
@@ -243,7 +250,7 @@ def test_post_retrain_while_one_runs_is_a_conflict(
 )
 def test_post_retrain_needs_the_admin_key(
     build_app: Callable[..., FastAPI],
-    starter: FakeStarter,
+    settings: Settings,
     key: str | None,
     status: int,
     code: str,
@@ -251,7 +258,7 @@ def test_post_retrain_needs_the_admin_key(
     headers = {"X-API-Key": key} if key else {}
     with TestClient(build_app(api_keys=["user-key"], admin_api_keys=["admin-key"])) as client:
         assert_error(client.post("/retrain", headers=headers), status, code)
-    assert starter.calls == []
+    assert retrain_jobs(settings) == []
 
 
 def test_get_retrain_reports_the_job_record(
@@ -276,6 +283,9 @@ def test_get_retrain_reports_the_job_record(
     assert response.status_code == 200, response.text
     assert response.json() == {
         "job_id": "r-0007",
+        "kind": "retrain",
+        "version": None,
+        "created_at": None,
         "state": "rejected",
         "started_at": "2026-11-23T10:00:00Z",
         "finished_at": "2026-11-23T10:09:00Z",
@@ -291,7 +301,7 @@ def test_get_retrain_reports_the_progress_of_a_running_job(
 ) -> None:
     registry = Registry(open_store(settings.store.url))
     registry.record_job(job_id="r-0008", state="running", started_at=datetime.now(UTC),
-                        pid=os.getpid())  # a live process: not reaped as stale
+                        pid=os.getpid())
     updated = datetime(2026, 11, 23, 10, 3, tzinfo=UTC)
     registry.set_job_progress("r-0008", RetrainProgress(
         phase="training", epoch=3, epochs=8, eta_s=95.0, updated_at=updated))
@@ -303,7 +313,7 @@ def test_get_retrain_reports_the_progress_of_a_running_job(
                                 "updated_at": "2026-11-23T10:03:00Z"}
 
 
-def test_get_retrain_reports_a_job_whose_process_died_as_failed(
+def test_get_retrain_only_reads_a_job_the_controller_will_judge(
     client: TestClient, settings: Settings
 ) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -312,10 +322,9 @@ def test_get_retrain_reports_a_job_whose_process_died_as_failed(
         job_id="r-0003", state="running", started_at=datetime.now(UTC), pid=dead.pid
     )
 
-    body = client.get("/retrain/r-0003").json()
-
-    assert body["state"] == "failed"
-    assert body["reason"]
+    # The gateway changes no state: the controller reaps a job whose process died.
+    assert client.get("/retrain/r-0003").json()["state"] == "running"
+    assert client.get("/jobs/r-0003").json()["state"] == "running"
 
 
 def test_get_unknown_job_is_404(client: TestClient) -> None:

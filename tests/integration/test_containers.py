@@ -214,7 +214,8 @@ def test_redeploy_swaps_versions_with_no_failed_request(
         report = ROOT / "tests" / "artifacts" / "containers-redeploy.log"
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text("\n".join([*failures, compose.logs("gateway", 200),
-                                      compose.logs("serving", 3000), compose.logs("controller", 100)]))
+                                      compose.logs("serving", 3000),
+                                      compose.logs("controller", 100)]))
         raise AssertionError(f"{len(failures)} failed requests, first: {failures[0][:300]}; "
                              f"logs in {report}")
     assert versions[0] == before and versions[-1] != before, (before, versions[-5:])

@@ -1,9 +1,9 @@
 """Picks the deployer ``DEPLOY_BACKEND`` names: the only module that imports the implementations.
 
 Example:
-    >>> from pathlib import Path
     >>> from yoloserve.modelserver.registry import Registry
-    >>> registry = Registry(Path("/tmp/example-registry.json"))
+    >>> from yoloserve.store.engine import Store
+    >>> registry = Registry(Store("sqlite:////tmp/example-store.db"))
     >>> deployer_from_settings(DeploySettings(), registry).backend
     'torchserve'
 """
