@@ -324,13 +324,18 @@ def _legacy_rows(path: Path) -> list[dict[str, Any]]:
         db.close()
 
 
+def _utc(text: str) -> datetime:
+    # SQLite keeps no offset: every stored time is UTC.
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _legacy_row(data: dict[str, Any]) -> ReviewItemRow:
     closed_at = data["closed_at"]
     return ReviewItemRow(
         review_id=data["review_id"], status=data["status"], reason=data["reason"],
-        priority=float(data["priority"]), created_at=datetime.fromisoformat(data["created_at"]),
-        seq=int(data["seq"]),
-        closed_at=datetime.fromisoformat(closed_at) if closed_at else None,
+        priority=float(data["priority"]), created_at=_utc(data["created_at"]),
+        seq=int(data["seq"]), closed_at=_utc(closed_at) if closed_at else None,
         model_version=data["model_version"], request_id=data["request_id"],
         width=int(data["width"]), height=int(data["height"]),
         boxes=json.loads(data["boxes"]), image_file=data["image_file"],
