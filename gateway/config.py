@@ -159,9 +159,6 @@ class Settings(BaseSettings):
     review_max_items: int = Field(
         default=500, ge=1, description="Open items kept; the lowest priority (then oldest) go"
     )
-    review_dir: Path | None = Field(
-        default=None, description="Queue database and images; None = <data_dir>/review"
-    )
     ref_data_path: Path | None = Field(
         default=None, description="Reference rows (rare, novel); None = <data_dir>/ref_data.csv"
     )
@@ -195,8 +192,9 @@ class Settings(BaseSettings):
 
     @property
     def review_folder(self) -> Path:
-        """Where the review queue keeps its database and images."""
-        return self.review_dir or self.data_dir / "review"
+        """Where the review queue keeps its items' images (``images/``; the items are rows of
+        the store), and where an older release's ``review.db`` is imported from."""
+        return self.data_dir / "review"
 
     @property
     def ref_data_file(self) -> Path:

@@ -85,10 +85,7 @@ def create_app(
             app.state.idempotency = IdempotencyStore(
                 feedback.data_dir / JOURNAL_NAME, feedback.prod_path
             )
-            try:
-                yield
-            finally:
-                review.store.close_db()
+            yield
 
     app = FastAPI(
         title="yoloserve gateway",
@@ -96,7 +93,8 @@ def create_app(
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    registry = open_registry(open_store(settings.store.url))
+    store = open_store(settings.store.url)
+    registry = open_registry(store)
     app.state.settings = settings
     app.state.registry = registry
     app.state.prediction_cache = cache = PredictionCache(
@@ -110,7 +108,7 @@ def create_app(
         prediction_cache=lambda: cache.stats,
         review_depth=lambda: review.depth(),
     )
-    app.state.review = review = ReviewService(settings, metrics)
+    app.state.review = review = ReviewService(settings, metrics, store)
     app.state.feedback = feedback = FeedbackService(settings.data_dir, registry)
     every_k = (retrain_settings or RetrainSettings()).every_k
     app.state.retrain = RetrainTrigger(int(every_k), registry, metrics)

@@ -81,8 +81,8 @@ class GatewayMetrics:
     * ``gateway_drift_share``, ``gateway_drift_detected``, ``gateway_embedding_drift``,
       ``gateway_drift_prod_rows``, ``gateway_drift_run_timestamp_seconds``: the latest drift
       report of the reporting watcher (:mod:`yoloserve.drift_summary`).
-    * ``gateway_review_queue_depth``: open items of the review queue, which other gateway
-      processes share (its SQLite file).
+    * ``gateway_review_queue_depth``: open items of the review queue, which every gateway
+      replica shares (rows of the store).
 
     Args:
         job_states: Returns the number of retrain jobs per state.

@@ -9,8 +9,9 @@ of ``GATEWAY_REVIEW_STRATEGIES`` whether it is worth labelling:
 - ``novel``: a box's embedding is far from every reference embedding (a subsample of
   ``ref_data.csv``, :mod:`.reference`), computed only when the embedder is available.
 
-A picked prediction enters the store (:mod:`.store`: SQLite and image files under
-``data/review/``, survives restarts, bounded, lowest priority evicted) if the rate limit
-(:mod:`.ratelimit`) has room. ``GET /review`` lists open items, ``POST /review/{id}/dismiss``
-and ``POST /feedback`` with ``review_id`` close them (``gateway/routes/review.py``).
+A picked prediction enters the queue (:mod:`.store`: rows of the store that every gateway
+replica shares, images under ``data/review/images/``; survives restarts, bounded, lowest
+priority evicted) if the rate limit (:mod:`.ratelimit`: one budget for all replicas, counted in
+the store) has room. ``GET /review`` lists open items, ``POST /review/{id}/dismiss`` and
+``POST /feedback`` with ``review_id`` close them (``gateway/routes/review.py``).
 """

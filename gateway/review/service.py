@@ -1,10 +1,11 @@
 """The review queue of one gateway app: sampling after a prediction, and closing items.
 
 :meth:`ReviewService.offer` runs as a background task after ``/predict`` has answered, so the
-strategies, the embeddings of the ``novel`` strategy and the disk writes never add to a
+strategies, the embeddings of the ``novel`` strategy and the store's writes never add to a
 prediction's latency. Its order keeps it cheap: the rate limit is checked first (a full minute
-costs nothing more), then the strategies that need no pixels, then the embeddings, only when
-``novel`` is on, the embedder loads and the reference set has embeddings of the same length.
+costs one read of the store), then the strategies that need no pixels, then the embeddings,
+only when ``novel`` is on, the embedder loads and the reference set has embeddings of the same
+length.
 
 The reference rows are read once, on the first offer, in the thread pool; a missing
 ``ref_data.csv`` turns ``rare`` and ``novel`` off until a retry (``REFERENCE_RETRY_S``) finds it.
@@ -33,10 +34,11 @@ from gateway.metrics import GatewayMetrics
 from gateway.prediction import Prediction
 from gateway.review.ratelimit import RateLimiter
 from gateway.review.reference import Reference, load_reference
-from gateway.review.store import NewItem, Outcome, ReviewStore, StoredItem
+from gateway.review.store import NewItem, Outcome, StoredItem, open_review_store
 from gateway.review.strategies import Pick, choose, nearest_distances, novel, rare, uncertain
 from yoloserve.errors import EmbeddingsUnavailable, ReviewItemClosed, UnknownReviewItem
 from yoloserve.schemas import Box
+from yoloserve.store.engine import Store, open_store
 
 logger = logging.getLogger("gateway.review")
 
@@ -50,22 +52,28 @@ class ReviewService:
     Args:
         settings: The ``review_*`` settings and the data folder.
         metrics: Where sampled and reviewed items are counted.
-        store: The queue; one in ``settings.review_folder`` when None.
-        clock: Monotonic seconds, for the rate limit and the reference retry (tests).
+        store: The store the replicas share (items and the rate limit live there);
+            ``open_store(settings.store.url)`` when None.
+        clock: Monotonic seconds, for the reference retry (tests).
+        limiter_clock: Wall-clock seconds, for the rate limit shared by the replicas (tests).
     """
 
     def __init__(
         self,
         settings: Settings,
         metrics: GatewayMetrics,
-        store: ReviewStore | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] | None = None,
+        limiter_clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.store = store or ReviewStore(settings.review_folder, settings.review_max_items)
+        store = store or open_store(settings.store.url)
+        self.queue = open_review_store(store, settings.review_folder, settings.review_max_items)
         self._clock = clock or time.monotonic
-        self.limiter = RateLimiter(settings.review_max_per_minute, clock=self._clock)
+        self.limiter = RateLimiter(
+            store, settings.review_max_per_minute, clock=limiter_clock or time.time
+        )
         self._reference: Reference | None = None
         self._reference_failed_at: float | None = None
         self._reference_lock = asyncio.Lock()
@@ -157,11 +165,13 @@ class ReviewService:
         Returns:
             The new item, or None when nothing was picked or the rate limit was reached.
         """
-        if not self.enabled or not self.limiter.has_room():
+        if not self.enabled:
             return None
         try:
+            if not await run_in_threadpool(self.limiter.has_room):
+                return None
             pick = await self.pick(prediction, embedder)
-            if pick is None or not self.limiter.try_acquire():
+            if pick is None or not await run_in_threadpool(self.limiter.try_acquire):
                 return None
             response = prediction.response
             item = NewItem(
@@ -174,7 +184,7 @@ class ReviewService:
                 boxes=[_box_json(box) for box in response.boxes],
                 image_ext=_EXTENSIONS.get(prediction.info.format, "png"),
             )
-            stored = await run_in_threadpool(self.store.add, item, prediction.image_bytes)
+            stored = await run_in_threadpool(self.queue.add, item, prediction.image_bytes)
         except Exception:
             logger.exception("review: sampling a prediction failed")
             return None
@@ -183,26 +193,26 @@ class ReviewService:
 
     async def list_open(self, limit: int) -> tuple[list[StoredItem], int]:
         """Open items, highest priority first, and the queue depth."""
-        return await run_in_threadpool(self.store.list_open, limit)
+        return await run_in_threadpool(self.queue.list_open, limit)
 
     async def image(self, review_id: str) -> tuple[Path, str]:
         """The stored image of an open item and its content type (raises UnknownReviewItem /
         ReviewItemClosed)."""
-        return await run_in_threadpool(self.store.image, review_id)
+        return await run_in_threadpool(self.queue.image, review_id)
 
     async def check_open(self, review_id: str) -> StoredItem:
         """The item, if open (raises UnknownReviewItem / ReviewItemClosed)."""
-        return await run_in_threadpool(self.store.get_open, review_id)
+        return await run_in_threadpool(self.queue.get_open, review_id)
 
     async def close(self, review_id: str, outcome: Outcome) -> StoredItem:
         """Close an item as labelled or dismissed and count it."""
-        item = await run_in_threadpool(self.store.close, review_id, outcome)
+        item = await run_in_threadpool(self.queue.close, review_id, outcome)
         self.metrics.reviewed.labels(outcome=outcome, reason=item.reason).inc()
         return item
 
     def depth(self) -> int:
         """Open items (blocking; read at scrape time)."""
-        return self.store.open_count()
+        return self.queue.open_count()
 
 
 async def close_reviewed(review: ReviewService, review_id: str) -> None:

@@ -1,22 +1,26 @@
-"""The review queue on disk: one SQLite database and one image file per open item.
+"""The review queue in the store: one row per item (``review_items``), one image file per open item.
 
-``<review_dir>/review.db`` holds every item (WAL journal, ``synchronous=FULL``: an answered
-dismiss or close is on disk); ``<review_dir>/images/<review_id>.<ext>`` holds the image of each
-open item, written atomically before its row, so a row never points at half a file. SQLite's
-own locking lets several gateway processes on one host share the queue; it is not safe on a
-network filesystem (an RWX volume shared by replicas on several nodes): there, each replica
-needs its own review folder (``GATEWAY_REVIEW_DIR``) or the queue a database server.
+Every gateway replica opens the same store (``yoloserve.store``: SQLite embedded, PostgreSQL
+shared), so they serve one queue: an item sampled by one replica is listed, shown and closed by
+any other. Each change is one write transaction serialised on the store's ``review`` lock, so
+the bound, the order (``seq``) and "closed once" hold across replicas. The images stay files,
+``<data_dir>/review/images/<review_id>.<ext>``, on the data volume the replicas share (as
+``data/feedback/``), written atomically before their row, so a row never points at half a file.
 
 Items are ``open`` until labelled, dismissed or evicted. A closed item keeps its row (so a second
 close answers "already closed", not "unknown") but loses its image; the oldest closed rows are
 pruned beyond ``max_closed``. Open items are bounded by ``max_items``: past it, the lowest
 priority (then the oldest) is evicted.
 
-All methods block (file and database I/O): the gateway calls them in its thread pool.
+A ``review.db`` left by an older release (the queue's own SQLite file, one per replica) is
+imported once into an empty store (:func:`import_review_db`) and renamed ``review.db.migrated``.
+
+All methods block (database and file I/O): the gateway calls them in its thread pool.
 
 Example:
     >>> import tempfile
-    >>> store = ReviewStore(Path(tempfile.mkdtemp()), max_items=10)
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> store = ReviewStore(Store.sqlite(folder / "yoloserve.db"), folder / "images", 10)
     >>> item = store.add(NewItem("uncertain", 0.8, "3", "req-1", 64, 48, [], "png"), b"...")
     >>> store.list_open(20)[1], store.close(item.review_id, "dismissed").status
     (1, 'dismissed')
@@ -26,45 +30,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from yoloserve.errors import ReviewItemClosed, UnknownReviewItem
 from yoloserve.files import atomic_write
+from yoloserve.store.engine import Store
+from yoloserve.store.tables import ReviewItemRow
 
-DB_NAME = "review.db"
+logger = logging.getLogger("gateway.review")
+
+LEGACY_DB_NAME = "review.db"
 IMAGES = "images"
+LOCK = "review"
 Outcome = Literal["labelled", "dismissed"]
 Status = Literal["open", "labelled", "dismissed", "evicted"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    review_id     TEXT PRIMARY KEY,
-    status        TEXT NOT NULL,
-    reason        TEXT NOT NULL,
-    priority      REAL NOT NULL,
-    created_at    TEXT NOT NULL,
-    seq           INTEGER NOT NULL,
-    closed_at     TEXT,
-    model_version TEXT NOT NULL,
-    request_id    TEXT,
-    width         INTEGER NOT NULL,
-    height        INTEGER NOT NULL,
-    boxes         TEXT NOT NULL,
-    image_file    TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS items_open ON items (status, priority DESC, seq);
-"""
-_COLUMNS = (
-    "review_id, status, reason, priority, created_at, seq, closed_at, model_version, request_id, "
-    "width, height, boxes, image_file"
-)
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "bmp": "image/bmp"}
 
 
@@ -94,7 +82,7 @@ class NewItem:
 
 @dataclass(frozen=True)
 class StoredItem:
-    """One row of the queue."""
+    """One item of the queue (times as ISO 8601 strings in UTC, to the millisecond)."""
 
     review_id: str
     status: Status
@@ -115,69 +103,58 @@ class StoredItem:
         return MEDIA_TYPES.get(Path(self.image_file).suffix.lstrip("."), "application/octet-stream")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def _now() -> datetime:
+    # Milliseconds: what the API shows is what is stored.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _row_to_item(row: sqlite3.Row) -> StoredItem:
-    data = dict(row)
-    data.pop("seq")
-    data["boxes"] = json.loads(data["boxes"])
-    return StoredItem(**data)
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    # SQLite hands back naive datetimes (stored in UTC); PostgreSQL aware ones in its time zone.
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _to_item(row: ReviewItemRow) -> StoredItem:
+    return StoredItem(
+        review_id=row.review_id,
+        status=cast(Status, row.status),
+        reason=row.reason,
+        priority=row.priority,
+        created_at=cast(str, _iso(row.created_at)),
+        closed_at=_iso(row.closed_at),
+        model_version=row.model_version,
+        request_id=row.request_id,
+        width=row.width,
+        height=row.height,
+        boxes=list(row.boxes),
+        image_file=row.image_file,
+    )
+
+
+_OPEN = ReviewItemRow.status == "open"
 
 
 class ReviewStore:
-    """The queue's items, their images, the bounds.
+    """The queue's items (rows of the store), their images (files), the bounds.
 
     Args:
-        folder: Holds ``review.db`` and ``images/`` (created on first use).
+        store: The store every replica shares.
+        images: Folder of the open items' images (created on the first add); the replicas
+            must share it, as they share ``data/``.
         max_items: Open items kept; past it the lowest priority, then oldest, is evicted.
         max_closed: Closed rows kept to answer "already closed"; default ``10 * max_items``.
     """
 
-    def __init__(self, folder: Path, max_items: int, max_closed: int | None = None) -> None:
-        self.folder = Path(folder)
-        self.images = self.folder / IMAGES
+    def __init__(
+        self, store: Store, images: Path, max_items: int, max_closed: int | None = None
+    ) -> None:
+        self.store = store
+        self.images = Path(images)
         self.max_items = max_items
         self.max_closed = max_closed if max_closed is not None else 10 * max_items
-        self._db: sqlite3.Connection | None = None
-        # One connection per store, shared by the thread pool: the lock keeps its use serial.
-        self._lock = threading.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        # Opened on first use, not at build time: building the app must not create files.
-        if self._db is None:
-            self.images.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.folder / DB_NAME, timeout=10.0, isolation_level=None,
-                check_same_thread=False,
-            )
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            self._db = db
-        return self._db
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._connect()
-            # IMMEDIATE: take the write lock now, so two processes never both read-then-write.
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    def close_db(self) -> None:
-        """Close the database connection (reopened on the next call)."""
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
     def _unlink_image(self, name: str) -> None:
         (self.images / name).unlink(missing_ok=True)
@@ -193,47 +170,57 @@ class ReviewStore:
             raise ValueError(f"unsupported image extension {item.image_ext!r}")
         review_id = f"rv-{uuid.uuid4().hex[:16]}"
         image_file = f"{review_id}.{item.image_ext}"
-        with self._lock:
-            self._connect()  # creates the images folder on first use
+        self.images.mkdir(parents=True, exist_ok=True)
         atomic_write(self.images / image_file, image, temp_suffix=".tmp")
         try:
-            with self._transaction() as db:
-                seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM items").fetchone()[0]
-                db.execute(
-                    f"INSERT INTO items ({_COLUMNS}) VALUES (?, 'open', ?, ?, ?, ?, NULL, ?, ?, "
-                    "?, ?, ?, ?)",
-                    (review_id, item.reason, item.priority, _now(), seq, item.model_version,
-                     item.request_id, item.width, item.height, json.dumps(item.boxes),
-                     image_file),
-                )
-                evicted = self._evict(db)
-                self._prune_closed(db)
+            with self.store.write(LOCK) as session:
+                seq = session.scalar(select(func.coalesce(func.max(ReviewItemRow.seq), 0)))
+                session.add(ReviewItemRow(
+                    review_id=review_id, status="open", reason=item.reason,
+                    priority=item.priority, created_at=_now(), seq=int(seq or 0) + 1,
+                    closed_at=None, model_version=item.model_version,
+                    request_id=item.request_id, width=item.width, height=item.height,
+                    boxes=item.boxes, image_file=image_file,
+                ))
+                session.flush()
+                evicted = self._evict(session)
+                self._prune_closed(session)
         except BaseException:
             self._unlink_image(image_file)
             raise
+        # After the commit: a rolled-back eviction must not have lost its image.
         for name in evicted:
             self._unlink_image(name)
         return self.get(review_id)
 
-    def _evict(self, db: sqlite3.Connection) -> list[str]:
-        rows = db.execute(
-            "SELECT review_id, image_file FROM items WHERE status = 'open' "
-            "ORDER BY priority DESC, seq DESC LIMIT -1 OFFSET ?",
-            (self.max_items,),
-        ).fetchall()
-        for row in rows:
-            db.execute(
-                "UPDATE items SET status = 'evicted', closed_at = ? WHERE review_id = ?",
-                (_now(), row["review_id"]),
+    def _evict(self, session: Session) -> list[str]:
+        rows = session.execute(
+            select(ReviewItemRow.review_id, ReviewItemRow.image_file)
+            .where(_OPEN)
+            .order_by(ReviewItemRow.priority.desc(), ReviewItemRow.seq.desc())
+            .offset(self.max_items)
+        ).all()
+        if rows:
+            session.execute(
+                update(ReviewItemRow)
+                .where(ReviewItemRow.review_id.in_([row.review_id for row in rows]))
+                .values(status="evicted", closed_at=_now())
             )
-        return [row["image_file"] for row in rows]
+        return [row.image_file for row in rows]
 
-    def _prune_closed(self, db: sqlite3.Connection) -> None:
-        db.execute(
-            "DELETE FROM items WHERE review_id IN (SELECT review_id FROM items "
-            "WHERE status != 'open' ORDER BY seq DESC LIMIT -1 OFFSET ?)",
-            (self.max_closed,),
+    def _prune_closed(self, session: Session) -> None:
+        # The newest closed row beyond the bound: it and every older closed row go.
+        oldest_kept = session.scalar(
+            select(ReviewItemRow.seq)
+            .where(~_OPEN)
+            .order_by(ReviewItemRow.seq.desc())
+            .offset(self.max_closed)
+            .limit(1)
         )
+        if oldest_kept is not None:
+            session.execute(
+                delete(ReviewItemRow).where(~_OPEN, ReviewItemRow.seq <= oldest_kept)
+            )
 
     def get(self, review_id: str) -> StoredItem:
         """One item, open or closed.
@@ -241,13 +228,11 @@ class ReviewStore:
         Raises:
             UnknownReviewItem: No such id.
         """
-        with self._lock:
-            row = self._connect().execute(
-                f"SELECT {_COLUMNS} FROM items WHERE review_id = ?", (review_id,)
-            ).fetchone()
-        if row is None:
-            raise UnknownReviewItem(f"no review item {review_id!r}")
-        return _row_to_item(row)
+        with self.store.read() as session:
+            row = session.get(ReviewItemRow, review_id)
+            if row is None:
+                raise UnknownReviewItem(f"no review item {review_id!r}")
+            return _to_item(row)
 
     def get_open(self, review_id: str) -> StoredItem:
         """An item that is still open.
@@ -265,22 +250,21 @@ class ReviewStore:
 
     def list_open(self, limit: int) -> tuple[list[StoredItem], int]:
         """Up to ``limit`` open items, highest priority first (oldest first on ties), and how
-        many are open in all."""
-        with self._lock:
-            db = self._connect()
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM items WHERE status = 'open' "
-                "ORDER BY priority DESC, seq ASC LIMIT ?",
-                (limit,),
-            ).fetchall()
-            total = db.execute("SELECT COUNT(*) FROM items WHERE status = 'open'").fetchone()[0]
-        return [_row_to_item(row) for row in rows], int(total)
+        many are open in all (one snapshot)."""
+        with self.store.read() as session:
+            rows = session.scalars(
+                select(ReviewItemRow)
+                .where(_OPEN)
+                .order_by(ReviewItemRow.priority.desc(), ReviewItemRow.seq.asc())
+                .limit(limit)
+            ).all()
+            total = session.scalar(select(func.count()).where(_OPEN))
+            return [_to_item(row) for row in rows], int(total or 0)
 
     def open_count(self) -> int:
         """Open items (the queue depth)."""
-        with self._lock:
-            row = self._connect().execute("SELECT COUNT(*) FROM items WHERE status = 'open'")
-            return int(row.fetchone()[0])
+        with self.store.read() as session:
+            return int(session.scalar(select(func.count()).where(_OPEN)) or 0)
 
     def image(self, review_id: str) -> tuple[Path, str]:
         """The stored image of an open item and its content type.
@@ -298,21 +282,98 @@ class ReviewStore:
     def close(self, review_id: str, outcome: Outcome) -> StoredItem:
         """Close an open item as ``labelled`` or ``dismissed`` and remove its image.
 
-        The update only matches an open row, so of two concurrent closes exactly one wins.
+        The update only matches an open row, so of two concurrent closes (any replicas)
+        exactly one wins.
 
         Raises:
             UnknownReviewItem: No such id.
             ReviewItemClosed: It was already closed.
         """
-        with self._transaction() as db:
-            changed = db.execute(
-                "UPDATE items SET status = ?, closed_at = ? WHERE review_id = ? "
-                "AND status = 'open'",
-                (outcome, _now(), review_id),
-            ).rowcount
+        with self.store.write(LOCK) as session:
+            result = session.execute(
+                update(ReviewItemRow)
+                .where(ReviewItemRow.review_id == review_id, _OPEN)
+                .values(status=outcome, closed_at=_now())
+            )
+            changed = getattr(result, "rowcount", 0)
         if not changed:
             self.get_open(review_id)  # raises the right error: unknown or already closed
             raise ReviewItemClosed(f"review item {review_id!r} is already closed")
         item = self.get(review_id)
         self._unlink_image(item.image_file)
         return item
+
+    def is_empty(self) -> bool:
+        """Whether the store holds no item at all, open or closed."""
+        with self.store.read() as session:
+            return session.scalar(select(ReviewItemRow.review_id).limit(1)) is None
+
+
+def _legacy_rows(path: Path) -> list[dict[str, Any]]:
+    # mode=rw: a file renamed by another replica a moment ago must not be created empty again.
+    db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=10.0)
+    try:
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in db.execute("SELECT * FROM items ORDER BY seq")]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # created, never written
+                return []
+            raise
+    finally:
+        db.close()
+
+
+def _utc(text: str) -> datetime:
+    # SQLite keeps no offset: every stored time is UTC.
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _legacy_row(data: dict[str, Any]) -> ReviewItemRow:
+    closed_at = data["closed_at"]
+    return ReviewItemRow(
+        review_id=data["review_id"], status=data["status"], reason=data["reason"],
+        priority=float(data["priority"]), created_at=_utc(data["created_at"]),
+        seq=int(data["seq"]), closed_at=_utc(closed_at) if closed_at else None,
+        model_version=data["model_version"], request_id=data["request_id"],
+        width=int(data["width"]), height=int(data["height"]),
+        boxes=json.loads(data["boxes"]), image_file=data["image_file"],
+    )
+
+
+def import_review_db(queue: ReviewStore, path: Path) -> int:
+    """Import the ``review.db`` of an older release into an empty queue, once.
+
+    Its images are already where the queue keeps them (``images/`` beside it). The file is
+    renamed ``review.db.migrated`` afterwards, so a second start (or another replica) does not
+    import it again; a store that already holds review items is left alone (the file is then
+    only renamed: every replica had its own file, the first one imported wins).
+
+    Returns:
+        How many items were imported.
+    """
+    try:
+        rows = _legacy_rows(path)
+    except sqlite3.OperationalError:
+        if not path.exists():  # none, or another replica imported and renamed it meanwhile
+            return 0
+        raise
+    imported = 0
+    with queue.store.write(LOCK) as session:
+        if session.scalar(select(ReviewItemRow.review_id).limit(1)) is None:
+            session.add_all(_legacy_row(row) for row in rows)
+            imported = len(rows)
+    with contextlib.suppress(FileNotFoundError):
+        path.rename(path.with_name(path.name + ".migrated"))
+    if imported:
+        logger.warning("imported %d review items from %s into the store", imported, path)
+    return imported
+
+
+def open_review_store(store: Store, folder: Path, max_items: int) -> ReviewStore:
+    """The review queue of a gateway: rows in ``store``, images in ``folder/images``, with an
+    older release's ``folder/review.db`` imported first if one is still there."""
+    queue = ReviewStore(store, folder / IMAGES, max_items)
+    import_review_db(queue, folder / LEGACY_DB_NAME)
+    return queue

@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from gateway.config import Settings
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error
 from tests.gateway.test_gateway_feedback import GT_BOX, read_rows, seed_registry
+from tests.gateway.test_gateway_review_store import legacy_review_db
+from yoloserve.store.settings import StoreSettings
 
 # The fake handler's least confident box is 0.51: a band around 0.5 makes it "uncertain".
 UNCERTAIN = {"review_conf_threshold": 0.5, "review_conf_band": 0.05}
@@ -211,6 +213,52 @@ def test_the_queue_survives_a_restart(
         image = client.get(after["items"][0]["image_url"])
     assert after == before
     assert image.content == png_bytes
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_gateways_over_one_database_are_one_queue(
+    build_app: Callable[..., FastAPI],
+    settings: Settings,
+    png_bytes: bytes,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Two replicas (two apps: each its own review service and rate limiter) over one store."""
+    store = settings.store
+    if backend == "postgresql":
+        store = StoreSettings(database_url=request.getfixturevalue("postgres_url"))
+    seed_registry(store.url)
+    overrides = {**UNCERTAIN, "store": store, "review_max_per_minute": 3}
+    with TestClient(build_app(**overrides)) as first, TestClient(build_app(**overrides)) as second:
+        _predict(first, png_bytes)
+        (item,) = second.get("/review").json()["items"]
+        assert second.get(item["image_url"]).content == png_bytes
+        assert second.post(f"/review/{item['review_id']}/dismiss").status_code == 204
+        assert first.post(f"/review/{item['review_id']}/dismiss").status_code == 409
+        assert _feedback(first, png_bytes, item["review_id"]).status_code == 409
+
+        for client in (first, second, first, second):
+            _predict(client, png_bytes)
+
+        # One budget of 3 a minute for both: 2 more were admitted, not 2 per gateway.
+        assert first.get("/review").json()["total"] == 2
+        assert second.get("/review").json()["total"] == 2
+        assert _metric(first, "gateway_review_queue_depth ") == 2
+
+
+def test_the_review_db_of_an_older_release_is_imported_at_start(
+    build_app: Callable[..., FastAPI], settings: Settings
+) -> None:
+    legacy = legacy_review_db(settings.review_folder)
+    with TestClient(build_app()) as client:
+        body = client.get("/review").json()
+        image = client.get(body["items"][1]["image_url"])
+    assert body["total"] == 2
+    assert [item["review_id"] for item in body["items"]] == [
+        "rv-000000000000000c", "rv-000000000000000a"
+    ]
+    assert image.content == b"png-a" and image.headers["content-type"] == "image/png"
+    assert not legacy.exists() and (settings.review_folder / "review.db.migrated").is_file()
 
 
 def test_metrics_show_depth_and_reviewed_items(

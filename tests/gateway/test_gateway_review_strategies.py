@@ -1,6 +1,9 @@
-"""``gateway.review.strategies`` and ``ratelimit``: which predictions are picked, how strongly."""
+"""``gateway.review.strategies`` and ``ratelimit``: which predictions are picked, how strongly,
+and how many per minute (the limit shared by replicas: ``test_gateway_review_store.py``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import pytest
 from gateway.review.ratelimit import RateLimiter
 from gateway.review.strategies import Pick, choose, nearest_distances, novel, rare, uncertain
 from yoloserve.schemas import Box
+from yoloserve.store.engine import Store
 
 
 def _boxes(*specs: tuple[float, str]) -> list[Box]:
@@ -74,9 +78,9 @@ def test_choose_takes_the_strongest_and_the_first_on_a_tie() -> None:
     assert choose([None, None]) is None
 
 
-def test_rate_limit_window_slides() -> None:
+def test_rate_limit_window_slides(tmp_path: Path) -> None:
     now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
+    limiter = RateLimiter(Store.sqlite(tmp_path / "yoloserve.db"), 2, clock=lambda: now[0])
     assert limiter.try_acquire()
     now[0] = 30.0
     assert limiter.try_acquire()

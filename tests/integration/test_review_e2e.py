@@ -42,7 +42,8 @@ def test_sampled_item_survives_a_restart_and_feedback_closes_it(
     assert item["boxes"] == body["boxes"]
     assert any(abs(box["conf"] - 0.25) <= 0.15 for box in item["boxes"])
     assert item["model_version"] == body["model"]["version"]
-    assert (stack.data_dir / "review" / "review.db").is_file()
+    # The item is a row of the store; its image a file on the data volume.
+    assert (stack.data_dir / "review" / "images" / f"{item['review_id']}.jpeg").is_file()
 
     stop_gateway(stack)
     start_gateway(stack)

@@ -63,3 +63,35 @@ class LeaseRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     transitions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReviewItemRow(Base):
+    """One item of the gateway's review queue: a sampled prediction waiting for a label, or a
+    closed one kept to answer "already closed". Its image is a file (``image_file``)."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (Index("ix_review_items_open", "status", "priority", "seq"),)
+
+    review_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seq: Mapped[int] = mapped_column(Integer)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    model_version: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    boxes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    image_file: Mapped[str] = mapped_column(String(64))
+
+
+class ReviewAdmissionRow(Base):
+    """One admission into the review queue (wall-clock seconds): every gateway replica counts
+    the same rows, so the per-minute limit is one budget for all of them."""
+
+    __tablename__ = "review_admissions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    admitted_at: Mapped[float] = mapped_column(Float, index=True)
