@@ -15,6 +15,7 @@ import httpx
 from yoloserve.modelserver import deploy
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.registry import ModelVersion, Registry
+from yoloserve.modelserver.replicas import discover
 from yoloserve.modelserver.rollout.base import DeployResult, SwapOptions
 
 
@@ -44,14 +45,16 @@ class TorchServeDeployer:
         self._transport = transport
 
     @contextlib.asynccontextmanager
-    async def _torchserve(self) -> AsyncIterator[TorchServeClient]:
+    async def _torchserve(self) -> AsyncIterator[list[TorchServeClient]]:
+        """A client per replica (``replicas.discover``), or the caller's one client."""
         if self._client is not None:
-            yield self._client
+            yield [self._client]
             return
         o = self.options
         timeout = deploy.swap_timeout(o.worker_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, transport=self._transport) as http:
-            yield TorchServeClient(http, o.inference_url, o.management_url, o.model_name)
+            yield [TorchServeClient(http, inference, management, o.model_name)
+                   for inference, management in discover(o.inference_url, o.management_url)]
 
     def _swap_kw(self) -> dict[str, Any]:
         o = self.options
@@ -61,12 +64,18 @@ class TorchServeDeployer:
     async def deploy(self, version: str) -> DeployResult:
         """Hot-swap ``version`` in (``deploy.hot_swap``); its errors are raised as they are."""
         previous = self.registry.load().default_version
-        async with self._torchserve() as client:
-            await deploy.hot_swap(client, self.registry, version, **self._swap_kw())
+        async with self._torchserve() as clients:
+            # One replica after the other: each keeps serving while it swaps; a failure stops
+            # the rollout there (the replicas done so far serve the new version).
+            for client in clients:
+                await deploy.hot_swap(client, self.registry, version, **self._swap_kw())
         return DeployResult(version, self.backend, True, f"v{version} serves (hot swap)",
                             previous=previous)
 
     async def activate(self, version: str) -> ModelVersion:
         """``deploy.activate``: the same swap, for a version that exists already."""
-        async with self._torchserve() as client:
-            return await deploy.activate(client, self.registry, version, **self._swap_kw())
+        async with self._torchserve() as clients:
+            for client in clients:
+                record = await deploy.activate(client, self.registry, version,
+                                               **self._swap_kw())
+        return record
