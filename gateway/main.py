@@ -20,7 +20,6 @@ from gateway.config import Settings, get_settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend, default_loader
 from gateway.errors import install_error_handlers
 from gateway.feedback import FeedbackService
-from gateway.idempotency import JOURNAL_NAME, IdempotencyStore
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from gateway.prediction_cache import PredictionCache
@@ -33,6 +32,8 @@ from gateway.retrain_trigger import (
 from gateway.review.service import ReviewService
 from gateway.routes import api_router
 from yoloserve.drift_summary import read_summary
+from yoloserve.feedback.export import BackgroundExporter, open_exporter
+from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.registry import open_registry
 from yoloserve.modelserver.rollout.base import DeploySettings, SwapOptions
@@ -104,13 +105,19 @@ def create_app(
             )
             # Created here, not at build time: its lock belongs to the serving event loop.
             app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)
-            # Its index is rebuilt from disk on first use: a restart finds what was stored.
-            app.state.idempotency = IdempotencyStore(
-                feedback.data_dir / JOURNAL_NAME, feedback.prod_path
+            # prod_data.csv follows the store: after each commit, and now for what was committed
+            # while this gateway was down (or by another replica).
+            exports = BackgroundExporter(exporter)
+            exports.request()
+            app.state.feedback = FeedbackService(
+                settings, registry, ledger, exports, torchserve=app.state.torchserve,
+                embedder=app.state.embedder, metrics=metrics, cache=cache, review=review,
+                retrain=app.state.retrain,
             )
             try:
                 yield
             finally:
+                exports.close()
                 review.store.close_db()
 
     app = FastAPI(
@@ -119,7 +126,12 @@ def create_app(
         description=_DESCRIPTION,
         lifespan=lifespan,
     )
-    registry = open_registry(open_store(settings.store.url))
+    store = open_store(settings.store.url)
+    registry = open_registry(store)
+    # Feedback rows and keys live in the store; an older release's CSV and journal are
+    # imported into it on first start.
+    ledger = FeedbackLedger(store)
+    exporter = open_exporter(store, settings.data_dir)
     app.state.settings = settings
     app.state.registry = registry
     app.state.prediction_cache = cache = PredictionCache(
@@ -134,7 +146,6 @@ def create_app(
         review_depth=lambda: review.depth(),
     )
     app.state.review = review = ReviewService(settings, metrics)
-    app.state.feedback = feedback = FeedbackService(settings.data_dir, registry)
     app.state.retrain = RetrainTrigger(
         retrain_settings_for(settings, retrain_settings), registry, metrics
     )
