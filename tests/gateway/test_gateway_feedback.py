@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from gateway.config import Settings
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error, encode_image
-from yoloserve.feedback.matching import BACKGROUND
 from yoloserve.feedback.export import ProdCsvExporter
+from yoloserve.feedback.matching import BACKGROUND
 from yoloserve.feedback.store import prod_header
 from yoloserve.modelserver.registry import Registry
 from yoloserve.store.engine import open_store

@@ -142,7 +142,10 @@ class ProdCsvExporter:
         the file's size after it."""
         created = not self.path.exists()
         with open(self.path, "ab" if created else "r+b") as f:
-            found = read_header(self.path)
+            try:
+                found = read_header(self.path)
+            except CsvSchemaError:  # a torn header line: nothing after it was ever recorded
+                found = None
             if found is not None and found != header:
                 raise CsvSchemaError(
                     f"{self.path} has another header ({len(found)} columns); the store's "
