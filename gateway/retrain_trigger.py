@@ -5,10 +5,10 @@ the job id at once, so the gateway's memory and event loop stay free and the job
 without taking the API down. The spawn is still a blocking call (fork/exec, a registry write), so
 it runs in the threadpool.
 
-Counting is never kept in memory: the caller passes the row totals that the append to
-``prod_data.csv`` returned (counted under the file's lock), so a restarted gateway, or several
-gateway workers, agree on when the next multiple is crossed. Each append covers its own interval
-``(total - rows_written, total]`` of rows, so exactly one append crosses each multiple of k.
+Counting is never kept in memory: the caller passes the row totals of the store transaction that
+committed the feedback (row ids are positions), so a restarted gateway, or several gateway
+replicas, agree on when the next multiple is crossed. Each commit covers its own interval
+``(total - rows_written, total]`` of rows, so exactly one commit crosses each multiple of k.
 
 Example:
     >>> crosses_multiple(48, 51, every_k=50), crosses_multiple(51, 53, every_k=50)
@@ -149,15 +149,15 @@ class RetrainTrigger:
         return job_id
 
     async def after_feedback(self, rows_before: int, rows_after: int) -> RetrainInfo:
-        """Start a job if this feedback took ``prod_data.csv`` past a multiple of k.
+        """Start a job if this feedback took the stored rows past a multiple of k.
 
         Never raises: the feedback rows are already stored, and an error answer would make the
         client send them again. A job that cannot start now (one is running, or the spawn
         failed) leaves ``triggered`` false; the rows then count towards the next multiple.
 
         Args:
-            rows_before: Data rows in ``prod_data.csv`` just before this feedback's append.
-            rows_after: Data rows right after it.
+            rows_before: Feedback rows in the store just before this feedback's commit.
+            rows_after: Feedback rows right after it.
 
         Returns:
             The ``retrain`` part of the feedback answer.
@@ -172,7 +172,7 @@ class RetrainTrigger:
             job_id = await self.start("feedback")
         except RetrainAlreadyRunning:
             logger.info(
-                "prod_data.csv reached %d rows, but a retrain job is already running; "
+                "feedback reached %d rows, but a retrain job is already running; "
                 "the next trigger is at %d rows",
                 rows_after,
                 next_at,
