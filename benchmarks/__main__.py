@@ -8,7 +8,7 @@ end. Sections (one module each, listed in benchmarks.sections.SECTIONS, run in t
             turns, throughput of 1 and N clients, where a lone request's time goes
   feedback  rows/s and calls/s of N concurrent writers through POST /feedback, the same images
             through POST /predict alone, and the store path in process (FeedbackRecorder.record,
-            CsvStore.append); every acknowledged row is counted back in the CSV
+            FeedbackLedger.commit); every acknowledged row is counted back in the CSV export
   hotswap   failed requests and latency of N clients on POST /predict while the bench swaps two
             versions back and forth with yoloserve.modelserver.deploy.hot_swap_sync
   loop      RETRAIN_EVERY_K=k: feedback images until a retrain starts, then the time until the

@@ -9,12 +9,13 @@ Five write paths, each on the same generated images (true labels, ``shapes``; an
             N tasks send its POST /feedback with that prediction's request_id (timed); the
             gateway reuses the cached prediction (hits and misses read from /metrics)
   predict   POST /predict alone, same images and clients: the prediction part of a feedback
-  recorder  FeedbackRecorder.record in this process, N threads, into a scratch folder
-  append    CsvStore.append in this process, N threads, as many rows per call as the gateway's
+  recorder  FeedbackRecorder.record in this process, N threads, into a scratch folder and store
+  append    FeedbackLedger.commit in this process, N threads, as many rows per call as the
+            gateway's (the store's write transaction: what every feedback ends with)
 
-Every acknowledged row (``feedback_id`` -> ``rows_written``) is counted back in the CSV, so a
-figure also says how many rows were lost. The bench's gateway runs with a huge
-``RETRAIN_EVERY_K``, so none of these rows starts a retrain.
+Every acknowledged row (``feedback_id`` -> ``rows_written``) is counted back in the CSV
+(exported from the store first), so a figure also says how many rows were lost. The bench's
+gateway runs with a huge ``RETRAIN_EVERY_K``, so none of these rows starts a retrain.
 
     python -m benchmarks --sections feedback --feedback-calls 400 --feedback-writers 32
 """
@@ -42,8 +43,10 @@ from benchmarks.http_load import closed_loop
 from benchmarks.images import feedback_boxes, grid_boxes
 from benchmarks.rows import lost_rows, rows_by_column
 from yoloserve.embeddings.embedder import Embedder
+from yoloserve.feedback.export import ProdCsvExporter
+from yoloserve.feedback.ledger import FeedbackLedger, ProdRow
 from yoloserve.feedback.recorder import FeedbackRecorder
-from yoloserve.feedback.store import CsvStore, embedding_fields, prod_header
+from yoloserve.store.engine import Store, open_store
 from yoloserve.training.dataset import CLASSES, iter_images
 
 # Goal of the feedback section (issue 3): 32 concurrent writers store >= 300 rows/s, none lost.
@@ -58,7 +61,7 @@ WRITE_PATHS = {
     "cached": "gateway `POST /feedback` after `POST /predict` (cached prediction + record)",
     "predict": "gateway `POST /predict` only (same images)",
     "recorder": "`FeedbackRecorder.record` in process",
-    "append": "`CsvStore.append` in process",
+    "append": "`FeedbackLedger.commit` in process",
 }
 
 
@@ -145,10 +148,10 @@ def _gateway_feedback(ctx: BenchContext, pool: list[FeedbackItem], calls: int,
         return FeedbackOutcome(ms, body["feedback_id"], int(body["rows_written"]))
 
     closed_loop(send, max(ctx.warmup, 1), 1)  # untimed: first embedder use, first file
-    prod = ctx.stack.data_dir / "prod_data.csv"
-    before = rows_by_column(prod, "feedback_id")
+    store, prod = open_store(ctx.stack.database_url), ctx.stack.data_dir / "prod_data.csv"
+    before = rows_by_column(_exported(store, prod), "feedback_id")
     outcomes, wall = closed_loop(send, calls, clients)
-    return {**_rates(outcomes, wall), **_check_rows(prod, before, outcomes)}
+    return {**_rates(outcomes, wall), **_check_rows(_exported(store, prod), before, outcomes)}
 
 
 _CACHE_LOOKUP = re.compile(r'^gateway_prediction_cache_lookups_total\{result="(\w+)"\} (\S+)$',
@@ -193,11 +196,11 @@ def _gateway_cached_feedback(ctx: BenchContext, pool: list[FeedbackItem],
 
     # The users' predictions, made before they correct them (the serving section times these).
     _, predict_wall = closed_loop(predict, len(pool), 8)
-    prod = ctx.stack.data_dir / "prod_data.csv"
-    before, lookups = rows_by_column(prod, "feedback_id"), _cache_lookups(ctx)
+    store, prod = open_store(ctx.stack.database_url), ctx.stack.data_dir / "prod_data.csv"
+    before, lookups = rows_by_column(_exported(store, prod), "feedback_id"), _cache_lookups(ctx)
     outcomes, wall = closed_loop(send, len(pool), clients)
     lookups = _cache_lookups(ctx) - lookups
-    return {**_rates(outcomes, wall), **_check_rows(prod, before, outcomes),
+    return {**_rates(outcomes, wall), **_check_rows(_exported(store, prod), before, outcomes),
             "cache_hits": lookups["hit"], "cache_misses": lookups["miss"],
             "predict_phase_s": round(predict_wall, 1)}
 
@@ -236,31 +239,38 @@ def _threaded(fn: Callable[[int], FeedbackOutcome], calls: int,
     return outcomes, time.perf_counter() - start
 
 
+def _exported(store: Store, prod: Path) -> Path:
+    """``prod`` once every committed row is exported to it (the gateway exports in the
+    background; the count must not race it)."""
+    ProdCsvExporter(store, prod).export()
+    return prod
+
+
 def store_append(folder: Path, dim: int, rows_per_append: int, calls: int,
                  threads: int) -> dict[str, Any]:
-    """``CsvStore.append`` alone: lock, write, fsync, count (what every feedback ends with)."""
-    store = CsvStore(folder / "prod_data.csv", prod_header(dim))
+    """``FeedbackLedger.commit`` alone: one write transaction per call, rows and their total."""
+    store = Store.sqlite(folder / "yoloserve.db")
+    ledger = FeedbackLedger(store)
     vectors = np.random.default_rng(0).normal(size=(rows_per_append, dim)).astype(np.float32)
 
     def append(i: int) -> FeedbackOutcome:
-        rows: list[dict[str, object]] = [
-            {**embedding_fields(vector), "target": "circle", "prediction": "circle",
-             "timestamp": "2026-01-01T00:00:00.000+00:00", "feedback_id": f"append-{i}",
-             "request_id": "", "model_version": "1", "image": ""}
-            for vector in vectors
-        ]
-        store.append(rows)
+        rows = [ProdRow(tuple(float(v) for v in vector), "circle", "circle",
+                        "2026-01-01T00:00:00.000+00:00", f"append-{i}", "", "1", "")
+                for vector in vectors]
+        ledger.commit(rows)
         return FeedbackOutcome(0.0, f"append-{i}", len(rows))
 
     outcomes, wall = _threaded(append, calls, threads)
-    return {**_rates(outcomes, wall), **_check_rows(store.path, Counter(), outcomes)}
+    prod = _exported(store, folder / "prod_data.csv")
+    return {**_rates(outcomes, wall), **_check_rows(prod, Counter(), outcomes)}
 
 
 def record_feedback(folder: Path, embedder: Embedder, pool: list[FeedbackItem],
                     predicted: list[Boxes], calls: int, threads: int) -> dict[str, Any]:
-    """``FeedbackRecorder.record``: image and label files, match, embed, append."""
-    store = CsvStore(folder / "prod_data.csv", prod_header(embedder.dim))
-    recorder = FeedbackRecorder(folder, embedder, store)
+    """``FeedbackRecorder.record``: image and label files, match, embed, commit."""
+    store = Store.sqlite(folder / "yoloserve.db")
+    recorder = FeedbackRecorder(folder, embedder, FeedbackLedger(store))
+    prod = folder / "prod_data.csv"
 
     def record(i: int) -> FeedbackOutcome:
         item = pool[i % len(pool)]
@@ -270,9 +280,9 @@ def record_feedback(folder: Path, embedder: Embedder, pool: list[FeedbackItem],
         return FeedbackOutcome(0.0, result.feedback_id, result.rows_written)
 
     record(0)  # untimed warm-up, as for the gateway (its rows are not in the check below)
-    before = rows_by_column(store.path, "feedback_id")
+    before = rows_by_column(_exported(store, prod), "feedback_id")
     outcomes, wall = _threaded(record, calls, threads)
-    return {**_rates(outcomes, wall), **_check_rows(store.path, before, outcomes)}
+    return {**_rates(outcomes, wall), **_check_rows(_exported(store, prod), before, outcomes)}
 
 
 def _predictions(ctx: BenchContext, pool: list[FeedbackItem]) -> list[Boxes]:

@@ -23,11 +23,15 @@ from urllib.parse import urlsplit
 
 import httpx
 from rich.table import Table
+from sqlalchemy import delete
 
 from benchmarks.context import BenchContext
 from benchmarks.images import feedback_boxes
 from benchmarks.timeline import log_time, step_durations
 from yoloserve import paths
+from yoloserve.feedback.ledger import LOCK as FEEDBACK_LOCK
+from yoloserve.store.engine import open_store
+from yoloserve.store.tables import FeedbackExportRow, FeedbackRowRecord, IdempotencyKeyRow
 from yoloserve.training.dataset import iter_images
 
 LOOP_SEED = 777  # the loop's feedback images: neither the reference nor the feedback section's
@@ -75,10 +79,14 @@ def _reference_dir(ctx: BenchContext, out: dict[str, Any]) -> Path:
 def _restart_gateway(ctx: BenchContext, k: int, ref_dir: Path) -> dict[str, str]:
     """Restart the bench's gateway with the loop's retrain settings; returns its RETRAIN_*."""
     stack = ctx.stack
-    # Earlier sections' thousands of feedback images would be retrained on: start clean.
+    # Earlier sections' thousands of feedback images would be retrained on, and their rows
+    # counted towards k: start clean (the rows are the store's; the CSV is their export).
+    stack.stop_gateway()
     _move_aside(stack.data_dir / "feedback", "bench-before-loop")
     _move_aside(stack.data_dir / "prod_data.csv", "bench-before-loop")
-    stack.stop_gateway()
+    with open_store(stack.database_url).write(lock=FEEDBACK_LOCK) as session:
+        for table in (FeedbackRowRecord, IdempotencyKeyRow, FeedbackExportRow):
+            session.execute(delete(table))
     stack.extra_env.update(RETRAIN_EVERY_K=str(k), RETRAIN_REF_DIR=str(ref_dir))
     stack.start_gateway(GATEWAY_START_TIMEOUT_S)
     # The environment the gateway was started with (the port only sets GATEWAY_PORT): the

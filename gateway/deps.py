@@ -24,7 +24,6 @@ from fastapi.security import APIKeyHeader
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider
 from gateway.feedback import FeedbackService
-from gateway.idempotency import IdempotencyStore
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import request_id_of
 from gateway.prediction_cache import PredictionCache
@@ -72,7 +71,7 @@ async def get_registry(request: Request) -> Registry:
 
 
 async def get_feedback_service(request: Request) -> FeedbackService:
-    """Class names and the feedback recorder."""
+    """Records feedback (built by the lifespan)."""
     service: FeedbackService = request.app.state.feedback
     return service
 
@@ -81,12 +80,6 @@ async def get_prediction_cache(request: Request) -> PredictionCache:
     """Recent predictions, for the feedback on the same image."""
     cache: PredictionCache = request.app.state.prediction_cache
     return cache
-
-
-async def get_idempotency_store(request: Request) -> IdempotencyStore:
-    """Which keyed feedback is stored, and its first answers (owned by the lifespan)."""
-    store: IdempotencyStore = request.app.state.idempotency
-    return store
 
 
 async def get_retrain_trigger(request: Request) -> RetrainTrigger:
@@ -116,7 +109,6 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 FeedbackDep = Annotated[FeedbackService, Depends(get_feedback_service)]
 RetrainDep = Annotated[RetrainTrigger, Depends(get_retrain_trigger)]
 PredictionCacheDep = Annotated[PredictionCache, Depends(get_prediction_cache)]
-IdempotencyDep = Annotated[IdempotencyStore, Depends(get_idempotency_store)]
 ReviewDep = Annotated[ReviewService, Depends(get_review)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)

@@ -20,7 +20,6 @@ from gateway.config import Settings, get_settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend, default_loader
 from gateway.errors import install_error_handlers
 from gateway.feedback import FeedbackService
-from gateway.idempotency import JOURNAL_NAME, IdempotencyStore
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from gateway.prediction_cache import PredictionCache
@@ -28,6 +27,8 @@ from gateway.retrain_trigger import RetrainTrigger, count_job_states, serving_ve
 from gateway.review.service import ReviewService
 from gateway.routes import api_router
 from yoloserve.drift_summary import read_summary
+from yoloserve.feedback.export import BackgroundExporter, open_exporter
+from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.registry import open_registry
 from yoloserve.retrain.settings import RetrainSettings
@@ -81,11 +82,19 @@ def create_app(
             )
             # Created here, not at build time: its lock belongs to the serving event loop.
             app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)
-            # Its index is rebuilt from disk on first use: a restart finds what was stored.
-            app.state.idempotency = IdempotencyStore(
-                feedback.data_dir / JOURNAL_NAME, feedback.prod_path
+            # prod_data.csv follows the store: after each commit, and now for what was committed
+            # while this gateway was down (or by another replica).
+            exports = BackgroundExporter(exporter)
+            exports.request()
+            app.state.feedback = FeedbackService(
+                settings, registry, ledger, exports, torchserve=app.state.torchserve,
+                embedder=app.state.embedder, metrics=metrics, cache=cache, review=review,
+                retrain=app.state.retrain,
             )
-            yield
+            try:
+                yield
+            finally:
+                exports.close()
 
     app = FastAPI(
         title="yoloserve gateway",
@@ -95,6 +104,10 @@ def create_app(
     )
     store = open_store(settings.store.url)
     registry = open_registry(store)
+    # Feedback rows and keys live in the store; an older release's CSV and journal are
+    # imported into it on first start.
+    ledger = FeedbackLedger(store)
+    exporter = open_exporter(store, settings.data_dir)
     app.state.settings = settings
     app.state.registry = registry
     app.state.prediction_cache = cache = PredictionCache(
@@ -109,7 +122,6 @@ def create_app(
         review_depth=lambda: review.depth(),
     )
     app.state.review = review = ReviewService(settings, metrics, store)
-    app.state.feedback = feedback = FeedbackService(settings.data_dir, registry)
     every_k = (retrain_settings or RetrainSettings()).every_k
     app.state.retrain = RetrainTrigger(int(every_k), registry, metrics)
     install_error_handlers(app)

@@ -59,7 +59,7 @@ class GatewayMetrics:
         model_server_errors: Failed model server calls by domain error code.
         predictions: Answered predictions by the model version that answered.
         feedback_requests: Accepted feedback submissions.
-        feedback_rows: Rows appended to ``data/prod_data.csv``.
+        feedback_rows: Feedback rows committed to the store.
         model_server_retries: Unpinned predictions retried once after an unavailable model
             server (a hot swap in progress), by the error code of the first attempt.
         retrains: Attempts of this gateway to start a retrain job, by trigger (``feedback``,

@@ -6,10 +6,10 @@ Kubernetes Job or a KFP run). The check that none is queued or running and the i
 serialised transaction (``Registry.record_job_if_idle``), so two replicas asked at the same
 instant record one job.
 
-Counting is never kept in memory: the caller passes the row totals that the feedback's own
-transaction saw, so a restarted gateway, or several replicas, agree on when the next multiple
-is crossed. Each append covers its own interval ``(total - rows_written, total]`` of rows, so
-exactly one append crosses each multiple of k.
+Counting is never kept in memory: the caller passes the row totals of the store transaction that
+committed the feedback (row ids are positions), so a restarted gateway, or several gateway
+replicas, agree on when the next multiple is crossed. Each commit covers its own interval
+``(total - rows_written, total]`` of rows, so exactly one commit crosses each multiple of k.
 
 Example:
     >>> crosses_multiple(48, 51, every_k=50), crosses_multiple(51, 53, every_k=50)
@@ -102,15 +102,15 @@ class RetrainTrigger:
         return job
 
     async def after_feedback(self, rows_before: int, rows_after: int) -> RetrainInfo:
-        """Start a job if this feedback took ``prod_data.csv`` past a multiple of k.
+        """Start a job if this feedback took the stored rows past a multiple of k.
 
         Never raises: the feedback rows are already stored, and an error answer would make the
         client send them again. A job that cannot start now (one is running, or the spawn
         failed) leaves ``triggered`` false; the rows then count towards the next multiple.
 
         Args:
-            rows_before: Data rows in ``prod_data.csv`` just before this feedback's append.
-            rows_after: Data rows right after it.
+            rows_before: Feedback rows in the store just before this feedback's commit.
+            rows_after: Feedback rows right after it.
 
         Returns:
             The ``retrain`` part of the feedback answer.
@@ -125,7 +125,7 @@ class RetrainTrigger:
             job_id = (await self.start("feedback")).job_id
         except RetrainAlreadyRunning:
             logger.info(
-                "prod_data.csv reached %d rows, but a retrain job is already running; "
+                "feedback reached %d rows, but a retrain job is already running; "
                 "the next trigger is at %d rows",
                 rows_after,
                 next_at,

@@ -9,7 +9,7 @@ go, with the module that does each step:
     a feedback row   [gateway] -> feedback.recorder: feedback.matching pairs ground truth with
                      predictions (boxes.iou), embeddings.embedder embeds each pair's box
                      -> data/feedback/{images,labels}/ (files, boxes.yolo_label_line)
-                     -> data/prod_data.csv (feedback.store) -> [reporting] drift and quality
+                     -> store -> data/prod_data.csv (feedback.export) -> [reporting] drift
     a new version    [gateway starts ``python -m yoloserve.retrain``: retrain.launchers, a local
                      process, the trainer's queue, a Kubernetes Job or a KFP run]
                      -> retrain.jobs (one job at a time)

@@ -67,7 +67,7 @@ def test_report_markdown_renders_every_section() -> None:
     assert "| photo PNG | raw | 50.0 | 70.0 | 1.00 | 1.00 | 19.50 | | |" in text
     assert "Runtime onnx; worker threads 2" in text
     assert "| photo PNG | grpc | 40.0 | 70.0 | 0.80 |" in text
-    assert "| `CsvStore.append` in process | shapes | 18.4 | 2.4 | 44 |" in text
+    assert "| `FeedbackLedger.commit` in process | shapes | 18.4 | 2.4 | 44 |" in text
     assert "**0 failed of 2000**" in text and "| between swaps | 0 | None |" in text
     assert "(existing)." in text and "| serving | 250.0 | 250.0 |" in text
     assert "**Total: k-th feedback -> `/predict` answers v2: 250.0 s** (goal <= 600 s)." in text

@@ -16,10 +16,12 @@ from fastapi.testclient import TestClient
 
 from gateway.config import Settings
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error, encode_image
+from yoloserve.feedback.export import ProdCsvExporter
 from yoloserve.feedback.matching import BACKGROUND
 from yoloserve.feedback.store import prod_header
 from yoloserve.modelserver.registry import Registry
 from yoloserve.store.engine import open_store
+from yoloserve.store.settings import sqlite_url
 
 CLASSES = ["circle", "square", "triangle"]
 # Over the triangle the fake handler finds at [10, 5, 50, 45] (IoU 1), so one matched pair.
@@ -50,6 +52,11 @@ def feedback_form(
 
 
 def read_rows(data_dir: Path) -> list[dict[str, str]]:
+    """``prod_data.csv``'s rows once the store's rows are exported (what the gateway's background
+    exporter does after each commit). The tests' store is ``yoloserve.db`` beside ``data/``."""
+    database = data_dir.parent / "yoloserve.db"
+    if database.exists():
+        ProdCsvExporter(open_store(sqlite_url(database)), data_dir / "prod_data.csv").export()
     path = data_dir / "prod_data.csv"
     if not path.exists():
         return []
@@ -88,9 +95,9 @@ def test_feedback_writes_rows_image_and_label(
     assert body["retrain"] == {"triggered": False, "job_id": None, "next_at_rows": 50}
     assert response.headers["X-Model-Version"] == "3"
 
+    rows = read_rows(data_dir)
     with open(data_dir / "prod_data.csv", newline="") as f:
         assert next(csv.reader(f)) == prod_header(4)
-    rows = read_rows(data_dir)
     assert [(r["target"], r["prediction"]) for r in rows] == [
         ("square", "triangle"),
         (BACKGROUND, "circle"),  # unmatched predictions follow, by confidence
@@ -308,7 +315,7 @@ async def test_concurrent_feedback_loses_no_row(
     bodies = [r.json() for r in responses]
     rows = read_rows(data_dir)
     assert len(rows) == 3 * clients
-    # Every append saw its own rows on top of all earlier ones: totals are distinct multiples.
+    # Every commit saw its own rows on top of all earlier ones: totals are distinct multiples.
     assert sorted(b["prod_rows_total"] for b in bodies) == [3 * (i + 1) for i in range(clients)]
     assert {r["request_id"] for r in rows} == {f"c{i}" for i in range(clients)}
     for body in bodies:

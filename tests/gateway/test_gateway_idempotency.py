@@ -1,12 +1,13 @@
 """``POST /feedback`` sent again: the ``Idempotency-Key`` header and the prediction's
 ``request_id`` make a repeat return the first answer and store nothing, across app restarts and
-after a crash between the rows and the answer (over a scripted TorchServe)."""
+after a crash between the commit and the answer (over a scripted TorchServe)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.config import Settings
-from gateway.idempotency import JOURNAL_NAME, MAX_KEY_LENGTH, IdempotencyStore
+from gateway.idempotency import MAX_KEY_LENGTH, KeyLocks
 from tests.gateway.fake_torchserve import FakeTorchServe, assert_error, encode_image
 from tests.gateway.test_gateway_feedback import GT_BOX, feedback_form, read_rows, seed_registry
+from yoloserve.store.engine import open_store
+from yoloserve.store.tables import IdempotencyKeyRow
 
 SQUARE = {"xyxy": GT_BOX, "name": "square"}
 CIRCLE = {"xyxy": [1.0, 30.0, 9.0, 40.0], "name": "circle"}
@@ -112,18 +115,23 @@ def test_the_first_answer_survives_a_restart(
     assert len(read_rows(settings.data_dir)) == 3
 
 
+def _forget_answer(settings: Settings, feedback_id: str) -> None:
+    """The crash of issue 11: rows and key committed, the gateway killed before the answer."""
+    with open_store(settings.store.url).write() as session:
+        row = session.get(IdempotencyKeyRow, feedback_id.removeprefix("idem-"))
+        assert row is not None
+        row.status, row.response = "stored", None
+        row.created_at = datetime.now(UTC) - timedelta(minutes=5)
+
+
 def test_rows_stored_without_an_answer_are_answered_on_retry_not_written_twice(
     build_app: Callable[..., FastAPI], settings: Settings
 ) -> None:
-    """The crash of issue 11: rows appended, the gateway killed before the journal and the 201."""
     with TestClient(build_app()) as client:
         client.post("/feedback", **_keyed("before", [CIRCLE]))
         first = client.post("/feedback", **_keyed("lost-answer", [SQUARE]))
         client.post("/feedback", **_keyed("after", [CIRCLE]))
-    journal = settings.data_dir / JOURNAL_NAME
-    lines = journal.read_bytes().splitlines(keepends=True)
-    # The middle answer never reached the journal, and the last line was torn by the crash.
-    journal.write_bytes(lines[0] + lines[2][:20])
+    _forget_answer(settings, first.json()["feedback_id"])
     files = _files(settings.data_dir)
 
     with TestClient(build_app()) as client:
@@ -134,18 +142,18 @@ def test_rows_stored_without_an_answer_are_answered_on_retry_not_written_twice(
     assert retry.status_code == 201, retry.text
     assert retry.headers["Idempotent-Replayed"] == "true"
     body = retry.json()
-    # Rebuilt from the rows: the same feedback, the total right after its own append.
+    # Rebuilt from the stored key: the same feedback, the total right after its own commit.
     assert {k: body[k] for k in ("feedback_id", "rows_written", "prod_rows_total")} == {
         k: first.json()[k] for k in ("feedback_id", "rows_written", "prod_rows_total")
     }
     assert retry.headers["X-Model-Version"] == "3"
     assert again.content == retry.content
-    assert after.status_code == 201 and after.json()["feedback_id"] != body["feedback_id"]
+    assert after.status_code == 201 and after.headers["Idempotent-Replayed"] == "true"
     rows = read_rows(settings.data_dir)
     assert len(rows) == 4 + 3 + 4  # each feedback once (a CIRCLE feedback is 4 rows)
     assert sum(r["feedback_id"] == body["feedback_id"] for r in rows) == 3
     assert _files(settings.data_dir) == files
-    # The answer given after the torn journal line is on a line of its own: found after a restart.
+    # The answer given on the retry is stored: found after a restart (the fingerprint too).
     with TestClient(build_app()) as client:
         later = client.post("/feedback", **_keyed("lost-answer", [SQUARE]))
         assert_error(client.post("/feedback", **_keyed("lost-answer", [CIRCLE])), 409,
@@ -187,7 +195,8 @@ def test_without_key_or_request_id_every_request_is_new_feedback(
     client.post("/feedback", **feedback_form([SQUARE]))
     client.post("/feedback", **feedback_form([SQUARE]))
     assert len(read_rows(settings.data_dir)) == 6
-    assert not (settings.data_dir / JOURNAL_NAME).exists()
+    with open_store(settings.store.url).read() as session:
+        assert session.query(IdempotencyKeyRow).count() == 0
 
 
 async def test_concurrent_requests_with_one_key_store_it_once(
@@ -208,9 +217,9 @@ async def test_concurrent_requests_with_one_key_store_it_once(
     assert json.loads(answers[0].content)["rows_written"] == 3
 
 
-async def test_one_key_is_held_by_one_request_at_a_time(tmp_path: Path) -> None:
+async def test_one_key_is_held_by_one_request_at_a_time() -> None:
     """Also when a third request comes just as the first lets go while the second still waits."""
-    store = IdempotencyStore(tmp_path / JOURNAL_NAME, tmp_path / "prod_data.csv")
+    store = KeyLocks()
     inside: list[str] = []
     overlaps: list[tuple[str, ...]] = []
     first_in = asyncio.Event()
@@ -232,4 +241,4 @@ async def test_one_key_is_held_by_one_request_at_a_time(tmp_path: Path) -> None:
     await asyncio.gather(second, third)
 
     assert overlaps == []
-    assert store._key_locks == {}, "no lock is kept once nobody holds or waits"
+    assert store._locks == {}, "no lock is kept once nobody holds or waits"

@@ -13,10 +13,13 @@ from pathlib import Path
 import httpx
 
 from tests.integration.conftest import Stack, start_gateway
+from yoloserve.feedback.ledger import FeedbackLedger
+from yoloserve.feedback.store import count_rows
 from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.settings import RetrainSettings
+from yoloserve.store.engine import open_store
 from yoloserve.training.dataset import iter_images, yolo_label_lines
 
 
@@ -172,3 +175,16 @@ class Traffic:
         self._stop.set()
         for t in self._threads:
             t.join(60)
+
+
+def wait_exported(stack: Stack, timeout_s: float = 20.0) -> Path:
+    """``prod_data.csv`` once the gateway's exporter caught up with the store (every committed
+    row in it); fails after ``timeout_s``."""
+    path = stack.data_dir / "prod_data.csv"
+    total = FeedbackLedger(open_store(stack.database_url)).total()
+    deadline = time.monotonic() + timeout_s
+    while count_rows(path) != total:
+        assert time.monotonic() < deadline, (
+            f"{path} has {count_rows(path)} rows, the store {total}")
+        time.sleep(0.1)
+    return path

@@ -19,6 +19,7 @@ from tests.integration.loop_support import (
     restore_default,
     retrain_env,
     trainer_running,
+    wait_exported,
     wait_no_active_job,
 )
 from yoloserve import paths
@@ -65,7 +66,7 @@ def test_feedback_rows_land_in_prod_data(gateway: httpx.Client, stack: Stack) ->
     boxes.append({"xyxy": [4.0, 4.0, 44.0, 40.0], "name": classes[0]})
     # Same image, same default thresholds: the gateway's own prediction is the one above.
     expected = match([(b["xyxy"], b["name"]) for b in boxes], pred)
-    prod = stack.data_dir / "prod_data.csv"
+    prod = wait_exported(stack)
     before = len(_rows(prod)[1])
 
     response = gateway.post(
@@ -83,7 +84,7 @@ def test_feedback_rows_land_in_prod_data(gateway: httpx.Client, stack: Stack) ->
     assert response.headers["X-Model-Version"] == stack.first_version.version
 
     embedder = Embedder.load(stack.models_dir / "embedder" / "embedder.npz")
-    header, rows = _rows(prod)
+    header, rows = _rows(wait_exported(stack))
     assert header == [*_reference_columns(embedder.dim), *PROD_EXTRA_COLUMNS]
     mine = [r for r in rows if r["feedback_id"] == body["feedback_id"]]
     assert [(r["target"], r["prediction"]) for r in mine] == [
@@ -107,7 +108,7 @@ def test_feedback_rows_land_in_prod_data(gateway: httpx.Client, stack: Stack) ->
 
 def test_bad_feedback_writes_nothing(gateway: httpx.Client, stack: Stack) -> None:
     sample = stack.data_dir / "samples" / "shapes_1.jpg"
-    prod = stack.data_dir / "prod_data.csv"
+    prod = wait_exported(stack)
     before = len(_rows(prod)[1])
     files = {"file": (sample.name, sample.read_bytes())}
     unknown = {"labels": json.dumps({"boxes": [{"xyxy": [1, 1, 20, 20], "name": "hexagon"}]})}
@@ -120,7 +121,7 @@ def test_bad_feedback_writes_nothing(gateway: httpx.Client, stack: Stack) -> Non
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "validation_error"
 
-    assert len(_rows(prod)[1]) == before
+    assert len(_rows(wait_exported(stack))[1]) == before
     assert gateway.get("/retrain/r-9999").json()["error"]["code"] == "unknown_job"
 
 
@@ -150,7 +151,7 @@ def test_feedback_past_k_rows_retrains_in_the_trainer_and_swaps(
         management_url=stack.torchserve.management_url,
         inference_url=stack.torchserve.inference_url,
     )
-    rows = len(_rows(stack.data_dir / "prod_data.csv")[1])
+    rows = len(_rows(wait_exported(stack))[1])
     # The next feedback crosses k whatever the rows earlier tests left.
     gateway_env = {"RETRAIN_LAUNCHER": "queue", "RETRAIN_EVERY_K": str(rows + 1)}
     sample = stack.data_dir / "samples" / "shapes_2.jpg"

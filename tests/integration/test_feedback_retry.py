@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import USER_KEY, Stack
-from tests.integration.loop_support import gateway_with, wait_no_active_job
+from tests.integration.loop_support import gateway_with, wait_exported, wait_no_active_job
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ def test_sigkilled_gateway_then_retries_store_every_box_exactly_once(stack: Stac
             if stored_unanswered:
                 break
 
-    rows = _rows_by_request(stack.data_dir / "prod_data.csv")
+    rows = _rows_by_request(wait_exported(stack))
     for request_id, body in final.items():
         mine = rows.get(request_id, [])
         assert len(mine) == body["rows_written"], f"{request_id}: {len(mine)} rows, {body}"

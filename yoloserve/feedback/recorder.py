@@ -1,4 +1,4 @@
-"""Record user feedback: keep the image for retraining and append embedded rows to prod_data.csv.
+"""Record user feedback: keep the image for retraining and commit embedded rows to the store.
 
 One ``record()`` call is one ``POST /feedback``:
 
@@ -7,19 +7,19 @@ One ``record()`` call is one ``POST /feedback``:
    uploaded bytes as they came), each atomically; the retrain job only takes an image whose
    label exists, so it never sees half of a pair;
 3. match ground truth to predictions (``yoloserve.feedback.matching``), embed each row's box with
-   the same ``Embedder.embed`` that built ``ref_data.csv``, and append the rows to
-   ``prod_data.csv``. That append is the acknowledgement: if it fails, the image and label are
-   removed again.
+   the same ``Embedder.embed`` that built ``ref_data.csv``, and commit the rows (with the
+   feedback's idempotency key, if it has one) in one store transaction
+   (``yoloserve.feedback.ledger``). That commit is the acknowledgement: if it fails, the image
+   and label are removed again. ``prod_data.csv`` is exported from the store afterwards
+   (``yoloserve.feedback.export``).
 
-A recorder holds no mutable state (the CSV store locks its own appends), so one instance may be
-shared by a threadpool.
+A recorder holds no mutable state, so one instance may be shared by a threadpool.
 
 Example:
     >>> from yoloserve import paths
-    >>> from yoloserve.feedback.store import CsvStore, prod_header
+    >>> from yoloserve.store.engine import open_store
     >>> embedder = Embedder.load()
-    >>> store = CsvStore(paths.DATA_DIR / "prod_data.csv", prod_header(embedder.dim))
-    >>> recorder = FeedbackRecorder(paths.DATA_DIR, embedder, store)
+    >>> recorder = FeedbackRecorder(paths.DATA_DIR, embedder, FeedbackLedger(open_store()))
     >>> result = recorder.record(
     ...     open("photo.jpg", "rb").read(),
     ...     gt_boxes=[((120, 186, 227, 269), "square")],
@@ -52,8 +52,9 @@ from yoloserve.errors import (
     UnknownClass,
     UnsupportedImageFormat,
 )
+from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim, ProdRow, StoredAnswer
 from yoloserve.feedback.matching import BACKGROUND, MISSED, match
-from yoloserve.feedback.store import CsvStore, embedding_fields, prod_header
+from yoloserve.feedback.store import check_header, prod_header
 from yoloserve.files import atomic_write
 
 # Pillow format name -> file extension of the stored copy (the formats the API accepts).
@@ -75,14 +76,16 @@ class FeedbackResult:
     """What one feedback call stored.
 
     Attributes:
-        feedback_id: names the stored image/label pair and the CSV rows.
-        rows_written: rows appended to prod_data.csv by this call.
-        prod_rows_total: data rows in prod_data.csv right after this call's append.
+        feedback_id: names the stored image/label pair and the rows.
+        rows_written: rows this call stored (0 when ``existing``).
+        prod_rows_total: feedback rows in the store right after this call's commit.
+        existing: the key was stored already (an earlier or concurrent attempt): its answer.
     """
 
     feedback_id: str
     rows_written: int
     prod_rows_total: int
+    existing: StoredAnswer | None = None
 
 
 def _text(value: str | None, what: str, error: type[Exception]) -> str:
@@ -119,26 +122,23 @@ class FeedbackRecorder:
         data_dir: the data root (``paths.DATA_DIR``); files go to ``<data_dir>/feedback/images``
             and ``<data_dir>/feedback/labels``, and the CSV ``image`` column is relative to it.
         embedder: the embedder that also built ``ref_data.csv``.
-        store: the ``prod_data.csv`` store, with header ``prod_header(embedder.dim)``.
+        ledger: where rows and keys are committed.
         iou_thr: IoU at or above which a ground-truth box and a prediction match.
-
-    Raises:
-        ValueError: the store's header does not fit the embedder's dimension.
+        export_path: ``prod_data.csv``; feedback is refused (``CsvSchemaError``) while it has
+            another header than ``prod_header(embedder.dim)``, as its rows could not go there.
     """
 
     def __init__(
-        self, data_dir: Path, embedder: Embedder, store: CsvStore, *, iou_thr: float = 0.5
+        self, data_dir: Path, embedder: Embedder, ledger: FeedbackLedger, *,
+        iou_thr: float = 0.5, export_path: Path | None = None,
     ) -> None:
-        if store.header != prod_header(embedder.dim):
-            raise ValueError(
-                f"store header does not match prod_header({embedder.dim}) of embedder "
-                f"{embedder.version}"
-            )
         self.data_dir = Path(data_dir)
+        self.export_path = export_path
+        self.header = prod_header(embedder.dim)
         self.images_dir = self.data_dir / "feedback" / "images"
         self.labels_dir = self.data_dir / "feedback" / "labels"
         self.embedder = embedder
-        self.store = store
+        self.ledger = ledger
         self.iou_thr = iou_thr
 
     def record(
@@ -152,8 +152,9 @@ class FeedbackRecorder:
         *,
         feedback_id: str | None = None,
         known_embeddings: Mapping[tuple[float, ...], Sequence[float]] | None = None,
+        claim: KeyClaim | None = None,
     ) -> FeedbackResult:
-        """Store one feedback image with its label and append its rows to prod_data.csv.
+        """Store one feedback image with its label and commit its rows to the store.
 
         Args:
             image_bytes: the uploaded image (JPEG, PNG, WebP or BMP), stored as is.
@@ -170,9 +171,11 @@ class FeedbackRecorder:
                 image (exact xyxy -> vector, e.g. from ``/predict?embeddings=true``); a row whose
                 box is among them is not embedded again (a box embeds to the same bits alone or
                 in a batch, so the row is identical either way).
+            claim: the feedback's idempotency key, committed with the rows (``feedback_id``
+                is then ``claim.feedback_id``); when it is stored already nothing is added.
 
         Returns:
-            The feedback id, the rows written and the CSV's row total after the append.
+            The feedback id, the rows written and the store's row total after the commit.
 
         Raises:
             UnknownClass: a ground-truth name is not in ``classes``.
@@ -183,6 +186,7 @@ class FeedbackRecorder:
             ValueError: ``classes`` is empty or uses a reserved name, or ``model_version`` is
                 not printable text (the caller's bug, not the user's).
             CsvSchemaError: prod_data.csv has another header (nothing is stored then).
+            sqlalchemy.exc.SQLAlchemyError: the store failed (nothing is stored then).
         """
         if not classes or {MISSED, BACKGROUND} & set(classes):
             raise ValueError(f"classes must be non-empty real class names, got {classes}")
@@ -210,7 +214,11 @@ class FeedbackRecorder:
             if box is not None:  # a prediction with no area in the image can describe nothing
                 pred.append((box, str(name), float(conf)))
         matches = match(gt, pred, self.iou_thr)
+        if self.export_path is not None:
+            check_header(self.export_path, self.header)
 
+        if claim is not None:
+            feedback_id = claim.feedback_id
         if feedback_id is None:
             feedback_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
         elif not _FEEDBACK_ID.fullmatch(feedback_id):
@@ -224,27 +232,20 @@ class FeedbackRecorder:
         embeddings = self._embed(image, [m.xyxy for m in matches], known_embeddings or {})
         timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         image_rel = image_path.relative_to(self.data_dir).as_posix()
-        rows: list[dict[str, object]] = [
-            {
-                **embedding_fields(vector),
-                "target": m.target,
-                "prediction": m.prediction,
-                "timestamp": timestamp,
-                "feedback_id": feedback_id,
-                "request_id": request_id,
-                "model_version": model_version,
-                "image": image_rel,
-            }
+        rows = [
+            ProdRow(tuple(float(v) for v in np.asarray(vector).ravel()), m.target, m.prediction,
+                    timestamp, feedback_id, request_id, model_version, image_rel)
             for m, vector in zip(matches, embeddings, strict=True)
         ]
         try:
-            total = self.store.append(rows)
+            committed = self.ledger.commit(rows, claim, model_version)
         except BaseException:
             # Not acknowledged: leave nothing behind for the retrain job to train on.
             image_path.unlink(missing_ok=True)
             label_path.unlink(missing_ok=True)
             raise
-        return FeedbackResult(feedback_id, len(rows), total)
+        return FeedbackResult(feedback_id, committed.rows_written, committed.prod_rows_total,
+                              committed.existing)
 
     def _embed(
         self,

@@ -1,6 +1,7 @@
-"""The one store: versions, jobs (retrains and activation intents) and leases in one SQL database
-(SQLAlchemy 2, migrations by Alembic). Feedback rows, idempotency keys and review items are still
-files (data/prod_data.csv, its journal, the review queue's SQLite): they move here next.
+"""The one store: versions, jobs (retrains and activation intents), leases, feedback rows and
+their idempotency keys in one SQL database (SQLAlchemy 2, migrations by Alembic);
+``data/prod_data.csv`` is an export of the feedback rows (``yoloserve.feedback.export``). Review
+items are still the review queue's own SQLite: they move here next.
 
 An SQLite file is the embedded default (``make demo``, the tests); PostgreSQL when several
 processes or hosts share it (``STORE_DATABASE_URL``). ``engine`` opens it and migrates its schema,

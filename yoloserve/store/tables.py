@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -63,6 +63,60 @@ class LeaseRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     transitions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FeedbackRowRecord(Base):
+    """One row of feedback: a box's embedding, its ground truth and what the model predicted.
+
+    ``id`` is the row's position (1, 2, ...): assigned as the highest id + 1 inside the write
+    transaction that holds the feedback lock, so ids have no gaps, commit in id order (what the
+    CSV export relies on) and the highest id is the row total every replica agrees on.
+    """
+
+    __tablename__ = "feedback_rows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    feedback_id: Mapped[str] = mapped_column(String(64), index=True)
+    embedding: Mapped[list[float]] = mapped_column(JSON)
+    target: Mapped[str] = mapped_column(String(200))
+    prediction: Mapped[str] = mapped_column(String(200))
+    timestamp: Mapped[str] = mapped_column(String(40))
+    request_id: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(200))
+    image: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKeyRow(Base):
+    """A named feedback (``Idempotency-Key``, or request id + content) and its first answer.
+
+    Inserted in the transaction of the feedback's rows (the primary key is the unique
+    constraint: one of two concurrent requests stores); ``status`` is ``stored`` until the
+    answer's body is known (the retrain decision comes after the commit), then ``answered``.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    feedback_id: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    rows_written: Mapped[int] = mapped_column(Integer)
+    prod_rows_total: Mapped[int] = mapped_column(Integer)
+    model_version: Mapped[str] = mapped_column(String(200))
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class FeedbackExportRow(Base):
+    """How far a CSV export got: the last row id in it and the file's size right after it."""
+
+    __tablename__ = "feedback_exports"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ReviewItemRow(Base):

@@ -15,8 +15,10 @@ from PIL import Image
 
 from scripts.build_ref_data import build_ref_data, iter_labelled
 from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image
+from yoloserve.feedback.export import ProdCsvExporter
+from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.feedback.recorder import FeedbackRecorder
-from yoloserve.feedback.store import CsvStore, prod_header
+from yoloserve.store.engine import Store
 from yoloserve.training.dataset import iter_images, write_data_yaml, write_split
 
 
@@ -132,15 +134,17 @@ def test_ref_and_prod_paths_write_identical_vectors(tmp_path: Path, embedder: Em
     ref_csv = tmp_path / "ref_data.csv"
     build_ref_data(root, ref_csv, embedder)
 
-    store = CsvStore(tmp_path / "prod_data.csv", prod_header(embedder.dim))
-    recorder = FeedbackRecorder(tmp_path / "data", embedder, store)
+    store = Store.sqlite(tmp_path / "yoloserve.db")
+    recorder = FeedbackRecorder(tmp_path / "data", embedder, FeedbackLedger(store))
     images = sorted((root / "images" / "train").glob("*.jpg"))
     for image_path, (_, boxes) in zip(images, iter_labelled(root, "train"), strict=True):
         recorder.record(image_path.read_bytes(), boxes, [], "1", None,
                         ["circle", "square", "triangle"])
 
     ref_vectors, ref_targets = _emb_columns(ref_csv)
-    prod_vectors, prod_targets = _emb_columns(store.path)
+    # Through the store and its export: the CSV text is still the float32 text of the ref path.
+    ProdCsvExporter(store, tmp_path / "prod_data.csv").export()
+    prod_vectors, prod_targets = _emb_columns(tmp_path / "prod_data.csv")
     assert len(ref_vectors) == len(prod_vectors) > 4
     assert ref_targets == prod_targets
     assert ref_vectors == prod_vectors

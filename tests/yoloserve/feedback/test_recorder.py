@@ -18,9 +18,12 @@ from yoloserve.errors import (
     UnsupportedImageFormat,
     YoloServeError,
 )
+from yoloserve.feedback.export import ProdCsvExporter
+from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.feedback.matching import BACKGROUND, MISSED
 from yoloserve.feedback.recorder import FeedbackRecorder, UnknownClass
-from yoloserve.feedback.store import CsvSchemaError, CsvStore, prod_header
+from yoloserve.feedback.store import CsvSchemaError, prod_header
+from yoloserve.store.engine import Store
 from yoloserve.training.dataset import CLASSES, iter_images
 
 NAMES = list(CLASSES)
@@ -41,12 +44,17 @@ def jpeg() -> tuple[bytes, list]:
 
 @pytest.fixture()
 def recorder(tmp_path: Path, embedder: Embedder) -> FeedbackRecorder:
-    store = CsvStore(tmp_path / "prod_data.csv", prod_header(embedder.dim))
-    return FeedbackRecorder(tmp_path, embedder, store)
+    ledger = FeedbackLedger(Store.sqlite(tmp_path / "yoloserve.db"))
+    return FeedbackRecorder(tmp_path, embedder, ledger, export_path=tmp_path / "prod_data.csv")
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
+def _rows(recorder: FeedbackRecorder) -> list[dict[str, str]]:
+    """The committed rows, as the export writes them to prod_data.csv."""
+    assert recorder.export_path is not None
+    ProdCsvExporter(recorder.ledger.store, recorder.export_path).export()
+    if not recorder.export_path.exists():
+        return []
+    with open(recorder.export_path, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -79,7 +87,7 @@ def test_record_writes_files_then_rows(
     assert [int(p[0]) for p in labels] == [NAMES.index(n) for _, n in gt]
     assert all(0.0 <= float(v) <= 1.0 for p in labels for v in p[1:])
 
-    rows = _rows(recorder.store.path)
+    rows = _rows(recorder)
     assert list(rows[0]) == prod_header(embedder.dim)
     assert [(r["target"], r["prediction"]) for r in rows] == (
         [(name0, wrong)] + [(n, MISSED) for _, n in gt[1:]] + [(BACKGROUND, "circle")]
@@ -104,7 +112,7 @@ def test_totals_accumulate_and_request_id_is_optional(recorder: FeedbackRecorder
     assert (first.rows_written, first.prod_rows_total) == (1, 1)
     assert (second.rows_written, second.prod_rows_total) == (2, 3)
     assert first.feedback_id != second.feedback_id
-    assert {r["request_id"] for r in _rows(recorder.store.path)} == {""}
+    assert {r["request_id"] for r in _rows(recorder)} == {""}
     assert (recorder.data_dir / "feedback" / "images" / f"{first.feedback_id}.png").exists()
 
 
@@ -115,7 +123,7 @@ def test_nothing_to_detect_still_keeps_the_image(
     assert (result.rows_written, result.prod_rows_total) == (0, 0)
     assert (tmp_path / "feedback" / "labels" / f"{result.feedback_id}.txt").read_text() == ""
     assert (tmp_path / "feedback" / "images" / f"{result.feedback_id}.bmp").exists()
-    assert _rows(recorder.store.path) == []
+    assert _rows(recorder) == []
 
 
 def test_boxes_are_clipped_to_the_image(recorder: FeedbackRecorder, tmp_path: Path) -> None:
@@ -125,7 +133,7 @@ def test_boxes_are_clipped_to_the_image(recorder: FeedbackRecorder, tmp_path: Pa
     label = (tmp_path / "feedback" / "labels" / f"{result.feedback_id}.txt").read_text().split()
     assert label == ["2", "0.250000", "0.500000", "0.500000", "1.000000"]
     # The prediction entirely outside the image is dropped; the partly outside one is kept.
-    assert [(r["target"], r["prediction"]) for r in _rows(recorder.store.path)] == [
+    assert [(r["target"], r["prediction"]) for r in _rows(recorder)] == [
         ("triangle", MISSED), (BACKGROUND, "circle")]
 
 
@@ -156,7 +164,7 @@ def test_invalid_labels_store_nothing(
         recorder.record(_png(64, 48), gt, predicted, "1", request_id, NAMES)
     assert isinstance(info.value, YoloServeError)
     assert _stored_files(tmp_path) == []
-    assert not recorder.store.path.exists()
+    assert recorder.ledger.total() == 0
 
 
 def test_unknown_class_error_is_an_invalid_labels_error() -> None:
@@ -181,18 +189,23 @@ def test_unacknowledged_feedback_leaves_no_files(
 ) -> None:
     prod = tmp_path / "prod_data.csv"
     prod.write_text("some,other,header\n")
-    recorder = FeedbackRecorder(tmp_path, embedder, CsvStore(prod, prod_header(embedder.dim)))
+    ledger = FeedbackLedger(Store.sqlite(tmp_path / "yoloserve.db"))
+    recorder = FeedbackRecorder(tmp_path, embedder, ledger, export_path=prod)
     with pytest.raises(CsvSchemaError):
         recorder.record(_png(), [((5, 5, 30, 30), "square")], [], "1", None, NAMES)
     assert _stored_files(tmp_path) == []
     assert prod.read_text() == "some,other,header\n"
+    assert ledger.total() == 0
 
 
-def test_store_must_fit_the_embedder(tmp_path: Path, embedder: Embedder) -> None:
-    with pytest.raises(ValueError):
-        FeedbackRecorder(tmp_path, embedder, CsvStore(tmp_path / "p.csv", prod_header(3)))
-    recorder = FeedbackRecorder(
-        tmp_path, embedder, CsvStore(tmp_path / "p.csv", prod_header(embedder.dim)))
+def test_the_export_must_fit_the_embedder(tmp_path: Path, embedder: Embedder) -> None:
+    prod = tmp_path / "p.csv"
+    prod.write_text(",".join(prod_header(3)) + "\n")
+    ledger = FeedbackLedger(Store.sqlite(tmp_path / "yoloserve.db"))
+    with pytest.raises(CsvSchemaError):
+        FeedbackRecorder(tmp_path, embedder, ledger, export_path=prod).record(
+            _png(), [((5, 5, 30, 30), "square")], [], "1", None, NAMES)
+    recorder = FeedbackRecorder(tmp_path, embedder, ledger)
     with pytest.raises(ValueError):
         recorder.record(_png(), [], [], "1", None, [])
 
@@ -204,8 +217,8 @@ def test_concurrent_records_from_a_threadpool(
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(
             lambda i: recorder.record(data, gt, [], "1", f"req-{i}", NAMES), range(24)))
-    rows = _rows(recorder.store.path)
-    assert len(rows) == 24 * len(gt) == recorder.store.count()
+    rows = _rows(recorder)
+    assert len(rows) == 24 * len(gt) == recorder.ledger.total()
     assert len({r.feedback_id for r in results}) == 24
     assert sorted(r.prod_rows_total for r in results) == [len(gt) * k for k in range(1, 25)]
     assert {r["request_id"] for r in rows} == {f"req-{i}" for i in range(24)}

@@ -1,7 +1,7 @@
 """The gateway's review queue: its items and the admissions its rate limit counts.
 
 Revision ID: 0003
-Revises: 0001 (to become 0002, the feedback rows, when both are merged)
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
