@@ -122,7 +122,10 @@ class FakeGateway:
 
     Attributes:
         requests: Every request received, in order.
-        models: The ``GET /models`` body (activate changes its default_version).
+        models: The ``GET /models`` body (a finished activation changes its default_version).
+        activation_reason: ``None``: an activation succeeds at its second look; a text: it
+            fails with that reason (the previous version keeps serving).
+        jobs: The activation jobs recorded, by id; each look (``GET /jobs/{id}``) moves one on.
         fail: ``(method, path) -> response or exception`` overriding a route.
         review: The open review items, in queue order; dismiss and feedback with a
             ``review_id`` take an item out, as the gateway does.
@@ -132,6 +135,8 @@ class FakeGateway:
     models: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(MODELS_BODY)))
     fail: dict[tuple[str, str], httpx.Response | Exception] = field(default_factory=dict)
     review: list[dict[str, Any]] = field(default_factory=list)
+    activation_reason: str | None = None
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def last(self, method: str, path: str) -> httpx.Request:
         """The last request to ``method path`` (fails the test when there was none)."""
@@ -184,14 +189,32 @@ class FakeGateway:
         if match := re.fullmatch(r"/models/([^/]+)/activate", path):
             version = match.group(1)
             if method == "POST" and any(v["version"] == version for v in self.models["versions"]):
-                self.models["default_version"] = version
-                return httpx.Response(200, json={"default_version": version})
+                job_id = f"a-{len(self.jobs) + 1:04d}"
+                self.jobs[job_id] = {"job_id": job_id, "kind": "activate", "version": version,
+                                     "state": "queued"}
+                return httpx.Response(202, json=self.jobs[job_id])
             return error_response(404, "unknown_version", f"No model version {version}.")
+        if method == "GET" and (match := re.fullmatch(r"/jobs/([^/]+)", path)):
+            job = self.jobs.get(match.group(1))
+            if job is None:
+                return error_response(404, "unknown_job", f"No job {match.group(1)}.")
+            self._advance(job)
+            return httpx.Response(200, json=job)
         if method == "GET" and (match := re.fullmatch(r"/retrain/([^/]+)", path)):
             if match.group(1) == JOB_BODY["job_id"]:
                 return httpx.Response(200, json=JOB_BODY)
             return error_response(404, "unknown_job", f"No retrain job {match.group(1)}.")
         return error_response(404, "not_found", f"No route {method} {path}.")
+
+    def _advance(self, job: dict[str, Any]) -> None:
+        """What the controller would do between two looks: queued -> running -> the end."""
+        if job["state"] == "queued":
+            job["state"] = "running"
+        elif job["state"] == "running" and self.activation_reason is None:
+            job.update(state="succeeded", reason=f"version {job['version']} serves")
+            self.models["default_version"] = job["version"]
+        elif job["state"] == "running":
+            job.update(state="failed", reason=self.activation_reason)
 
     def _close(self, review_id: str) -> httpx.Response | None:
         """Take an item out of the queue; the 404 answer when it is not there."""

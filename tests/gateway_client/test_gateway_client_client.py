@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from gateway_client import GatewayError, LabelBox
+from gateway_client import GatewayError, JobFailed, LabelBox
 from tests.gateway_client.fake_gateway import (
     FEEDBACK_BODY,
     MODELS_BODY,
@@ -91,7 +91,10 @@ def test_models_activate_retrain_and_job() -> None:
         assert info.versions[1].benchmark["set"]["name"] == "shapes-test"
         assert info.versions[1].mlflow_run_url == MODELS_BODY["versions"][1]["mlflow_run_url"]
         assert info.versions[0].eval_set is None and info.versions[0].mlflow_run_url is None
-        assert gw.activate("1") == {"default_version": "1"}
+        activation = gw.activate("1", poll_s=0.0)
+        assert (activation.kind, activation.version, activation.state) == (
+            "activate", "1", "succeeded")
+        assert gw.models().default_version == "1"
         assert gw.retrain().job_id == "r-0008"
         job = gw.retrain_status("r-0007")
     assert fake.last("POST", "/models/1/activate").headers["X-API-Key"] == "k"
@@ -105,19 +108,46 @@ def test_admin_key_goes_to_admin_routes_only() -> None:
     with client_for(fake.handle, api_key="user", admin_key="boss") as gw:
         gw.feedback(b"png", "a.png", "image/png", [])
         gw.retrain()
-        gw.activate("1")
+        gw.activate("1", poll_s=0.0)
         gw.retrain_status("r-0007")
     assert fake.last("POST", "/feedback").headers["X-API-Key"] == "user"
     assert fake.last("POST", "/retrain").headers["X-API-Key"] == "boss"
     assert fake.last("POST", "/models/1/activate").headers["X-API-Key"] == "boss"
     assert "X-API-Key" not in fake.last("GET", "/retrain/r-0007").headers  # a read route
+    assert "X-API-Key" not in fake.last("GET", "/jobs/a-0001").headers
 
 
-def test_activate_answer_must_be_an_object() -> None:
-    with client_for(answer(httpx.Response(200, json=["v1"]))) as gw:
+def test_activate_answer_must_be_a_job() -> None:
+    with client_for(answer(httpx.Response(202, json=["v1"]))) as gw:
         with pytest.raises(GatewayError) as info:
             gw.activate("1")
     assert info.value.code == "invalid_response"
+
+
+def test_a_failed_activation_raises_with_its_reason() -> None:
+    fake = FakeGateway(activation_reason="model_not_ready: 8 of 8 warm-up predictions failed")
+    with client_for(fake.handle) as gw, pytest.raises(JobFailed) as info:
+        gw.activate("1", poll_s=0.0)
+    assert info.value.code == "job_failed" and "warm-up" in info.value.message
+    assert fake.models["default_version"] == "2", "the previous version keeps serving"
+
+
+def test_activate_without_waiting_answers_the_queued_job() -> None:
+    fake = FakeGateway()
+    with client_for(fake.handle) as gw:
+        job = gw.activate("1", wait=False)
+        assert (job.job_id, job.state) == ("a-0001", "queued")
+        assert gw.job("a-0001").state == "running"
+        assert gw.wait_job("a-0001", poll_s=0.0).state == "succeeded"
+        assert gw.wait_job("a-0001", timeout_s=0.0).state == "succeeded", "over: no wait"
+
+
+def test_a_job_that_does_not_end_in_time_is_a_timeout() -> None:
+    queued = {"job_id": "a-0001", "kind": "activate", "version": "1", "state": "queued"}
+    fake = FakeGateway(fail={("GET", "/jobs/a-0001"): httpx.Response(200, json=queued)})
+    with client_for(fake.handle) as gw, pytest.raises(GatewayError) as info:
+        gw.activate("1", timeout_s=0.05, poll_s=0.01)
+    assert info.value.code == "job_timeout" and "queued" in info.value.message
 
 
 def test_path_segments_are_quoted() -> None:
