@@ -16,7 +16,7 @@ from gateway.feedback import FeedbackAnswer, FeedbackService, parse_labels
 from gateway.images import inspect_image
 from gateway.metrics import GatewayMetrics
 from gateway.prediction_cache import PredictionCache
-from gateway.retrain_trigger import RetrainTrigger, retrain_settings_for
+from gateway.retrain_trigger import RetrainTrigger
 from gateway.review.service import ReviewService
 from tests.gateway.fake_torchserve import FakeTorchServe, encode_image
 from tests.gateway.test_gateway_feedback import GT_BOX, read_rows, seed_registry
@@ -53,9 +53,9 @@ async def build(
                                         settings.torchserve_management_url,
                                         settings.model_name),
             embedder=EmbedderProvider(fake_embedder_loader), metrics=metrics,
-            cache=PredictionCache(16, 60.0), review=ReviewService(settings, metrics),
-            retrain=RetrainTrigger(retrain_settings_for(settings, RetrainSettings()), registry,
-                                   metrics),
+            cache=PredictionCache(16, 60.0),
+            review=ReviewService(settings, metrics, registry.store),
+            retrain=RetrainTrigger(RetrainSettings().every_k, registry, metrics),
             answer_wait_s=0.0,
         )
 
