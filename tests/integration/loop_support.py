@@ -15,7 +15,6 @@ import httpx
 from tests.integration.conftest import Stack, start_gateway
 from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.feedback.store import count_rows
-from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.settings import RetrainSettings
@@ -56,8 +55,10 @@ def restore_default(stack: Stack, version: str) -> None:
     """Serve ``version`` again if a test left another one serving (the session stack is shared:
     the other integration tests expect the first version)."""
     if stack.registry.load().default_version != version or loaded_versions(stack) != [version]:
-        activate_sync(stack.registry, version, management_url=stack.torchserve.management_url,
-                      inference_url=stack.torchserve.inference_url, drain_s=0.5)
+        # The intent POST /models/{v}/activate records, carried out by the stack's controller.
+        registry = stack.registry
+        job = registry.wait_job(registry.request_activation(version).job_id, 300)
+        assert job.state == "succeeded", f"{job.reason}\n{stack.trainer_log()}"
 
 
 def retrain_env(settings: RetrainSettings) -> dict[str, str]:

@@ -18,7 +18,7 @@ from tests.integration.loop_support import (
     restore_default,
     wait_no_active_job,
 )
-from yoloserve.modelserver.deploy import activate_sync, hot_swap_sync
+from yoloserve.modelserver.deploy import hot_swap_sync
 from yoloserve.modelserver.packaging import package
 
 pytestmark = pytest.mark.integration
@@ -48,8 +48,7 @@ def test_hot_swap_and_rollback_under_load_drop_no_request(stack: Stack) -> None:
             assert registry.load().default_version == second.version
 
             rollback_from = time.monotonic()
-            activate_sync(registry, first, management_url=urls[0], inference_url=urls[1],
-                          drain_s=2.0)
+            hot_swap_sync(*urls, registry, first, drain_s=2.0)
             rolled_back_at = time.monotonic()
             load.wait_for(max(MIN_REQUESTS, load.count() + 40))
     finally:

@@ -31,7 +31,6 @@ from tests.integration.loop_support import (
 )
 from tests.integration.test_retrain_job import FEEDBACK_IMAGES
 from tests.yoloserve.retrain.job_support import wait_final
-from yoloserve.modelserver.deploy import activate_sync
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.jobs import start_job_process
 from yoloserve.retrain.settings import RetrainSettings, job_log
@@ -214,10 +213,10 @@ def test_retrain_and_rollback_in_mlflow(stack: Stack, mlflow_server: MlflowServe
             assert shown[new]["metrics"]["eval_set"]["images"] == (
                 job.data["ref_eval"] + job.data["feedback_eval"])
 
-            # Rollback by anyone (here the library, as the gateway's activate does): the
-            # trainer's mirror moves the alias back.
-            activate_sync(registry, first, management_url=stack.torchserve.management_url,
-                          inference_url=stack.torchserve.inference_url, drain_s=0.5)
+            # Rollback by anyone (here the intent POST /models/{v}/activate records): the
+            # controller swaps it in, and its mirror moves the alias back.
+            rollback = registry.wait_job(registry.request_activation(first).job_id, 300)
+            assert rollback.state == "succeeded", rollback.reason
             moved_s = _wait_champion(mlflow_server, first)
             _assert_mirrored(mlflow_server, registry, first)
             print(f"\nretrain {job_id} tracked in {wall_s:.0f} s; champion back to v{first} "

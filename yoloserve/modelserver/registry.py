@@ -314,14 +314,6 @@ class Registry:
                                [row.record for row in rows]], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def find_by_sha256(self, sha256: str) -> ModelVersion | None:
-        """The newest version packaged from weights with this sha256, if any."""
-        query = (select(VersionRow).where(VersionRow.sha256 == sha256)
-                 .order_by(VersionRow.version.desc()).limit(1))
-        with self.store.read() as session:
-            row = session.scalars(query).first()
-        return ModelVersion.model_validate(row.record) if row is not None else None
-
     # ------------------------------------------------------------------------------ writing
 
     @contextlib.contextmanager
