@@ -23,10 +23,9 @@ from yoloserve import paths
 from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder
 from yoloserve.embeddings.fit import fit_embedder
 from yoloserve.feedback.store import CsvStore, embedding_fields, ref_header
-from yoloserve.images import decode_array
+from yoloserve.images import IMAGE_SUFFIXES, decode_array
 from yoloserve.training.dataset import CLASSES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _ROWS_PER_APPEND = 4096  # one fsync per few thousand rows, not per image
 
 app = typer.Typer(add_completion=False, help=__doc__)

@@ -37,6 +37,8 @@ FORMAT_EXTENSIONS: Mapping[str, str] = MappingProxyType(
     {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
 )
 SUPPORTED_FORMATS = frozenset(FORMAT_EXTENSIONS)
+# File suffixes taken for images when a folder is listed (datasets, feedback): ``.jpeg`` too.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 
 _ORIENTATION = 0x0112  # the EXIF tag exif_transpose acts on
 # ImportError: once Ultralytics is imported in the process it patches Image.open, which then

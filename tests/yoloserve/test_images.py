@@ -14,6 +14,7 @@ from tests.support import real_photos
 from yoloserve.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from yoloserve.images import (
     FORMAT_EXTENSIONS,
+    IMAGE_SUFFIXES,
     ImageInfo,
     decode_array,
     decode_rgb,
@@ -75,6 +76,8 @@ def test_inspect_image(
 def test_supported_formats_and_extensions() -> None:
     assert dict(FORMAT_EXTENSIONS) == {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
     assert ImageInfo("JPEG", 1, 1).extension == "jpg"
+    # Every stored copy's extension is one a folder listing picks up again.
+    assert {f".{ext}" for ext in FORMAT_EXTENSIONS.values()} <= IMAGE_SUFFIXES
 
 
 @pytest.mark.parametrize("decode", [decode_array, lambda data: np.asarray(decode_rgb(data))])
