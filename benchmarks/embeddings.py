@@ -21,7 +21,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image
+from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder
+from yoloserve.images import decode_array
 from yoloserve.training.dataset import iter_images
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -72,14 +73,14 @@ def main(
 
     def decode() -> None:
         for data in encoded:
-            decode_image(data)
+            decode_array(data)
 
     typer.echo(f"embedder {embedder.version} dim={embedder.dim}; {len(scenes)} {background} "
                f"images, {n_boxes} boxes, best of {repeat}")
     for name, fn, per in (("one box per call", single, n_boxes),
                           ("one call per image", per_image, n_boxes),
                           ("one batch", batched, n_boxes),
-                          ("decode_image (per image)", decode, len(scenes))):
+                          ("decode_array (per image)", decode, len(scenes))):
         unit = "image" if per == len(scenes) and fn is decode else "box"
         typer.echo(f"{name:26s} {best_of(repeat, fn) / per * 1000:8.3f} ms/{unit}")
 

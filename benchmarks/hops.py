@@ -103,8 +103,8 @@ def _hops_image(ctx: BenchContext, image: BenchImage, http: httpx.Client, stub: 
 
 def _route_work(ctx: BenchContext, image: BenchImage, http: httpx.Client) -> dict[str, float]:
     """Microseconds per call of the gateway route's own steps, on this image's real answer."""
-    from gateway.images import inspect_image
     from gateway.prediction import _parse_handler_answer
+    from yoloserve.images import inspect_image
 
     url = f"{ctx.stack.torchserve.inference_url}/predictions/{MODEL_NAME}"
     raw = http.post(url, params={"conf": 0.01},

@@ -6,9 +6,8 @@ once, and shared. A failed load is remembered for ``retry_s`` so that a missing 
 one attempt per retry period rather than one per request; an artifact built later is picked up
 without a restart.
 
-The backend pairs the embedder with the decoder of the same module: production rows must go
-through the very code that built the reference rows
-(``yoloserve.embeddings.embedder.decode_image``).
+The backend pairs the embedder with its decoder: production rows must go through the very code
+that built the reference rows (``yoloserve.images.decode_array``).
 
 Example:
     >>> import asyncio, numpy as np
@@ -36,6 +35,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from yoloserve.errors import EmbeddingsUnavailable
+from yoloserve.images import decode_array
 
 logger = logging.getLogger("gateway.embeddings")
 
@@ -57,7 +57,8 @@ class EmbeddingBackend:
 
     Attributes:
         embedder: Computes the vectors.
-        decode: Image bytes -> HxWx3 uint8 RGB array; raises ``ValueError`` on a bad image.
+        decode: Image bytes -> upright HxWx3 uint8 RGB array; raises ``InvalidImage`` (or
+            ``ImageTooLarge``) on a bad image, which the gateway answers 415 (413).
     """
 
     embedder: SupportsEmbed
@@ -82,7 +83,7 @@ def default_loader(path: Path | None) -> Callable[[], EmbeddingBackend]:
             raise EmbeddingsUnavailable(
                 f"embedder artifact not found ({exc.filename}); build the reference data first"
             ) from exc
-        return EmbeddingBackend(embedder=embedder, decode=module.decode_image)
+        return EmbeddingBackend(embedder=embedder, decode=decode_array)
 
     return load
 

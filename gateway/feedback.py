@@ -26,7 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend
 from gateway.idempotency import KeyLocks, check_reuse, claim_for, dedupe_scope, fingerprint
-from gateway.images import ImageInfo
 from gateway.metrics import GatewayMetrics
 from gateway.prediction import PredictParams, predict_data
 from gateway.prediction_cache import PredictionCache, image_digest
@@ -37,6 +36,7 @@ from yoloserve.errors import InvalidLabels, ModelNotReady, RegistryError, Unknow
 from yoloserve.feedback.export import BackgroundExporter
 from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim, StoredAnswer
 from yoloserve.feedback.recorder import FeedbackRecorder
+from yoloserve.images import ImageInfo
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.registry import Registry
 from yoloserve.schemas import FeedbackLabels, FeedbackResponse, PredictResponse

@@ -1,37 +1,27 @@
-"""Image checks and drawing for the gateway, with Pillow only.
+"""Drawing boxes for the gateway's ``POST /predict/image``, with Pillow only.
 
-The gateway sniffs uploads itself (cheap: Pillow reads the header only) so that a non-image is a
-415 without a round trip to the model server, and a decompression bomb never reaches it.
-
-Images are decoded upright (EXIF orientation applied), as the handler and
-``yoloserve.embeddings.embedder.decode_image`` decode them: boxes refer to that pixel grid,
-the one a browser shows, so drawing uses it too. Box colours follow the contract's palette, by
-class index.
+Boxes refer to the upright pixel grid (EXIF orientation applied) that
+``yoloserve.images.decode_rgb`` gives, the one a browser shows, so drawing uses it too. Box
+colours follow the contract's palette, by class index.
 
 Example:
-    >>> import io
     >>> from PIL import Image
-    >>> buffer = io.BytesIO()
-    >>> Image.new("RGB", (64, 48)).save(buffer, format="PNG")
-    >>> inspect_image(buffer.getvalue(), max_pixels=10_000)
-    ImageInfo(format='PNG', width=64, height=48)
+    >>> from yoloserve.schemas import Box
+    >>> box = Box(xyxy=[4, 4, 40, 30], conf=0.9, cls=1, name="square")
+    >>> draw_boxes(Image.new("RGB", (64, 48)), [box])[:4]
+    b'\\x89PNG'
 """
 
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
-from yoloserve.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from yoloserve.schemas import Box
 
-SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
 OutputFormat = Literal["png", "jpeg"]
 
 # The contract's palette (docs/api-contract.md, "Box colours"): class index picks one. The web
@@ -50,76 +40,6 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (132, 56, 255),
     (255, 55, 199),
 )
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What the header of an upload says."""
-
-    format: str
-    width: int
-    height: int
-
-
-def _open(data: bytes) -> Image.Image:
-    try:
-        with warnings.catch_warnings():
-            # Our own pixel limit decides; Pillow's warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(str(exc)) from exc
-    except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
-        # ImportError: once Ultralytics is imported in the process it patches Image.open, and
-        # bytes that are no image then fail on a missing optional HEIF plugin instead.
-        raise InvalidImage("the upload is not an image Pillow can read") from exc
-
-
-def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
-    """Check that ``data`` is a supported image of acceptable size, reading the header only.
-
-    Args:
-        data: The uploaded bytes.
-        max_pixels: Largest accepted ``width * height``.
-
-    Returns:
-        Format and size.
-
-    Raises:
-        InvalidImage: Not an image.
-        UnsupportedImageFormat: An image, but not JPEG, PNG, WebP or BMP.
-        ImageTooLarge: More pixels than ``max_pixels``.
-    """
-    if not data:
-        raise InvalidImage("the upload is empty")
-    with _open(data) as image:
-        info = ImageInfo(format=str(image.format), width=image.width, height=image.height)
-    if info.format not in SUPPORTED_FORMATS:
-        raise UnsupportedImageFormat(f"{info.format} is not supported; send JPEG, PNG, WebP or BMP")
-    if info.width * info.height > max_pixels:
-        raise ImageTooLarge(
-            f"{info.width}x{info.height} is more than the {max_pixels} pixels allowed"
-        )
-    return info
-
-
-def decode_rgb(data: bytes) -> Image.Image:
-    """Decode fully to an upright RGB image.
-
-    Raises:
-        InvalidImage: The header was fine but the pixel data is not (truncated file...).
-    """
-    with _open(data) as image:
-        try:
-            image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise InvalidImage(f"the image cannot be decoded: {exc}") from exc
-
-
-def decode_array(data: bytes) -> np.ndarray:
-    """Decode to the HxWx3 uint8 RGB array ``Embedder.embed`` takes (upright, as above)."""
-    return np.asarray(decode_rgb(data), dtype=np.uint8)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -23,22 +23,20 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-import numpy as np
 from fastapi import Query, UploadFile
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend
-from gateway.images import ImageInfo, inspect_image
 from gateway.metrics import GatewayMetrics
 from gateway.prediction_cache import PredictionCache
 from yoloserve.errors import (
     ImageTooLarge,
-    InvalidImage,
     ModelServerBadResponse,
     ModelServerUnavailable,
 )
+from yoloserve.images import ImageInfo, inspect_image
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.schemas import Box, ImageSize, ModelRef, PredictResponse, Timing
 
@@ -121,17 +119,10 @@ def _parse_handler_answer(
     return model, image, boxes
 
 
-def _decode_for_embedding(backend: EmbeddingBackend, data: bytes) -> np.ndarray:
-    try:
-        return backend.decode(data)
-    except ValueError as exc:
-        raise InvalidImage(str(exc)) from exc
-
-
 async def _add_embeddings(backend: EmbeddingBackend, data: bytes, boxes: list[Box]) -> list[Box]:
     if not boxes:
         return boxes
-    pixels = await run_in_threadpool(_decode_for_embedding, backend, data)
+    pixels = await run_in_threadpool(backend.decode, data)
     vectors = await run_in_threadpool(backend.embedder.embed, pixels, [box.xyxy for box in boxes])
     if len(vectors) != len(boxes):
         raise RuntimeError(f"embedder returned {len(vectors)} rows for {len(boxes)} boxes")

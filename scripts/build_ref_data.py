@@ -1,8 +1,8 @@
 """Build data/ref_data.csv: embeddings of the training split's ground-truth boxes.
 
 Fits the embedder first when its artifact is missing (or with --refit). Rows go through the same
-decode_image + Embedder.embed path that production feedback uses, so reference and production
-rows are comparable column by column.
+yoloserve.images.decode_array + Embedder.embed path that production feedback uses, so reference
+and production rows are comparable column by column.
 
     python -m scripts.build_ref_data --help
 """
@@ -20,12 +20,12 @@ import yaml
 from rich.progress import Progress
 
 from yoloserve import paths
-from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image
+from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder
 from yoloserve.embeddings.fit import fit_embedder
 from yoloserve.feedback.store import CsvStore, embedding_fields, ref_header
+from yoloserve.images import IMAGE_SUFFIXES, decode_array
 from yoloserve.training.dataset import CLASSES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 _ROWS_PER_APPEND = 4096  # one fsync per few thousand rows, not per image
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -85,7 +85,7 @@ def iter_labelled(
         label = dataset_root / "labels" / split / f"{image_path.stem}.txt"
         if not label.exists():
             continue
-        image = decode_image(image_path.read_bytes())
+        image = decode_array(image_path.read_bytes())
         height, width = image.shape[:2]
         yield image, read_yolo_label(label, width, height, names)
 

@@ -3,8 +3,9 @@
 The services (``gateway/``, ``scripts/``, ``reporting/``) are thin shells around it. Where things
 go, with the module that does each step:
 
-    an image         [gateway] -> modelserver.client -> TorchServe: boxes in image pixels
-                     -> embeddings.embedder (decode_image, Embedder.embed): a vector per box
+    an image         [gateway] images (inspect_image: format and size from the header)
+                     -> modelserver.client -> TorchServe: boxes in image pixels
+                     -> images.decode_array, embeddings.embedder.Embedder.embed: a vector per box
                      -> schemas (the response)
     a feedback row   [gateway] -> feedback.recorder: feedback.matching pairs ground truth with
                      predictions (boxes.iou), embeddings.embedder embeds each pair's box
@@ -23,8 +24,9 @@ go, with the module that does each step:
 Layers, and what each may import of this package (pyproject.toml's ``[tool.importlinter]``
 contracts, checked by ``lint-imports`` and tests/test_import_contracts.py):
 
-    foundation    paths, offline, files, errors, schemas, boxes, drift_summary, kube (the
-                  Kubernetes API client): one another, no sub-package
+    foundation    paths, offline, files, errors, schemas, boxes, drift_summary, images (the
+                  one image decoder), kube (the Kubernetes API client): one another, no
+                  sub-package
     modelserver   the foundation
     embeddings    the foundation
     training      the foundation (nothing of modelserver)

@@ -27,8 +27,9 @@ from gateway.deps import (
     TorchServeDep,
 )
 from gateway.errors import error_responses
-from gateway.images import decode_rgb, draw_boxes
+from gateway.images import draw_boxes
 from gateway.prediction import PredictParams, predict_params, predict_upload
+from yoloserve.images import decode_rgb
 from yoloserve.schemas import PredictResponse
 
 router = APIRouter(tags=["predict"])

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 
 from gateway.config import Settings
 from gateway.embeddings import EmbeddingBackend
-from gateway.images import decode_array
 from gateway.main import create_app
 from tests.gateway.fake_torchserve import FakeEmbedder, FakeTorchServe, encode_image
+from yoloserve.images import decode_array
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.settings import StoreSettings, sqlite_url
 

@@ -13,7 +13,6 @@ import pytest
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend
 from gateway.feedback import FeedbackAnswer, FeedbackService, parse_labels
-from gateway.images import inspect_image
 from gateway.metrics import GatewayMetrics
 from gateway.prediction_cache import PredictionCache
 from gateway.retrain_trigger import RetrainTrigger
@@ -23,6 +22,7 @@ from tests.gateway.test_gateway_feedback import GT_BOX, read_rows, seed_registry
 from yoloserve.errors import IdempotencyKeyReused, UnknownClass
 from yoloserve.feedback.export import BackgroundExporter, open_exporter
 from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim
+from yoloserve.images import inspect_image
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.registry import Registry
 from yoloserve.retrain.settings import RetrainSettings

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 
 from gateway.config import Settings
 from gateway.embeddings import EmbeddingBackend
-from gateway.images import decode_array
 from gateway.prediction_cache import DEFAULT_THRESHOLDS, PredictionCache
 from tests.gateway.fake_torchserve import FakeEmbedder, FakeTorchServe, encode_image
 from tests.gateway.test_gateway_feedback import GT_BOX, feedback_form, read_rows, seed_registry
+from yoloserve.images import decode_array
 from yoloserve.schemas import ImageSize, ModelRef, PredictResponse, Timing
 
 SQUARE = {"xyxy": GT_BOX, "name": "square"}

@@ -11,13 +11,13 @@ import pytest
 
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend
-from gateway.images import decode_array
 from gateway.metrics import GatewayMetrics
 from gateway.review import service as service_module
 from gateway.review.reference import load_reference, novelty_threshold
 from gateway.review.service import ReviewService
 from tests.gateway.fake_torchserve import FakeEmbedder
 from tests.support import store_settings
+from yoloserve.images import decode_array
 
 
 def _write(path: Path, rows: list[tuple[list[float], str]]) -> Path:

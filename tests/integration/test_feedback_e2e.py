@@ -23,9 +23,10 @@ from tests.integration.loop_support import (
     wait_no_active_job,
 )
 from yoloserve import paths
-from yoloserve.embeddings.embedder import Embedder, decode_image
+from yoloserve.embeddings.embedder import Embedder
 from yoloserve.feedback.matching import match
 from yoloserve.feedback.store import PROD_EXTRA_COLUMNS, ref_header
+from yoloserve.images import decode_array
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.settings import StoreSettings
 from yoloserve.training.dataset import generate_dataset
@@ -94,7 +95,7 @@ def test_feedback_rows_land_in_prod_data(gateway: httpx.Client, stack: Stack) ->
     assert {r["request_id"] for r in mine} == {predicted["request_id"]}
 
     # The stored embeddings are what the reference data's code computes for these boxes.
-    vectors = embedder.embed(decode_image(image_bytes), [m.xyxy for m in expected])
+    vectors = embedder.embed(decode_array(image_bytes), [m.xyxy for m in expected])
     stored = np.array([[float(r[f"emb_{i}"]) for i in range(embedder.dim)] for r in mine])
     np.testing.assert_allclose(stored, vectors, rtol=1e-5, atol=1e-6)
 

@@ -1,20 +1,22 @@
 """The fitted embedder artifact: image bytes and boxes in, fixed-length vectors out.
 
 One code path for reference and production rows: ``scripts/build_ref_data.py`` and the gateway's
-feedback recorder both call ``decode_image`` and ``Embedder.embed``. An embedding is the crop
-descriptor (``yoloserve.embeddings.descriptor``) standardised and projected by PCA down to
-``dim`` numbers. The projection is stored as numpy arrays in ``models/embedder/embedder.npz``
-with ``embedder.json`` beside it (version, dim, descriptor parameters, what it was fitted on);
-``yoloserve.embeddings.fit`` fits it, and only fitting needs scikit-learn.
+feedback recorder both call ``yoloserve.images.decode_array`` and ``Embedder.embed``. An
+embedding is the crop descriptor (``yoloserve.embeddings.descriptor``) standardised and projected
+by PCA down to ``dim`` numbers. The projection is stored as numpy arrays in
+``models/embedder/embedder.npz`` with ``embedder.json`` beside it (version, dim, descriptor
+parameters, what it was fitted on); ``yoloserve.embeddings.fit`` fits it, and only fitting needs
+scikit-learn.
 
 The projection is an elementwise product and row sum, not a matrix product, so a box gets
 bit-identical numbers whether it is embedded alone or in a batch, by the reference builder or
 the gateway.
 
 Example:
-    >>> from yoloserve.embeddings.embedder import Embedder, decode_image
+    >>> from yoloserve.embeddings.embedder import Embedder
+    >>> from yoloserve.images import decode_array
     >>> embedder = Embedder.load()
-    >>> image = decode_image(open("data/shapes/images/train/train_00000.jpg", "rb").read())
+    >>> image = decode_array(open("data/shapes/images/train/train_00000.jpg", "rb").read())
     >>> embedder.embed(image, [[10, 20, 90, 120]]).shape
     (1, 24)
 """
@@ -30,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from yoloserve import paths
 from yoloserve.embeddings.descriptor import (
@@ -43,38 +44,6 @@ from yoloserve.files import atomic_write
 
 DEFAULT_PATH = paths.EMBEDDER_DIR / "embedder.npz"
 _ARRAYS = ("mean", "scale", "components", "pca_mean")
-_ORIENTATION = 0x0112  # the EXIF tag exif_transpose acts on
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode image bytes into the HxWx3 uint8 RGB array ``Embedder.embed`` expects.
-
-    EXIF orientation is applied, as Ultralytics does when it trains and predicts, so box
-    coordinates refer to the upright image.
-
-    Args:
-        data: encoded image (JPEG, PNG, WebP, BMP, ...).
-
-    Returns:
-        The decoded image.
-
-    Raises:
-        ValueError: the bytes are not an image Pillow can decode.
-    """
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            # Same pixels as exif_transpose(img).convert("RGB"), without the two copies those
-            # make when there is nothing to turn or convert (the usual upload): this runs once
-            # per feedback.
-            turned = img.getexif().get(_ORIENTATION, 1) != 1
-            upright = ImageOps.exif_transpose(img) if turned else img
-            rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8)
-    # ImportError: once Ultralytics is imported in the process it patches Image.open, which
-    # then tries to import pi_heif for bytes Pillow cannot identify (and fails without it).
-    except (OSError, SyntaxError, ValueError, ImportError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot decode image: {exc}") from exc
 
 
 def _digest(arrays: dict[str, np.ndarray], params: DescriptorParams) -> str:
@@ -127,7 +96,7 @@ class Embedder:
         """Embed boxes of one image.
 
         Args:
-            image: HxWx3 uint8 RGB (see ``decode_image``).
+            image: HxWx3 uint8 RGB (see ``yoloserve.images.decode_array``).
             boxes: xyxy in pixels of that image; clipped to it.
 
         Returns:

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import uuid
@@ -41,24 +40,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from yoloserve.boxes import XYXY, yolo_label_line
-from yoloserve.embeddings.embedder import Embedder, decode_image
-from yoloserve.errors import (
-    ImageTooLarge,
-    InvalidImage,
-    InvalidLabels,
-    UnknownClass,
-    UnsupportedImageFormat,
-)
+from yoloserve.embeddings.embedder import Embedder
+from yoloserve.errors import InvalidLabels, UnknownClass
 from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim, ProdRow, StoredAnswer
 from yoloserve.feedback.matching import BACKGROUND, MISSED, match
 from yoloserve.feedback.store import check_header, prod_header
 from yoloserve.files import atomic_write
+from yoloserve.images import decode_array, inspect_image
 
-# Pillow format name -> file extension of the stored copy (the formats the API accepts).
-IMAGE_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
 _MAX_TEXT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FEEDBACK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -195,11 +186,9 @@ class FeedbackRecorder:
         for _, name in gt_boxes:
             if name not in classes:
                 raise UnknownClass(f"unknown class {name!r}; known classes: {list(classes)}")
-        ext = _image_extension(image_bytes)
-        try:
-            image = decode_image(image_bytes)
-        except ValueError as exc:
-            raise InvalidImage(str(exc)) from exc
+        # The header first: an unsupported format is refused before any pixel is decoded.
+        ext = inspect_image(image_bytes).extension
+        image = decode_array(image_bytes)
         height, width = image.shape[:2]
 
         gt: list[tuple[XYXY, str]] = []
@@ -271,20 +260,6 @@ def _write(path: Path, data: bytes) -> None:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data, temp_suffix=".tmp")
-
-
-def _image_extension(data: bytes) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(str(exc)) from exc
-    # ImportError: Ultralytics, once imported, patches Image.open to try pi_heif (not installed).
-    except (OSError, SyntaxError, ValueError, ImportError) as exc:
-        raise InvalidImage(f"cannot decode image: {exc}") from exc
-    if fmt not in IMAGE_EXTENSIONS:
-        raise UnsupportedImageFormat(f"{fmt} images are not accepted; send JPEG, PNG, WebP or BMP")
-    return IMAGE_EXTENSIONS[fmt]
 
 
 def _yolo_label(gt: list[tuple[XYXY, str]], classes: list[str], width: int, height: int) -> str:

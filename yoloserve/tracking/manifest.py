@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+from yoloserve.images import IMAGE_SUFFIXES
+
 BENCHMARK_NAME = "shapes-test"
 
 

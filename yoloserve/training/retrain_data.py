@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from yoloserve.images import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -4,17 +4,15 @@ ref and prod rows, sensitivity to a shift of the image domain."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from scripts.build_ref_data import build_ref_data, iter_labelled
-from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder, decode_image
+from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder
 from yoloserve.feedback.export import ProdCsvExporter
 from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.feedback.recorder import FeedbackRecorder
@@ -89,21 +87,6 @@ def test_input_validation(
 ) -> None:
     with exception:
         assert np.isfinite(embedder.embed(image, boxes)).all()
-
-
-def test_decode_image_applies_exif_orientation() -> None:
-    arr = np.zeros((10, 20, 3), np.uint8)
-    arr[:, :5] = 255
-    exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90 CW to view"
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", exif=exif)
-    assert decode_image(buf.getvalue()).shape == (20, 10, 3)
-    png = io.BytesIO()
-    Image.fromarray(arr).save(png, format="PNG")
-    assert decode_image(png.getvalue()).tobytes() == arr.tobytes()
-    with pytest.raises(ValueError):
-        decode_image(b"not an image")
 
 
 def test_load_refuses_mismatched_or_foreign_artifacts(tmp_path: Path, embedder: Embedder) -> None:

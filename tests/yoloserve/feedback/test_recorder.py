@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from yoloserve.embeddings.embedder import Embedder, decode_image
+from yoloserve.embeddings.embedder import Embedder
 from yoloserve.errors import (
     InvalidImage,
     InvalidLabels,
@@ -23,6 +23,7 @@ from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.feedback.matching import BACKGROUND, MISSED
 from yoloserve.feedback.recorder import FeedbackRecorder, UnknownClass
 from yoloserve.feedback.store import CsvSchemaError, prod_header
+from yoloserve.images import decode_array
 from yoloserve.store.engine import Store
 from yoloserve.training.dataset import CLASSES, iter_images
 
@@ -99,7 +100,7 @@ def test_record_writes_files_then_rows(
 
     # GT rows embed the GT box, background rows the predicted box, through the one decode path.
     boxes = [b for b, _ in gt] + [(1.0, 1.0, 9.0, 9.0)]
-    expected = embedder.embed(decode_image(data), boxes)
+    expected = embedder.embed(decode_array(data), boxes)
     got = np.array([[r[f"emb_{i}"] for i in range(embedder.dim)] for r in rows], dtype=np.float32)
     assert got.tobytes() == expected.tobytes()
 
