@@ -184,7 +184,7 @@ def test_without_tracking_nothing_points_at_mlflow(resolved: dict) -> None:
     assert not services["controller"]["environment"].get("MLFLOW_TRACKING_URI")
 
 
-STORE_CLIENTS = ("gateway", "controller", "reporting-worker")
+STORE_CLIENTS = ("gateway", "controller", "reporting-worker", "bootstrap", "serving")
 
 
 def test_postgres_profile_is_the_shared_store() -> None:

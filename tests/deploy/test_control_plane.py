@@ -30,6 +30,9 @@ LEASE = "yoloserve-controller"
 WRITES = {"create", "update", "patch", "delete", "deletecollection", "*"}
 # The clients of the store: the only pods with STORE_DATABASE_URL, the only ones postgres admits.
 STORE_CLIENTS = {"yoloserve-gateway", "yoloserve-controller", "yoloserve-drift-report"}
+# dev's own TorchServe asks the store which version to load when it starts (prod: KServe's
+# runtime, given its model by the InferenceService).
+CLIENTS_BY_OVERLAY = {"dev": STORE_CLIENTS | {"yoloserve-serving"}, "prod": STORE_CLIENTS}
 
 
 def from_field(item: Doc) -> str:
@@ -161,7 +164,7 @@ def test_the_store_url_comes_from_a_secret(rendered: dict[str, list[Doc]], overl
             assert (url.hostname, url.port) == ("postgres", 5432)
             assert url.username == server["POSTGRES_USER"]["value"]
             assert url.path == "/" + server["POSTGRES_DB"]["value"]
-    assert clients == STORE_CLIENTS
+    assert clients == CLIENTS_BY_OVERLAY[overlay]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -169,24 +172,28 @@ def test_only_the_store_clients_reach_postgres(
     rendered: dict[str, list[Doc]], overlay: str
 ) -> None:
     docs = rendered[overlay]
-    (policy,) = find(docs, "NetworkPolicy", "yoloserve-postgres")
     (statefulset,) = find(docs, "StatefulSet", "yoloserve-postgres")
-    selector = policy["spec"]["podSelector"]["matchLabels"]
-    assert selector.items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    postgres_labels = statefulset["spec"]["template"]["metadata"]["labels"].items()
+    # Every policy selecting the postgres pods (they add up).
+    policies = [p for p in find(docs, "NetworkPolicy")
+                if p["spec"]["podSelector"]["matchLabels"].items() <= postgres_labels]
+    assert "yoloserve-postgres" in {p["metadata"]["name"] for p in policies}
     admitted = set()
-    for rule in policy["spec"]["ingress"]:
-        assert [p["port"] for p in rule["ports"]] == [5432]
-        for peer in rule["from"]:
-            assert set(peer) == {"podSelector"}, peer  # no namespace, no ipBlock
-            (name,) = peer["podSelector"]["matchLabels"].items()
-            admitted.add(name)
+    for policy in policies:
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        for rule in policy["spec"]["ingress"]:
+            assert [p["port"] for p in rule["ports"]] == [5432]
+            for peer in rule["from"]:
+                assert set(peer) == {"podSelector"}, peer  # no namespace, no ipBlock
+                (name,) = peer["podSelector"]["matchLabels"].items()
+                admitted.add(name)
+    clients = CLIENTS_BY_OVERLAY[overlay]
     # Exactly the pods of the store's clients, by the labels their templates give them, and a
     # label no other pod carries.
     labels = {o: ("app.kubernetes.io/name", v["app.kubernetes.io/name"]) for o, v in
               pod_labels(docs).items()}
-    assert admitted == {labels[owner] for owner in STORE_CLIENTS}
-    assert not admitted & {label for owner, label in labels.items() if owner not in STORE_CLIENTS}
+    assert admitted == {labels[owner] for owner in clients}
+    assert not admitted & {label for owner, label in labels.items() if owner not in clients}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
