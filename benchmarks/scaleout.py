@@ -191,8 +191,10 @@ def _replicas(ctx: BenchContext, server: PostgresServer, n: int) -> tuple[list[s
 
 
 def scaleout_section(ctx: BenchContext) -> dict[str, Any]:
-    """Keyed feedback after /predict through 1 gateway on SQLite and N on PostgreSQL (none lost
-    or duplicated), and the 202 latency of activate and retrain intents."""
+    """Keyed feedback rows/s via 1 gateway on SQLite and N on PostgreSQL; intents' 202 latency.
+
+    Every acknowledged row is counted back (lost, duplicated) in the store and the CSV.
+    """
     opts = ctx.options
     n = opts.scaleout_gateways
     ctx.console.print(f"[bold]scaleout[/bold]: {opts.scaleout_calls} keyed feedbacks, "
