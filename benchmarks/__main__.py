@@ -9,6 +9,10 @@ end. Sections (one module each, listed in benchmarks.sections.SECTIONS, run in t
   feedback  rows/s and calls/s of N concurrent writers through POST /feedback, the same images
             through POST /predict alone, and the store path in process (FeedbackRecorder.record,
             FeedbackLedger.commit); every acknowledged row is counted back in the CSV export
+  scaleout  keyed feedback after /predict from N writers through the bench's gateway (SQLite),
+            then through 3 more gateways over a PostgreSQL it starts: rows/s, calls/s, every
+            acknowledged row counted back in the store and the CSV (lost, duplicated); and the
+            202 latency (p50/p99) of POST /models/{v}/activate and POST /retrain
   hotswap   failed requests and latency of N clients on POST /predict while the bench swaps two
             versions back and forth with yoloserve.modelserver.deploy.hot_swap_sync
   loop      RETRAIN_EVERY_K=k: feedback images until a retrain starts, then the time until the
@@ -22,6 +26,7 @@ docs/benchmarks.md has the figures and how to read them.
     python -m benchmarks --set batchSize=1 --set handler.torch_threads=1 --set maxWorkers=2
     python -m benchmarks --sections feedback,hotswap --json .run/bench.json
     python -m benchmarks --sections loop --loop-k 10
+    python -m benchmarks --sections scaleout --scaleout-calls 400 --scaleout-writers 32
 """
 
 from __future__ import annotations
@@ -174,6 +179,19 @@ def main(
         bool, typer.Option(help="hotswap: alternate pairs of swaps without and with the warm-up "
                                 "(both figures from one run).")
     ] = SectionOptions.hotswap_ab,
+    scaleout_calls: Annotated[
+        int, typer.Option(help="scaleout: keyed feedbacks (distinct images) per deployment.")
+    ] = SectionOptions.scaleout_calls,
+    scaleout_writers: Annotated[
+        int, typer.Option(help="scaleout: concurrent feedback writers.")
+    ] = SectionOptions.scaleout_writers,
+    scaleout_gateways: Annotated[
+        int, typer.Option(help="scaleout: gateway processes over the PostgreSQL store.")
+    ] = SectionOptions.scaleout_gateways,
+    scaleout_intents: Annotated[
+        int, typer.Option(help="scaleout: timed POST /models/{v}/activate and POST /retrain "
+                               "requests, each.")
+    ] = SectionOptions.scaleout_intents,
     loop_k: Annotated[
         int, typer.Option(help="loop: RETRAIN_EVERY_K, feedback rows that start a retrain.")
     ] = SectionOptions.loop_k,
@@ -196,6 +214,8 @@ def main(
         feedback_calls, feedback_writers, feedback_dense_boxes, hotswap_requests,
         hotswap_clients, hotswap_pause, hotswap_drain, loop_k, loop_ref_dir, loop_generate_ref,
         loop_timeout, hotswap_warmup=hotswap_warmup, hotswap_ab=hotswap_ab,
+        scaleout_calls=scaleout_calls, scaleout_writers=scaleout_writers,
+        scaleout_gateways=scaleout_gateways, scaleout_intents=scaleout_intents,
     )
     size_list = [int(s) for s in sizes.split(",") if s.strip()]
     model_config = yaml.safe_load(MODEL_CONFIG.read_text())

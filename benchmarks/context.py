@@ -8,6 +8,7 @@ tables on ``ctx.console``; :mod:`benchmarks.sections` lists them. The CLI
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,21 @@ from devstack.stack import LocalStack
 from yoloserve.modelserver.deploy import WARMUP_REQUESTS
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @dataclass
 class SectionOptions:
-    """Options of the feedback, hotswap and loop sections (``--feedback-*``, ``--hotswap-*``,
-    ``--loop-*``)."""
+    """Options of the feedback, hotswap, scaleout and loop sections (``--feedback-*``,
+    ``--hotswap-*``, ``--scaleout-*``, ``--loop-*``)."""
 
     feedback_calls: int = 400
     feedback_writers: int = 32
@@ -37,6 +49,10 @@ class SectionOptions:
     loop_timeout: float = 1800.0
     hotswap_warmup: int = WARMUP_REQUESTS
     hotswap_ab: bool = False
+    scaleout_calls: int = 400
+    scaleout_writers: int = 32
+    scaleout_gateways: int = 3
+    scaleout_intents: int = 50
 
 
 @dataclass

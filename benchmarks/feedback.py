@@ -28,7 +28,7 @@ import re
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,15 +87,17 @@ def feedback_pool(n: int, dense_boxes: int = 0, seed: int = FEEDBACK_SEED) -> li
 
 @dataclass(frozen=True)
 class FeedbackOutcome:
-    """One ``POST /feedback`` (or one ``record()``/``append()`` call) as the writer saw it."""
+    """One ``POST /feedback`` (or one ``record()``/``append()`` call) as the writer saw it;
+    ``request_id``: the prediction it corrected, when it named one."""
 
     ms: float
     feedback_id: str | None
     rows: int
     error: str | None = None
+    request_id: str | None = None
 
 
-def _rates(outcomes: list[FeedbackOutcome], wall: float) -> dict[str, Any]:
+def rates(outcomes: list[FeedbackOutcome], wall: float) -> dict[str, Any]:
     done = [o for o in outcomes if o.error is None]
     rows = sum(o.rows for o in done)
     latencies = [o.ms for o in done]
@@ -149,58 +151,94 @@ def _gateway_feedback(ctx: BenchContext, pool: list[FeedbackItem], calls: int,
 
     closed_loop(send, max(ctx.warmup, 1), 1)  # untimed: first embedder use, first file
     store, prod = open_store(ctx.stack.database_url), ctx.stack.data_dir / "prod_data.csv"
-    before = rows_by_column(_exported(store, prod), "feedback_id")
+    before = rows_by_column(exported(store, prod), "feedback_id")
     outcomes, wall = closed_loop(send, calls, clients)
-    return {**_rates(outcomes, wall), **_check_rows(_exported(store, prod), before, outcomes)}
+    return {**rates(outcomes, wall), **_check_rows(exported(store, prod), before, outcomes)}
 
 
 _CACHE_LOOKUP = re.compile(r'^gateway_prediction_cache_lookups_total\{result="(\w+)"\} (\S+)$',
                            re.MULTILINE)
 
 
-def _cache_lookups(ctx: BenchContext) -> Counter[str]:
-    """The gateway's prediction cache lookups so far, by result (``hit``, ``miss``)."""
-    text = httpx.get(f"{ctx.stack.gateway_url}/metrics", timeout=30).text
+def cache_lookups(gateway_url: str) -> Counter[str]:
+    """A gateway's prediction cache lookups so far, by result (``hit``, ``miss``)."""
+    text = httpx.get(f"{gateway_url}/metrics", timeout=30).text
     return Counter({result: int(float(n)) for result, n in _CACHE_LOOKUP.findall(text)})
+
+
+def round_robin(gateways: Sequence[str], i: int) -> str:
+    """The gateway of call ``i``: calls spread in turn over the replicas.
+
+    An image's ``/predict`` and its ``/feedback`` have the same ``i``, so they meet the same
+    replica (the prediction cache is per process).
+
+    Example:
+        >>> [round_robin(["a", "b", "c"], i) for i in range(4)]
+        ['a', 'b', 'c', 'a']
+    """
+    return gateways[i % len(gateways)]
+
+
+def predict_first(gateways: Sequence[str], pool: list[FeedbackItem],
+                  clients: int = 8) -> tuple[dict[int, str], float]:
+    """``POST /predict`` of every pool image (what a user does before correcting it), each on
+    its ``round_robin`` gateway; the predictions' ``request_id`` per image, and the wall time."""
+    request_ids: dict[int, str] = {}
+
+    async def predict(http: httpx.AsyncClient, i: int) -> None:
+        response = await http.post(f"{round_robin(gateways, i)}/predict",
+                                   files={"file": ("p.jpg", pool[i].image, "image/jpeg")})
+        response.raise_for_status()
+        request_ids[i] = response.json()["request_id"]
+
+    _, wall = closed_loop(predict, len(pool), clients)
+    return request_ids, wall
+
+
+def send_cached_feedback(
+    gateways: Sequence[str], auth: dict[str, str], pool: list[FeedbackItem],
+    request_ids: dict[int, str], clients: int, key_prefix: str | None = None,
+) -> tuple[list[FeedbackOutcome], float]:
+    """Each image's ``POST /feedback`` with its prediction's ``request_id`` (true labels), from
+    ``clients`` closed-loop tasks, on the gateway that predicted it. With ``key_prefix``, call
+    ``i`` carries ``Idempotency-Key: <key_prefix><i>``. Outcomes carry the ``request_id``."""
+
+    async def send(http: httpx.AsyncClient, i: int) -> FeedbackOutcome:
+        labels = {"request_id": request_ids[i], "boxes": pool[i].boxes}
+        headers = auth if key_prefix is None else {**auth, "Idempotency-Key": f"{key_prefix}{i}"}
+        t0 = time.perf_counter()
+        try:
+            response = await http.post(
+                f"{round_robin(gateways, i)}/feedback", headers=headers,
+                files={"file": ("feedback.jpg", pool[i].image, "image/jpeg")},
+                data={"labels": json.dumps(labels)},
+            )
+        except httpx.HTTPError as exc:
+            return FeedbackOutcome((time.perf_counter() - t0) * 1e3, None, 0, repr(exc),
+                                   request_ids[i])
+        ms = (time.perf_counter() - t0) * 1e3
+        if response.status_code != 201:
+            return FeedbackOutcome(ms, None, 0, f"{response.status_code} {response.text[:200]}",
+                                   request_ids[i])
+        body = response.json()
+        return FeedbackOutcome(ms, body["feedback_id"], int(body["rows_written"]),
+                               request_id=request_ids[i])
+
+    return closed_loop(send, len(pool), clients)
 
 
 def _gateway_cached_feedback(ctx: BenchContext, pool: list[FeedbackItem],
                              clients: int) -> dict[str, Any]:
     """Predict every image, then send its feedback: the cached path, one image per call."""
-    predict_url, feedback_url = (f"{ctx.stack.gateway_url}/{route}"
-                                 for route in ("predict", "feedback"))
-    request_ids: dict[int, str] = {}
-
-    async def predict(http: httpx.AsyncClient, i: int) -> None:
-        response = await http.post(
-            predict_url, files={"file": ("p.jpg", pool[i].image, "image/jpeg")})
-        response.raise_for_status()
-        request_ids[i] = response.json()["request_id"]
-
-    async def send(http: httpx.AsyncClient, i: int) -> FeedbackOutcome:
-        labels = {"request_id": request_ids[i], "boxes": pool[i].boxes}
-        t0 = time.perf_counter()
-        try:
-            response = await http.post(
-                feedback_url, headers=ctx.auth,
-                files={"file": ("feedback.jpg", pool[i].image, "image/jpeg")},
-                data={"labels": json.dumps(labels)},
-            )
-        except httpx.HTTPError as exc:
-            return FeedbackOutcome((time.perf_counter() - t0) * 1e3, None, 0, repr(exc))
-        ms = (time.perf_counter() - t0) * 1e3
-        if response.status_code != 201:
-            return FeedbackOutcome(ms, None, 0, f"{response.status_code} {response.text[:200]}")
-        body = response.json()
-        return FeedbackOutcome(ms, body["feedback_id"], int(body["rows_written"]))
-
+    gateways = [ctx.stack.gateway_url]
     # The users' predictions, made before they correct them (the serving section times these).
-    _, predict_wall = closed_loop(predict, len(pool), 8)
+    request_ids, predict_wall = predict_first(gateways, pool)
     store, prod = open_store(ctx.stack.database_url), ctx.stack.data_dir / "prod_data.csv"
-    before, lookups = rows_by_column(_exported(store, prod), "feedback_id"), _cache_lookups(ctx)
-    outcomes, wall = closed_loop(send, len(pool), clients)
-    lookups = _cache_lookups(ctx) - lookups
-    return {**_rates(outcomes, wall), **_check_rows(_exported(store, prod), before, outcomes),
+    before = rows_by_column(exported(store, prod), "feedback_id")
+    lookups = cache_lookups(ctx.stack.gateway_url)
+    outcomes, wall = send_cached_feedback(gateways, ctx.auth, pool, request_ids, clients)
+    lookups = cache_lookups(ctx.stack.gateway_url) - lookups
+    return {**rates(outcomes, wall), **_check_rows(exported(store, prod), before, outcomes),
             "cache_hits": lookups["hit"], "cache_misses": lookups["miss"],
             "predict_phase_s": round(predict_wall, 1)}
 
@@ -220,7 +258,7 @@ def _gateway_predict(ctx: BenchContext, pool: list[FeedbackItem], calls: int,
         return FeedbackOutcome(ms, None, 0, error)
 
     outcomes, wall = closed_loop(send, calls, clients)
-    return {**_rates(outcomes, wall), "rows_in_file_added": None, "rows_lost": None}
+    return {**rates(outcomes, wall), "rows_in_file_added": None, "rows_lost": None}
 
 
 def _threaded(fn: Callable[[int], FeedbackOutcome], calls: int,
@@ -239,7 +277,7 @@ def _threaded(fn: Callable[[int], FeedbackOutcome], calls: int,
     return outcomes, time.perf_counter() - start
 
 
-def _exported(store: Store, prod: Path) -> Path:
+def exported(store: Store, prod: Path) -> Path:
     """``prod`` once every committed row is exported to it (the gateway exports in the
     background; the count must not race it)."""
     ProdCsvExporter(store, prod).export()
@@ -261,8 +299,8 @@ def store_append(folder: Path, dim: int, rows_per_append: int, calls: int,
         return FeedbackOutcome(0.0, f"append-{i}", len(rows))
 
     outcomes, wall = _threaded(append, calls, threads)
-    prod = _exported(store, folder / "prod_data.csv")
-    return {**_rates(outcomes, wall), **_check_rows(prod, Counter(), outcomes)}
+    prod = exported(store, folder / "prod_data.csv")
+    return {**rates(outcomes, wall), **_check_rows(prod, Counter(), outcomes)}
 
 
 def record_feedback(folder: Path, embedder: Embedder, pool: list[FeedbackItem],
@@ -280,9 +318,9 @@ def record_feedback(folder: Path, embedder: Embedder, pool: list[FeedbackItem],
         return FeedbackOutcome(0.0, result.feedback_id, result.rows_written)
 
     record(0)  # untimed warm-up, as for the gateway (its rows are not in the check below)
-    before = rows_by_column(_exported(store, prod), "feedback_id")
+    before = rows_by_column(exported(store, prod), "feedback_id")
     outcomes, wall = _threaded(record, calls, threads)
-    return {**_rates(outcomes, wall), **_check_rows(_exported(store, prod), before, outcomes)}
+    return {**rates(outcomes, wall), **_check_rows(exported(store, prod), before, outcomes)}
 
 
 def _predictions(ctx: BenchContext, pool: list[FeedbackItem]) -> list[Boxes]:

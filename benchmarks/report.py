@@ -12,6 +12,7 @@ import os
 import platform
 from typing import Any
 
+from benchmarks.context import cpu_model
 from benchmarks.sections import MARKDOWN
 
 
@@ -27,6 +28,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "load_average_start": load_average(),

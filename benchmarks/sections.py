@@ -13,12 +13,14 @@ from benchmarks.feedback import feedback_markdown, feedback_section
 from benchmarks.hops import hops_markdown, hops_section
 from benchmarks.hotswap import hotswap_markdown, hotswap_section
 from benchmarks.loop import loop_markdown, loop_section
+from benchmarks.scaleout import scaleout_markdown, scaleout_section
 from benchmarks.serving import serving_markdown, serving_section
 
 SECTIONS: dict[str, Section] = {
     "serving": serving_section,
     "hops": hops_section,
     "feedback": feedback_section,
+    "scaleout": scaleout_section,
     "hotswap": hotswap_section,
     "loop": loop_section,
 }
@@ -26,10 +28,12 @@ MARKDOWN: dict[str, MarkdownWriter] = {
     "serving": serving_markdown,
     "hops": hops_markdown,
     "feedback": feedback_markdown,
+    "scaleout": scaleout_markdown,
     "hotswap": hotswap_markdown,
     "loop": loop_markdown,
 }
-DEFAULT_SECTIONS = "serving,hops,feedback,hotswap,loop"  # loop measured at ~4.5 min: under 10
+# loop measured at ~4.5 min: under 10
+DEFAULT_SECTIONS = "serving,hops,feedback,scaleout,hotswap,loop"
 
 
 def summary(name: str) -> str:

@@ -177,6 +177,13 @@ class LocalStack:
         self._apply()
         return self.supervisor.wait_ready(program.name, timeout)
 
+    def remove_programs(self, names: list[str]) -> None:
+        """Stop these programs (started with :meth:`start_program`) and take them off the
+        stack, so no later start brings them back."""
+        removed = [self.programs.pop(name, None) for name in names]
+        if any(p is not None for p in removed) and self.supervisor.is_running():
+            self._apply()
+
     def start_torchserve(self, timeout: float = 300.0) -> None:
         """Start TorchServe and wait until the model has a READY worker.
 

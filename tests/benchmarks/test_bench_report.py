@@ -18,6 +18,8 @@ def _report() -> dict[str, Any]:
     write = {"calls_per_s": 18.4, "rows_per_call": 2.4, "rows_per_s": 44, "p50_ms": 50,
              "p95_ms": 90, "failed": 0, "rows_acknowledged": 100, "rows_in_file_added": 100,
              "rows_lost": 0}
+    counts = {"rows_acknowledged": 100, "rows_lost": 0, "rows_duplicated": 0}
+    intent = {"requests": 50, "accepted": 50, "p50_ms": 8.0, "p99_ms": 20.0}
     latency = {"requests": 10, "p50_ms": 1, "p95_ms": 2, "p99_ms": 3, "max_ms": 4, "over_1s": 0}
     return {
         "command": "python -m benchmarks", "options": {"clients": 8},
@@ -38,6 +40,12 @@ def _report() -> dict[str, Any]:
             "feedback": {"writers": 32, "calls": 400, "gateway": {"shapes": write},
                          "predict": {"shapes": write}, "recorder": {"shapes": write},
                          "append": {"shapes": write}},
+            "scaleout": {
+                "cpu_model": "AMD EPYC", "calls": 400, "writers": 32, "intents": 50,
+                "goals": {"rows_per_s": {"sqlite": 400.0}, "intent_p99_ms": 100.0},
+                "deployments": {"sqlite": {
+                    **write, "gateways": 1, "store": counts, "csv": counts,
+                    "activate": intent, "retrain": intent}}},
             "hotswap": {"clients": 8, "image_px": 320, "swaps": 4, "versions": ["1", "2"],
                         "drain_s": 2.0, "pause_s": 1.0, "wall_s": 30.0,
                         "share_of_time_swapping": 0.4, "failed": 0, "requests": 2000,
@@ -68,6 +76,7 @@ def test_report_markdown_renders_every_section() -> None:
     assert "Runtime onnx; worker threads 2" in text
     assert "| photo PNG | grpc | 40.0 | 70.0 | 0.80 |" in text
     assert "| `FeedbackLedger.commit` in process | shapes | 18.4 | 2.4 | 44 |" in text
+    assert "| 1 gateway, SQLite | 18.4 | 44 | 50 | 90 | 0 | 100 | 0 | 0 | 0 / 0 | " in text
     assert "**0 failed of 2000**" in text and "| between swaps | 0 | None |" in text
     assert "(existing)." in text and "| serving | 250.0 | 250.0 |" in text
     assert "**Total: k-th feedback -> `/predict` answers v2: 250.0 s** (goal <= 600 s)." in text
