@@ -53,11 +53,19 @@ def run(
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()  # the job in hand ends, then the lease is released
+        # As the trainer did: SystemExit in the main thread, so a job being run is recorded
+        # failed at once (not left to the next controller's reaping), then the lease is
+        # released on the way out and a standby acts without waiting for its expiry.
+        stop.set()
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    controller.run_forever(stop)
+    try:
+        controller.run_forever(stop)
+    except SystemExit as exc:
+        logging.getLogger("yoloserve.controller").info(
+            "controller %s stopped by signal (%s)", settings.id, exc.code)
 
 
 if __name__ == "__main__":
