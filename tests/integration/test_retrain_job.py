@@ -1,9 +1,9 @@
 """One real retrain job, end to end: real feedback files, the real job process, real Ultralytics
 fine-tuning and evaluation, real packaging, and a real hot swap on the stack's TorchServe.
 
-Run both ways a job runs on one host: queued for the trainer service (``RETRAIN_LAUNCHER=queue``,
-the stack's supervised ``python -m yoloserve.retrain trainer``, as in ``make demo``) and as a
-detached job process of its starter (``process``, the library default).
+Run both ways the controller runs a job on one host: itself (``RETRAIN_LAUNCHER=queue``, the
+stack's supervised ``python -m yoloserve.controller run``, as in ``make demo``) and handed to a
+detached job process (``process``, the library default).
 
 Kept short on purpose (1 epoch, 16 reference images, imgsz 320). The gate's tolerance is 1.0 so
 that the candidate is promoted whatever one epoch makes of it: the gate's arithmetic is
@@ -12,7 +12,6 @@ unit-tested; here the promotion path itself (package, register, set-default) mus
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from tests.integration.loop_support import (
     write_feedback,
 )
 from tests.yoloserve.retrain.job_support import wait_final
-from yoloserve.retrain.jobs import start_job_process
+from yoloserve.modelserver.registry import utcnow
 from yoloserve.retrain.settings import RetrainSettings, job_log
 from yoloserve.store.settings import StoreSettings
 from yoloserve.training.dataset import generate_dataset
@@ -58,16 +57,18 @@ def test_real_retrain_job_promotes_and_serves(stack: Stack, tmp_path: Path, laun
         inference_url=stack.torchserve.inference_url, launcher=launcher,
     )
     versions_before = {v.version for v in registry.load().versions}
-    trainer = (trainer_running(stack, retrain_env(settings)) if launcher == "queue"
-               else contextlib.nullcontext())
-
-    with trainer:
+    # The controller runs the job itself (queue) or hands it to a detached process (process).
+    with trainer_running(stack, retrain_env(settings)):
         started = time.monotonic()
-        job_id = start_job_process(settings, trigger="test", registry=registry)
+        # The intent, as POST /retrain records it.
+        job_id = registry.record_job_if_idle(trigger="test", created_at=utcnow()).job_id
         try:
             _check_promoted(stack, settings, job_id, first, versions_before, started)
+            ran_in = registry.get_job(job_id).pid
             if launcher == "queue":
-                assert registry.get_job(job_id).pid == stack.trainer_pid(), "the trainer ran it"
+                assert ran_in == stack.trainer_pid(), "the controller ran it"
+            else:
+                assert ran_in not in (None, stack.trainer_pid()), "a process of its own ran it"
         finally:
             wait_no_active_job(registry)
             restore_default(stack, first)
