@@ -2,7 +2,8 @@
 
 Nothing reads the environment at import time: ``get_settings()`` builds the settings on first
 call and caches them, and ``create_app(settings)`` takes any other instance (tests do that).
-Every variable is listed in ``docs/gateway.md``.
+The variables are summarised in README.md (Configuration); TorchServe's own (``TORCHSERVE_*``)
+and the store's (``STORE_*``) are nested settings shared with the other services.
 
 Example:
     >>> Settings(port=9000, api_keys="k1, k2").api_keys
@@ -20,8 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from yoloserve import paths
 from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
-from yoloserve.modelserver import MODEL_NAME
-from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
+from yoloserve.modelserver.settings import TorchServeSettings
 from yoloserve.store.settings import StoreSettings
 
 # Comma-separated in the environment ("a,b"), a list in code.
@@ -38,9 +38,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
-    torchserve_inference_url: str = DEFAULT_INFERENCE_URL
-    torchserve_management_url: str = DEFAULT_MANAGEMENT_URL
-    model_name: str = MODEL_NAME
+    torchserve: TorchServeSettings = Field(
+        default_factory=TorchServeSettings,
+        description="Where TorchServe is (TORCHSERVE_INFERENCE_URL, TORCHSERVE_MANAGEMENT_URL, "
+        "TORCHSERVE_MODEL_NAME)",
+    )
     readiness: Literal["management", "ping"] = Field(
         default="management",
         description=(

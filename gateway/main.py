@@ -76,9 +76,9 @@ def create_app(
             app.state.http = http
             app.state.torchserve = TorchServeClient(
                 http,
-                settings.torchserve_inference_url,
-                settings.torchserve_management_url,
-                settings.model_name,
+                settings.torchserve.inference_url,
+                settings.torchserve.management_url,
+                settings.torchserve.model_name,
             )
             # Created here, not at build time: its lock belongs to the serving event loop.
             app.state.embedder = EmbedderProvider(loader, retry_s=settings.embedder_retry_s)

@@ -4,8 +4,8 @@ redeploy (make redeploy WEIGHTS=...): python -m scripts.models redeploy --weight
 
 activate (make rollback VERSION=n): python -m scripts.models activate 1
 
-TorchServe is reached at --management-url / --inference-url (or TORCHSERVE_MANAGEMENT_URL /
-TORCHSERVE_INFERENCE_URL), 127.0.0.1:8086 / 8085 by default: the local `make demo` stack.
+`list` asks TorchServe at --management-url (or TORCHSERVE_MANAGEMENT_URL, read as every service
+reads it: yoloserve.modelserver.settings), 127.0.0.1:8086 by default: the local `make demo` stack.
 With DEPLOY_BACKEND=kserve, redeploy rolls the version out as a KServe canary and activate
 serves it at once (yoloserve.modelserver.rollout.kserve).
 
@@ -25,13 +25,11 @@ import typer
 
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
-from yoloserve.modelserver.client import (
-    DEFAULT_MANAGEMENT_URL,
-    TorchServeClient,
-)
+from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
-from yoloserve.modelserver.packaging import MODEL_NAME, package
+from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.registry import Registry, open_registry
+from yoloserve.modelserver.settings import TorchServeSettings
 from yoloserve.store.engine import open_store
 from yoloserve.tracking import mirror
 from yoloserve.tracking.settings import TrackingSettings
@@ -39,10 +37,8 @@ from yoloserve.tracking.settings import TrackingSettings
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
 ManagementUrl = Annotated[
-    str, typer.Option(envvar="TORCHSERVE_MANAGEMENT_URL", help="TorchServe management API.")
-]
-InferenceUrl = Annotated[
-    str, typer.Option(envvar="TORCHSERVE_INFERENCE_URL", help="TorchServe inference API.")
+    str | None,
+    typer.Option(help="TorchServe management API; unset: TORCHSERVE_MANAGEMENT_URL, else :8086."),
 ]
 DatabaseUrl = Annotated[
     str, typer.Option(envvar="STORE_DATABASE_URL", help="The store (empty: the SQLite default).")
@@ -115,11 +111,12 @@ def activate(
     typer.echo(f"version {version} serves now")
 
 
-async def _loaded_versions(management_url: str) -> list[str] | None:
+async def _loaded_versions(torchserve: TorchServeSettings) -> list[str] | None:
     async with httpx.AsyncClient(timeout=5.0) as http:
-        client = TorchServeClient(http, management_url=management_url)
+        client = TorchServeClient(http, torchserve.inference_url, torchserve.management_url,
+                                  torchserve.model_name)
         try:
-            described = await client.describe_model(MODEL_NAME, "all")
+            described = await client.describe_model(torchserve.model_name, "all")
         except YoloServeError:
             return None
     return [str(m.get("modelVersion")) for m in described]
@@ -128,7 +125,7 @@ async def _loaded_versions(management_url: str) -> list[str] | None:
 @app.command("list")
 def list_versions(
     database_url: DatabaseUrl = "",
-    management_url: ManagementUrl = DEFAULT_MANAGEMENT_URL,
+    management_url: ManagementUrl = None,
 ) -> None:
     """Every registry version (one JSON line each) and what TorchServe has loaded."""
     data = _registry(database_url).load()
@@ -137,8 +134,11 @@ def list_versions(
             "version": v.version, "status": v.status, "parent": v.parent, "mar": v.mar,
             "map50": v.metrics.get("map50"), "created_at": v.created_at.isoformat(),
         }))
-    loaded = asyncio.run(_loaded_versions(management_url))
-    where = f"TorchServe at {management_url}"
+    torchserve = TorchServeSettings()
+    if management_url:
+        torchserve = torchserve.model_copy(update={"management_url": management_url})
+    loaded = asyncio.run(_loaded_versions(torchserve))
+    where = f"TorchServe at {torchserve.management_url}"
     typer.echo(f"{where}: " + (f"loaded {loaded}" if loaded is not None else "not reachable"))
     typer.echo(f"registry default: {data.default_version}")
 

@@ -105,19 +105,18 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
     evidently_url = f"http://127.0.0.1:{ports.evidently}"
     mlflow_url = f"http://127.0.0.1:{ports.mlflow}"
     base_env = {"YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    # The gateway queues jobs and the trainer runs them with its own settings: both get these.
-    retrain_env = {
+    # The gateway queues jobs and the trainer runs them with its own settings: both get these
+    # (the gateway predicts through the same TorchServe the trainer swaps versions in).
+    shared_env = {
         "RETRAIN_LAUNCHER": "queue",
-        "RETRAIN_INFERENCE_URL": ts.inference_url,
-        "RETRAIN_MANAGEMENT_URL": ts.management_url,
+        "TORCHSERVE_INFERENCE_URL": ts.inference_url,
+        "TORCHSERVE_MANAGEMENT_URL": ts.management_url,
     }
     gateway_env = {
         **base_env,
         **keys,
-        **retrain_env,
+        **shared_env,
         "GATEWAY_PORT": str(ports.gateway),
-        "GATEWAY_TORCHSERVE_INFERENCE_URL": ts.inference_url,
-        "GATEWAY_TORCHSERVE_MANAGEMENT_URL": ts.management_url,
         "GATEWAY_MLFLOW_UI_URL": mlflow_url,  # /models links runs; the gateway has no mlflow
     }
     webapp_env = {
@@ -137,7 +136,7 @@ def programs(ports: Ports, keys: dict[str, str]) -> list[Program]:
         # The controller: ready once started (no port; its heartbeat is in .run/trainers/ while
         # it acts). Every retrain is an MLflow run, and it mirrors the registry into MLflow.
         Program("controller", _python_module("yoloserve.controller", "run"),
-                {**base_env, **retrain_env, "MLFLOW_TRACKING_URI": mlflow_url,
+                {**base_env, **shared_env, "MLFLOW_TRACKING_URI": mlflow_url,
                  "CONTROLLER_LEASE_BACKEND": "store"}),
         Program("evidently", _python_module("reporting", "ui"),
                 {**base_env, "REPORTING_UI_PORT": str(ports.evidently)},

@@ -39,7 +39,7 @@ async def ready(
     With ``GATEWAY_READINESS=ping`` (KServe) only ``/ping`` is asked, and the version reported is
     the registry's default: the revision KServe serves once a rollout is promoted.
     """
-    name, timeout = settings.model_name, settings.ready_timeout_s
+    name, timeout = settings.torchserve.model_name, settings.ready_timeout_s
     try:
         healthy = await torchserve.ping(timeout=timeout)
     except ModelServerError as exc:

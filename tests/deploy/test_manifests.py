@@ -185,7 +185,7 @@ def test_prod_serves_with_kserve_and_dev_with_torchserve(rendered: dict[str, lis
     assert env(controller(rendered["dev"]))["DEPLOY_BACKEND"]["value"] == "torchserve"
     prod, dev = env(gateway(rendered["prod"])), env(gateway(rendered["dev"]))
     # The predictor's Knative service, in the InferenceService's namespace, on its default port.
-    predictor = urlsplit(prod["GATEWAY_TORCHSERVE_INFERENCE_URL"]["value"])
+    predictor = urlsplit(prod["TORCHSERVE_INFERENCE_URL"]["value"])
     name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
     assert predictor.hostname == f"{name}-predictor.{namespace}.svc.cluster.local"
     assert predictor.port is None and predictor.path == ""
@@ -343,8 +343,8 @@ def test_gateway_settings_and_trainer_image(rendered: dict[str, list[Doc]], over
     # The gateway: the data plane's settings only.
     variables = env(gateway(docs))
     for name in (
-        "GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_TORCHSERVE_INFERENCE_URL",
-        "GATEWAY_TORCHSERVE_MANAGEMENT_URL", "STORE_DATABASE_URL",
+        "GATEWAY_HOST", "GATEWAY_PORT", "TORCHSERVE_INFERENCE_URL",
+        "TORCHSERVE_MANAGEMENT_URL", "STORE_DATABASE_URL",
     ):
         assert name in variables
     assert variables["YOLOSERVE_MODELS_DIR"]["value"] == "/models"
@@ -353,10 +353,14 @@ def test_gateway_settings_and_trainer_image(rendered: dict[str, list[Doc]], over
     assert variables["RETRAIN_LAUNCHER"]["value"] == "queue"
     control = [n for n in variables if n.startswith(("DEPLOY_", "RETRAIN_K8S_", "CONTROLLER_"))]
     assert not control, control
+    gateway_variables = variables
     # The controller: the launcher's and the deployer's settings.
     variables = env(controller(docs))
     for name in ("DEPLOY_KSERVE_NAMESPACE", "DEPLOY_CANARY_PERCENT", "RETRAIN_K8S_NAMESPACE"):
         assert name in variables
+    # One model server, named alike (TORCHSERVE_*) for the gateway and the controller.
+    for name in ("TORCHSERVE_INFERENCE_URL", "TORCHSERVE_MANAGEMENT_URL"):
+        assert variables[name] == gateway_variables[name], name
     assert variables["YOLOSERVE_MODELS_DIR"]["value"] == "/models"
     assert variables["YOLOSERVE_DATA_DIR"]["value"] == "/data"
     assert variables["RETRAIN_LAUNCHER"]["value"] == "kubernetes"

@@ -17,6 +17,7 @@ from yoloserve.feedback.ledger import FeedbackLedger
 from yoloserve.feedback.store import count_rows
 from yoloserve.modelserver.packaging import MODEL_NAME
 from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.settings import TorchServeSettings
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import open_store
 from yoloserve.training.dataset import iter_images, yolo_label_lines
@@ -61,15 +62,22 @@ def restore_default(stack: Stack, version: str) -> None:
         assert job.state == "succeeded", f"{job.reason}\n{stack.trainer_log()}"
 
 
+def torchserve_settings(stack: Stack) -> TorchServeSettings:
+    """The stack's TorchServe, as a job (or trainer) is pointed at it."""
+    return TorchServeSettings(inference_url=stack.torchserve.inference_url,
+                              management_url=stack.torchserve.management_url)
+
+
 def retrain_env(settings: RetrainSettings) -> dict[str, str]:
-    """The fields ``settings`` sets, as the ``RETRAIN_*`` variables a trainer (or gateway) reads
-    (only those: a default dict field's JSON cannot go through supervisord's environment)."""
+    """The fields ``settings`` sets, as the variables a trainer (or gateway) reads: ``RETRAIN_*``,
+    and a nested settings class's own (``STORE_*``, ``TORCHSERVE_*``) when it is set (only
+    those: a default dict field's JSON cannot go through supervisord's environment)."""
     env = settings.child_environment()
-    keys = {f"RETRAIN_{name.upper()}" for name in settings.model_fields_set} - {"RETRAIN_STORE"}
-    chosen = {k: v for k, v in env.items() if k in keys}
-    if "store" in settings.model_fields_set:  # the store's URL goes by its own variable
-        chosen["STORE_DATABASE_URL"] = settings.store.url
-    return chosen
+    nested = settings.nested_settings()
+    prefixes = tuple(str(nested[name].model_config.get("env_prefix"))
+                     for name in settings.model_fields_set & nested.keys())
+    keys = {f"RETRAIN_{name.upper()}" for name in settings.model_fields_set - nested.keys()}
+    return {k: v for k, v in env.items() if k in keys or (prefixes and k.startswith(prefixes))}
 
 
 @contextlib.contextmanager

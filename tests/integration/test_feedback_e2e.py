@@ -18,6 +18,7 @@ from tests.integration.loop_support import (
     gateway_with,
     restore_default,
     retrain_env,
+    torchserve_settings,
     trainer_running,
     wait_exported,
     wait_no_active_job,
@@ -149,8 +150,7 @@ def test_feedback_past_k_rows_retrains_in_the_trainer_and_swaps(
         ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
         store=StoreSettings(database_url=registry.store.url), store_dir=stack.store_dir,
         run_dir=stack.run_dir,
-        management_url=stack.torchserve.management_url,
-        inference_url=stack.torchserve.inference_url,
+        torchserve=torchserve_settings(stack),
     )
     rows = len(_rows(wait_exported(stack))[1])
     # The next feedback crosses k whatever the rows earlier tests left.

@@ -25,6 +25,7 @@ from tests.integration.loop_support import (
     gateway_with,
     restore_default,
     retrain_env,
+    torchserve_settings,
     trainer_running,
     wait_no_active_job,
     write_feedback,
@@ -74,8 +75,7 @@ def _settings(stack: Stack, ref: Path, **kw: Any) -> RetrainSettings:
         ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
         store=StoreSettings(database_url=stack.database_url),
         store_dir=stack.store_dir, run_dir=stack.run_dir, launcher="queue",
-        management_url=stack.torchserve.management_url,
-        inference_url=stack.torchserve.inference_url,
+        torchserve=torchserve_settings(stack),
     )
     return RetrainSettings(**{**values, **kw})
 

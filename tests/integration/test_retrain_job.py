@@ -23,6 +23,7 @@ from tests.integration.loop_support import (
     loaded_versions,
     restore_default,
     retrain_env,
+    torchserve_settings,
     trainer_running,
     wait_no_active_job,
     write_feedback,
@@ -53,8 +54,7 @@ def test_real_retrain_job_promotes_and_serves(stack: Stack, tmp_path: Path, laun
         ref_dir=ref, feedback_dir=stack.data_dir / "feedback",
         store=StoreSettings(database_url=registry.store.url), store_dir=stack.store_dir,
         run_dir=stack.run_dir,
-        management_url=stack.torchserve.management_url,
-        inference_url=stack.torchserve.inference_url, launcher=launcher,
+        torchserve=torchserve_settings(stack), launcher=launcher,
     )
     versions_before = {v.version for v in registry.load().versions}
     # The controller runs the job itself (queue) or hands it to a detached process (process).

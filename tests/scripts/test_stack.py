@@ -1,5 +1,5 @@
 """``make demo``'s programs (scripts/stack.py): the gateway queues retrain jobs, the supervised
-trainer runs them with the same ``RETRAIN_*``."""
+trainer runs them with the same ``RETRAIN_*`` and ``TORCHSERVE_*``."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ def test_the_demo_runs_a_trainer_beside_a_gateway_that_only_queues() -> None:
     trainer, gateway = by_name["controller"], by_name["gateway"]
     assert list(trainer.command[1:]) == ["-m", "yoloserve.controller", "run"]
     assert gateway.env["RETRAIN_LAUNCHER"] == "queue"
-    retrain = {k: v for k, v in gateway.env.items() if k.startswith("RETRAIN_")}
-    assert {k: v for k, v in trainer.env.items() if k.startswith("RETRAIN_")} == retrain
-    assert retrain["RETRAIN_MANAGEMENT_URL"] == "http://127.0.0.1:8086"
+    shared = ("RETRAIN_", "TORCHSERVE_")
+    retrain = {k: v for k, v in gateway.env.items() if k.startswith(shared)}
+    assert {k: v for k, v in trainer.env.items() if k.startswith(shared)} == retrain
+    assert retrain["TORCHSERVE_MANAGEMENT_URL"] == "http://127.0.0.1:8086"
+    assert retrain["TORCHSERVE_INFERENCE_URL"] == "http://127.0.0.1:8085"
     assert not any(k.startswith("GATEWAY_") for k in trainer.env), "no API keys in the trainer"
     names = list(by_name)
     assert names.index("controller") > names.index("gateway") > names.index("torchserve")

@@ -6,8 +6,9 @@ async inference and management client (``client``), registering, activating and 
 a version with rollback (``deploy``), how a version goes out (``rollout``: the ``Deployer``
 interface in ``rollout.base``, chosen by ``DEPLOY_BACKEND`` in ``rollout.factory``: TorchServe's
 hot swap in ``rollout.torchserve``, or a canary of the KServe InferenceService, checked against
-Prometheus, promoted or rolled back, in ``rollout.kserve``), and the KServe storage layout
-(``kserve_layout``).
+Prometheus, promoted or rolled back, in ``rollout.kserve``), the KServe storage layout
+(``kserve_layout``), and where TorchServe is (``settings``: ``TorchServeSettings``,
+``TORCHSERVE_*``).
 
 May import: the foundation modules of ``yoloserve`` (``errors``, ``files``, ``paths``,
 ``schemas``, ``offline``, ``boxes``, ``kube``) and ``store`` (where the registry lives), no

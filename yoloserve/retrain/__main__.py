@@ -1,7 +1,8 @@
 """Retrain jobs: fine-tune the serving model on feedback, gate it, hot-swap it if it holds up.
 
 Settings come from RETRAIN_* environment variables (yoloserve.retrain.settings.RetrainSettings:
-epochs, tolerance, timeout_s, management_url, ...); the options below override a few of them.
+epochs, tolerance, timeout_s, ...; TorchServe from TORCHSERVE_*, the store from STORE_*); the
+options below override a few of them.
 
     python -m yoloserve.retrain start            # detached job, prints its id (one at a time)
     python -m yoloserve.retrain status [r-0001]  # one job as JSON, or every job

@@ -11,9 +11,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from yoloserve import paths
-from yoloserve.modelserver import MODEL_NAME
-from yoloserve.modelserver.client import DEFAULT_INFERENCE_URL, DEFAULT_MANAGEMENT_URL
 from yoloserve.modelserver.export import Runtime
+from yoloserve.modelserver.settings import TorchServeSettings
 from yoloserve.store.settings import StoreSettings
 
 LOCK_NAME = "retrain.lock"
@@ -27,7 +26,8 @@ class RetrainSettings(BaseSettings):
     process beside its starter, for one host). ``make demo`` and docker compose use ``queue``:
     the gateway only records the job, and the trainer service (``python -m yoloserve.retrain
     trainer``, the only one with the training stack) claims it. A queued job then runs with the
-    trainer's ``RETRAIN_*`` (epochs, tolerance, URLs...), not its starter's, so both get the same.
+    trainer's ``RETRAIN_*`` (epochs, tolerance...) and ``TORCHSERVE_*``, not its starter's, so
+    both get the same.
     """
 
     model_config = SettingsConfigDict(env_prefix="RETRAIN_", extra="ignore")
@@ -56,9 +56,10 @@ class RetrainSettings(BaseSettings):
     )
     oversample_feedback: int = Field(default=2, ge=1, description="Copies of each feedback image")
     timeout_s: float = Field(default=1800.0, gt=0, description="Whole job; then failed")
-    management_url: str = DEFAULT_MANAGEMENT_URL
-    inference_url: str = DEFAULT_INFERENCE_URL
-    model_name: str = MODEL_NAME
+    torchserve: TorchServeSettings = Field(
+        default_factory=TorchServeSettings,
+        description="The TorchServe a promoted candidate is swapped into (TORCHSERVE_*)",
+    )
     deploy: bool = Field(default=True, description="Hot-swap a promoted candidate")
     runtime: Runtime | None = Field(
         default=None,
@@ -115,27 +116,47 @@ class RetrainSettings(BaseSettings):
     )
 
     def child_environment(self, store_url: str | None = None) -> dict[str, str]:
-        """This process's environment plus every setting as ``RETRAIN_*``, for the job process.
+        """This process's environment plus every setting, for the job process.
 
-        ``store_url`` (``settings.store`` when None) becomes ``STORE_DATABASE_URL`` and the
-        child's ``store``, so whatever the child opens is the store its job is recorded in.
+        A field goes as ``RETRAIN_<FIELD>``; a nested settings class goes by its own variables,
+        the ones every other service reads too: ``store`` as ``STORE_*``, ``torchserve`` as
+        ``TORCHSERVE_*``. ``store_url`` (``settings.store`` when None) becomes
+        ``STORE_DATABASE_URL``, so whatever the child opens is the store its job is recorded in.
         """
         env = dict(os.environ)
-        store_url = store_url or self.store.url
-        values = self.model_dump()
-        values["store"] = {**values["store"], "database_url": store_url}
-        env["STORE_DATABASE_URL"] = store_url
-        for name, value in values.items():
-            key = f"RETRAIN_{name.upper()}"
-            if value is None:
-                env.pop(key, None)
-            elif isinstance(value, dict | list):
-                env[key] = json.dumps(value)  # how pydantic-settings reads complex fields
-            else:
-                env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        nested = self.nested_settings()
+        nested["store"] = self.store.model_copy(
+            update={"database_url": store_url or self.store.url}
+        )
+        for name, value in self.model_dump(exclude=set(nested)).items():
+            _export(env, f"RETRAIN_{name.upper()}", value)
+        for name, part in nested.items():
+            # RETRAIN_<NAME> (JSON) would win over the variables below in the child.
+            env.pop(f"RETRAIN_{name.upper()}", None)
+            prefix = part.model_config.get("env_prefix", "")
+            for field, value in part.model_dump().items():
+                _export(env, f"{prefix}{field.upper()}", value)
         env.setdefault("YOLO_OFFLINE", "1")
         env["PYTHONUNBUFFERED"] = "1"
         return env
+
+    def nested_settings(self) -> dict[str, BaseSettings]:
+        """The nested settings classes (``store``, ``torchserve``) by field name."""
+        return {
+            name: value
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), BaseSettings)
+        }
+
+
+def _export(env: dict[str, str], key: str, value: object) -> None:
+    """``value`` as pydantic-settings reads it back from ``key``; None: the variable unset."""
+    if value is None:
+        env.pop(key, None)
+    elif isinstance(value, dict | list):
+        env[key] = json.dumps(value)  # how pydantic-settings reads complex fields
+    else:
+        env[key] = str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def lock_path(settings: RetrainSettings) -> Path:

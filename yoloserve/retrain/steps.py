@@ -325,8 +325,9 @@ def deploy(
 def deployer_for(settings: RetrainSettings, registry: Registry) -> Deployer:
     """The deployer ``DEPLOY_BACKEND`` names, with this job's (or controller's) swap options."""
     swap = SwapOptions(
-        management_url=settings.management_url, inference_url=settings.inference_url,
-        model_name=settings.model_name, drain_s=settings.drain_s,
+        management_url=settings.torchserve.management_url,
+        inference_url=settings.torchserve.inference_url,
+        model_name=settings.torchserve.model_name, drain_s=settings.drain_s,
         worker_timeout_s=settings.worker_timeout_s,
     )
     return deployer_from_settings(DeploySettings(), registry, swap)

@@ -15,6 +15,7 @@ import psutil
 from devstack.ports import free_port
 from tests.yoloserve.retrain.job_support import queue_job, read_calls
 from yoloserve.modelserver.registry import Registry
+from yoloserve.modelserver.settings import TorchServeSettings
 from yoloserve.retrain.job import run_job
 from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import Store
@@ -114,7 +115,8 @@ def test_swap_failure_keeps_the_old_version_serving(
     fake_training(candidate=0.9, current=0.85)
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the swap cannot start
     settings = settings.model_copy(update={
-        "deploy": True, "management_url": closed, "inference_url": closed,
+        "deploy": True,
+        "torchserve": TorchServeSettings(management_url=closed, inference_url=closed),
     })
     job = run_job(queue_job(registry), settings, registry)
 

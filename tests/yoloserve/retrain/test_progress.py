@@ -27,6 +27,7 @@ from yoloserve.modelserver.registry import (
     RetrainProgress,
     open_registry,
 )
+from yoloserve.modelserver.settings import TorchServeSettings
 from yoloserve.retrain.job import run_job
 from yoloserve.retrain.progress import ProgressReporter, chain_callbacks, epoch_eta
 from yoloserve.retrain.settings import RetrainSettings
@@ -188,7 +189,8 @@ def test_a_failed_swap_leaves_swapping_as_the_phase_reached(
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the swap cannot start
     settings = settings.model_copy(update={
-        "deploy": True, "management_url": closed, "inference_url": closed,
+        "deploy": True,
+        "torchserve": TorchServeSettings(management_url=closed, inference_url=closed),
     })
     job = run_job(queue_job(registry), settings, registry)
     assert job.state == "failed" and "hot swap failed" in (job.reason or "")
