@@ -358,9 +358,16 @@ def test_gateway_settings_and_trainer_image(rendered: dict[str, list[Doc]], over
     variables = env(controller(docs))
     for name in ("DEPLOY_KSERVE_NAMESPACE", "DEPLOY_CANARY_PERCENT", "RETRAIN_K8S_NAMESPACE"):
         assert name in variables
-    # One model server, named alike (TORCHSERVE_*) for the gateway and the controller.
+    # One model server, named alike (TORCHSERVE_*) for the gateway and the controller: the same
+    # URL, or (dev) the headless Service of the same pods, so the controller swaps each replica.
+    services = {s["metadata"]["name"]: s["spec"] for s in find(docs, "Service")}
     for name in ("TORCHSERVE_INFERENCE_URL", "TORCHSERVE_MANAGEMENT_URL"):
-        assert variables[name] == gateway_variables[name], name
+        ours, theirs = (urlsplit(v[name]["value"]) for v in (variables, gateway_variables))
+        assert ours.port == theirs.port, name
+        if ours.hostname != theirs.hostname:
+            headless, front = services[ours.hostname or ""], services[theirs.hostname or ""]
+            assert headless.get("clusterIP") == "None", name
+            assert headless["selector"] == front["selector"], name
     assert variables["YOLOSERVE_MODELS_DIR"]["value"] == "/models"
     assert variables["YOLOSERVE_DATA_DIR"]["value"] == "/data"
     assert variables["RETRAIN_LAUNCHER"]["value"] == "kubernetes"

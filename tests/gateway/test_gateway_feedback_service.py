@@ -49,9 +49,9 @@ async def build(
         exports.append(exporter)
         return FeedbackService(
             settings, registry, FeedbackLedger(store), exporter,
-            torchserve=TorchServeClient(http, settings.torchserve_inference_url,
-                                        settings.torchserve_management_url,
-                                        settings.model_name),
+            torchserve=TorchServeClient(http, settings.torchserve.inference_url,
+                                        settings.torchserve.management_url,
+                                        settings.torchserve.model_name),
             embedder=EmbedderProvider(fake_embedder_loader), metrics=metrics,
             cache=PredictionCache(16, 60.0),
             review=ReviewService(settings, metrics, registry.store),
