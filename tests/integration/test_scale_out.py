@@ -41,6 +41,8 @@ from tests.yoloserve.retrain.job_support import wait_final
 from yoloserve import paths
 from yoloserve.feedback.store import count_rows
 from yoloserve.modelserver.registry import Registry
+from yoloserve.retrain.heartbeat import read_heartbeats
+from yoloserve.retrain.settings import RetrainSettings
 from yoloserve.store.engine import Store
 from yoloserve.store.lease import StoreLease
 from yoloserve.store.tables import FeedbackRowRecord
@@ -62,6 +64,7 @@ class Cluster:
     url: str
     registry: Registry
     data_dir: Path
+    run_dir: Path
     gateways: list[str]
     hold: Path
     calls: Path
@@ -70,16 +73,20 @@ class Cluster:
     def gateway_pid(self, i: int) -> int | None:
         return self.stack.supervisor.pid(f"scale-gw-{i}")
 
-    def controller_pid(self, name: str) -> int | None:
-        return self.stack.supervisor.pid(name)
+    def acting_pid(self, holder: str) -> int:
+        """The pid of the controller holding the lease (its heartbeat names its id)."""
+        beats = read_heartbeats(RetrainSettings(run_dir=self.run_dir))
+        [pid] = [b.pid for b in beats if b.trainer_id == holder]
+        assert pid in {self.stack.supervisor.pid(n) for n in self.names}
+        return int(pid)
 
 
 @pytest.fixture(scope="module")
 def cluster(stack: Stack, postgres_server: Any,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("scale")
-    name = f"scale_{uuid.uuid4().hex[:8]}"
-    url = postgres_server.new_database(name)
+    database = f"scale_{uuid.uuid4().hex[:8]}"
+    url = postgres_server.new_database(database)
     registry = Registry(Store(url))
     versions = stack.registry.load()
     with registry.update() as data:  # the stack's versions, in the shared database
@@ -106,7 +113,8 @@ def cluster(stack: Stack, postgres_server: Any,
                                 ready=url_ready(f"http://127.0.0.1:{port}/ready")))
     names = [f"scale-ctl-{i}" for i in range(CONTROLLERS)]
     for name in names:
-        env = {**stack.trainer_variables(), **shared, "CONTROLLER_ID": name,
+        # No CONTROLLER_ID: each process is a candidate of its own (host + random), as pods are.
+        env = {**stack.trainer_variables(), **shared,
                "CONTROLLER_LEASE_DURATION_S": str(LEASE_S), "RETRAIN_TRAINER_POLL_S": "0.5",
                "RETRAIN_TRAINER_HEARTBEAT_S": "1", "RETRAIN_REF_DIR": str(ref),
                "RETRAIN_REF_TRAIN_IMAGES": "8", "RETRAIN_REF_EVAL_IMAGES": "4",
@@ -118,13 +126,13 @@ def cluster(stack: Stack, postgres_server: Any,
     try:
         for program in programs:
             stack.start_program(program, 120)
-        yield Cluster(stack, url, registry, data_dir,
+        yield Cluster(stack, url, registry, data_dir, run_dir,
                       [f"http://127.0.0.1:{p}" for p in ports], hold, calls, names)
     finally:
         for program in programs:
             stack.programs.pop(program.name, None)
         stack.supervisor.apply(list(stack.programs.values()))  # stops ours
-        postgres_server.drop_database(name)
+        postgres_server.drop_database(database)
 
 
 def _post(client: httpx.Client, key: str, image: bytes) -> httpx.Response:
@@ -247,7 +255,7 @@ def test_the_standby_takes_over_when_the_acting_controller_dies_mid_job(
 ) -> None:
     lease = StoreLease(Store(cluster.url), "yoloserve-controller", "probe", LEASE_S)
     acting = lease.current_holder()
-    assert acting in cluster.names
+    assert acting is not None
     cluster.hold.touch()  # the next job's training hangs
     r = httpx.post(f"{cluster.gateways[0]}/retrain", headers={"X-API-Key": ADMIN_KEY}, timeout=30)
     assert r.status_code == 202, r.text
@@ -257,9 +265,8 @@ def test_the_standby_takes_over_when_the_acting_controller_dies_mid_job(
         assert time.monotonic() < deadline, cluster.registry.get_job(job_id)
         time.sleep(0.2)
 
-    pid = cluster.controller_pid(acting)
-    assert pid is not None
-    os.killpg(pid, signal.SIGKILL)  # mid-job, without a release
+    pid = cluster.acting_pid(acting)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)  # mid-job, without a release
     killed = time.monotonic()
     deadline = killed + 30
     while lease.current_holder() in (acting, None):
