@@ -1,11 +1,17 @@
 """One retrain job at a time, across processes: the lock, starting the job, stale jobs.
 
+Who calls what: the gateway only records a queued job (``Registry.record_job_if_idle``); the
+acting controller (``yoloserve.controller``, through the trainer's loop) runs it with
+``claim_job`` (``RETRAIN_LAUNCHER=queue``) or hands it to its launcher with ``launch_queued``, and
+reaps dead jobs; an operator's ``python -m yoloserve.retrain start|run`` uses
+``start_job_process`` / ``run_foreground``.
+
 ``start_job_process`` takes ``<run_dir>/retrain.lock`` (non-blocking; held means
 ``RetrainAlreadyRunning``), records the job as ``queued`` and has the launcher
 (``yoloserve.retrain.launchers``, ``RETRAIN_LAUNCHER``) start ``python -m yoloserve.retrain run
 --job-id ID``: a detached local process (its pid recorded) or a Kubernetes Job. The child takes
 the same lock for its whole life (``run_job_process``), so with local processes the lock is held
-exactly while a job process lives, whoever started it and even if the gateway restarts. A
+exactly while a job process lives, whoever started it and even if its starter restarts. A
 Kubernetes Job runs in its own pod, so there the launcher also reports any unfinished trainer Job,
 and that refuses a start as well. With the ``queue`` launcher nothing is spawned: the trainer
 service (``yoloserve.retrain.trainer``) claims the queued job with ``claim_job``, which takes the
