@@ -21,6 +21,7 @@ from typing import cast
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from gateway.config import Settings
@@ -254,15 +255,15 @@ class FeedbackService:
         return self.model_facts()[0]
 
     def model_facts(self) -> tuple[list[str], str | None]:
-        """The class names and the default version, from one read of the registry.
+        """The class names and the default version, from one read of the registry's head.
 
         Raises:
             ModelNotReady: No model is registered yet, so no class names are known.
             RegistryError: The registry cannot be read.
         """
         try:
-            data = self.registry.load()
-        except (OSError, ValueError) as exc:
+            data = self.registry.head()
+        except (OSError, ValueError, SQLAlchemyError) as exc:
             raise RegistryError(f"the registry cannot be read: {exc}") from exc
         if not data.classes:
             raise ModelNotReady("no model is registered yet, so there are no class names")

@@ -66,7 +66,7 @@ async def ready(
 
 def _ready_by_ping(name: str, registry: Registry) -> ReadyResponse:
     try:
-        version = registry.load().default_version
+        version = registry.head().default_version
     except RegistryError as exc:
         raise ModelNotReady(f"the registry cannot be read: {exc.message}") from exc
     if version is None:

@@ -254,6 +254,16 @@ class Registry:
         with self.store.read() as session:
             return _load(session)
 
+    def head(self) -> RegistryData:
+        """The name, class names and default version only (one row: what every feedback and
+        readiness check needs), without the versions and jobs ``load`` reads."""
+        with self.store.read() as session:
+            meta = session.get(RegistryRow, 1)
+        if meta is None:
+            return RegistryData()
+        return RegistryData(name=meta.name, classes=list(meta.classes),
+                            default_version=meta.default_version)
+
     def get(self, version: str) -> ModelVersion:
         """The record of ``version`` (raises ``UnknownVersion``)."""
         if not version.isdigit():
