@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Literal, get_args
 
 from starlette.concurrency import run_in_threadpool
@@ -52,7 +51,7 @@ def count_job_states(registry: Registry) -> dict[str, int]:
     ``rejected`` sees the first such job as a step from 0 rather than a new series.
     """
     counts = dict.fromkeys(get_args(JobState), 0)
-    counts.update(Counter(job.state for job in registry.jobs(kind="retrain")))
+    counts.update(registry.count_jobs("retrain"))
     return counts
 
 

@@ -294,6 +294,13 @@ class Registry:
         with self.store.read() as session:
             return [RetrainJob.model_validate(row.record) for row in session.scalars(query)]
 
+    def count_jobs(self, kind: JobKind) -> dict[str, int]:
+        """Jobs of ``kind`` per state, counted by the database (no record is read or parsed)."""
+        query = (select(JobRow.state, func.count()).where(JobRow.kind == kind)
+                 .group_by(JobRow.state))
+        with self.store.read() as session:
+            return {state: int(n) for state, n in session.execute(query)}
+
     def next_version(self) -> str:
         """The version the next ``add_version`` would get, if nobody else adds one first.
 
