@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.integration.conftest import Stack
+from tests.integration.loop_support import wait_exported
 from yoloserve import paths
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -58,7 +59,8 @@ def type_number(page: Page, label: str, value: float) -> None:
 
 
 def prod_rows(stack: Stack) -> list[dict[str, str]]:
-    path = stack.data_dir / "prod_data.csv"
+    """The rows of ``prod_data.csv`` once the gateway's export caught up with the store."""
+    path = wait_exported(stack)
     if not path.is_file():
         return []
     with path.open(newline="") as f:

@@ -157,11 +157,20 @@ def prod_rows(compose: Compose) -> int:
     return int(out.stdout.strip())
 
 
+def wait_prod_rows(compose: Compose, expected: int, timeout_s: float = 30.0) -> None:
+    """Wait until ``prod_data.csv`` holds ``expected`` rows: the gateway appends the store's
+    rows to it moments after each commit (docs/api-contract.md), not inside the request."""
+    deadline = time.monotonic() + timeout_s
+    while (found := prod_rows(compose)) != expected:
+        assert time.monotonic() < deadline, f"prod_data.csv has {found} rows, not {expected}"
+        time.sleep(0.2)
+
+
 def test_feedback_is_written(compose: Compose, gateway_url: str) -> None:
     with httpx.Client() as client:
         answers = [_feedback(client, gateway_url, p) for p in PHOTOS[:2]]
     assert all(a["rows_written"] >= 1 for a in answers)
-    assert prod_rows(compose) == answers[-1]["prod_rows_total"]
+    wait_prod_rows(compose, answers[-1]["prod_rows_total"])
 
 
 def other_weights(tmp_path: Path) -> Path:
@@ -272,7 +281,7 @@ def test_down_then_up_keeps_feedback_and_version(compose: Compose, gateway_url: 
         version = _predict(client, gateway_url, PHOTOS[0]).headers["X-Model-Version"]
     compose.cli("down", timeout=300)
     compose.cli("up")
-    assert prod_rows(compose) == rows
+    wait_prod_rows(compose, rows)
     with httpx.Client() as client:
         response = _predict(client, gateway_url, PHOTOS[0])
         assert response.status_code == 200
