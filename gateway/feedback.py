@@ -15,9 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -35,7 +36,7 @@ from gateway.review.service import ReviewService, close_reviewed
 from yoloserve.embeddings.embedder import Embedder
 from yoloserve.errors import InvalidLabels, ModelNotReady, RegistryError, UnknownClass
 from yoloserve.feedback.export import BackgroundExporter
-from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim, StoredAnswer
+from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim, Settle, StoredAnswer
 from yoloserve.feedback.recorder import FeedbackRecorder
 from yoloserve.images import ImageInfo
 from yoloserve.modelserver.client import TorchServeClient
@@ -160,25 +161,30 @@ class FeedbackService:
             UnknownReviewItem, ReviewItemClosed: ``labels.review_id`` is not open.
             InvalidLabels, CsvSchemaError, model-server errors: nothing is stored.
         """
-        classes, default_version = await run_in_threadpool(self.model_facts)
-        check_classes(labels, classes)
-        # Fails (503) before model time is spent when rows could not be embedded anyway.
-        backend = await self.embedder.get()
         digest = image_digest(data)
         print_ = fingerprint(digest, labels)
         scope = dedupe_scope(key, labels.request_id, print_)
-        call = _Call(data, info, labels, classes, default_version, digest, backend,
-                     request_id, started_at)
-        if scope is None:
-            return await self._store(call, None, strict=False)
-        claim = claim_for(scope, print_)
+        claim = claim_for(scope, print_) if scope is not None else None
         strict = key is not None
-        async with self.locks.hold(claim.key_hash):
-            found = await run_in_threadpool(self.ledger.find, claim.key_hash)
-            if found is not None:
+        held = self.locks.hold(claim.key_hash) if claim is not None else contextlib.nullcontext()
+        async with held:
+            # One trip to a worker thread for both reads: each trip costs the event loop.
+            (classes, default_version), found = await run_in_threadpool(self._lookup, claim)
+            check_classes(labels, classes)
+            # Fails (503) before model time is spent when rows could not be embedded anyway.
+            backend = await self.embedder.get()
+            if claim is not None and found is not None:
                 check_reuse(found, print_, strict=strict)
                 return await self._replay(found, claim, labels)
+            call = _Call(data, info, labels, classes, default_version, digest, backend,
+                         request_id, started_at)
             return await self._store(call, claim, strict=strict)
+
+    def _lookup(self, claim: KeyClaim | None) -> tuple[tuple[list[str], str | None],
+                                                        StoredAnswer | None]:
+        """The model facts, and what is stored under ``claim`` (blocking: reads the store)."""
+        facts = self.model_facts()
+        return facts, (self.ledger.find(claim.key_hash) if claim is not None else None)
 
     async def _store(self, call: _Call, claim: KeyClaim | None, *, strict: bool) -> FeedbackAnswer:
         labels = call.labels
@@ -203,6 +209,7 @@ class FeedbackService:
             call.classes,
             known_embeddings=_embeddings_of(served),
             claim=claim,
+            settle=self._settle(claim, labels),
         )
         if claim is not None and result.existing is not None:
             # Another process stored this key between our look-up and our commit.
@@ -212,9 +219,29 @@ class FeedbackService:
             self.exports.request()
         self.metrics.feedback_requests.inc()
         self.metrics.feedback_rows.inc(result.rows_written)
+        if result.body is not None:  # answered in the commit: nothing left to do
+            return FeedbackAnswer(FeedbackResponse.model_validate(result.body),
+                                  served.model.version)
         answer = await self._answer(claim, labels, result.feedback_id, result.rows_written,
                                     result.prod_rows_total)
         return FeedbackAnswer(answer, served.model.version)
+
+    def _settle(self, claim: KeyClaim | None, labels: FeedbackLabels) -> Settle | None:
+        """The answer of a named feedback that has nothing left to do after its commit (no
+        review item to close, no retrain to start), for the commit to store with its key:
+        one write transaction per feedback instead of two. None: the answer waits."""
+        if claim is None or labels.review_id is not None:
+            return None
+        quiet, feedback_id = self.retrain.quiet, claim.feedback_id
+
+        def settle(rows_written: int, total: int) -> dict[str, Any] | None:
+            info = quiet(total - rows_written, total)
+            if info is None:
+                return None
+            return FeedbackResponse(feedback_id=feedback_id, rows_written=rows_written,
+                                    prod_rows_total=total, retrain=info).model_dump(mode="json")
+
+        return settle
 
     async def _replay(self, found: StoredAnswer, claim: KeyClaim,
                       labels: FeedbackLabels) -> FeedbackAnswer:

@@ -100,6 +100,18 @@ class RetrainTrigger:
         logger.info("retrain job %s queued (trigger: %s)", job.job_id, trigger)
         return job
 
+    def quiet(self, rows_before: int, rows_after: int) -> RetrainInfo | None:
+        """The ``retrain`` answer of a feedback that starts no job, or None when it passes a
+        multiple of k (then :meth:`after_feedback` decides). Pure: the feedback service calls
+        it inside the store transaction that commits the rows, to store the answer with them.
+        """
+        k = self.every_k
+        if k < 1:
+            return RetrainInfo(triggered=False, job_id=None, next_at_rows=None)
+        if crosses_multiple(rows_before, rows_after, k):
+            return None
+        return RetrainInfo(triggered=False, job_id=None, next_at_rows=next_multiple(rows_after, k))
+
     async def after_feedback(self, rows_before: int, rows_after: int) -> RetrainInfo:
         """Start a job if this feedback took the stored rows past a multiple of k.
 
@@ -114,12 +126,10 @@ class RetrainTrigger:
         Returns:
             The ``retrain`` part of the feedback answer.
         """
-        k = self.every_k
-        if k < 1:
-            return RetrainInfo(triggered=False, job_id=None, next_at_rows=None)
-        next_at = next_multiple(rows_after, k)
-        if not crosses_multiple(rows_before, rows_after, k):
-            return RetrainInfo(triggered=False, job_id=None, next_at_rows=next_at)
+        info = self.quiet(rows_before, rows_after)
+        if info is not None:
+            return info
+        next_at = next_multiple(rows_after, self.every_k)
         try:
             job_id = (await self.start("feedback")).job_id
         except RetrainAlreadyRunning:

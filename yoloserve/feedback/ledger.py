@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from yoloserve.store.engine import Store
@@ -73,7 +74,7 @@ class ProdRow:
                 "image": self.image, "created_at": now}
 
 
-def row_of(record: FeedbackRowRecord) -> ProdRow:
+def row_of(record: FeedbackRowRecord | Row[Any]) -> ProdRow:
     """The ``ProdRow`` of a stored record."""
     return ProdRow(tuple(record.embedding), record.target, record.prediction, record.timestamp,
                    record.feedback_id, record.request_id, record.model_version, record.image)
@@ -128,9 +129,31 @@ class Committed:
     rows_written: int
     prod_rows_total: int
     existing: StoredAnswer | None = None
+    body: dict[str, Any] | None = None
 
 
-def _answer(row: IdempotencyKeyRow) -> StoredAnswer:
+Settle = Callable[[int, int], "dict[str, Any] | None"]
+"""The answer's body of a feedback given (rows written, row total after them), or None."""
+
+
+@dataclass
+class _Pending:
+    """A feedback waiting for its turn in a group commit, then its outcome."""
+
+    rows: tuple[ProdRow, ...]
+    claim: KeyClaim | None
+    model_version: str
+    settle: Settle | None
+    outcome: Committed | Exception | None = None
+
+    def result(self) -> Committed:
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        assert self.outcome is not None
+        return self.outcome
+
+
+def _answer(row: IdempotencyKeyRow | Row[Any]) -> StoredAnswer:
     return StoredAnswer(row.feedback_id, row.fingerprint, row.model_version, row.response,
                         row.rows_written, row.prod_rows_total, row.created_at)
 
@@ -150,6 +173,9 @@ class FeedbackLedger:
         self.store = store
         self.retention_s, self.prune_every_s, self.clock = retention_s, prune_every_s, clock
         self._pruned_at = float("-inf")
+        self._turn = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._committing = False
 
     def total(self) -> int:
         """Feedback rows stored so far (the highest position)."""
@@ -157,60 +183,127 @@ class FeedbackLedger:
             return int(session.scalar(select(func.max(FeedbackRowRecord.id))) or 0)
 
     def find(self, key_hash: str) -> StoredAnswer | None:
-        """The feedback stored under ``key_hash``, or None."""
-        with self.store.read() as session:
-            row = session.get(IdempotencyKeyRow, key_hash)
-            return None if row is None else _answer(row)
+        """The feedback stored under ``key_hash``, or None (every feedback asks: Core, not ORM)."""
+        with self.store.connect() as connection:
+            row = connection.execute(select(*IdempotencyKeyRow.__table__.columns)
+                                     .where(IdempotencyKeyRow.key_hash == key_hash)).first()
+        return None if row is None else _answer(row)
 
     def commit(self, rows: Sequence[ProdRow], claim: KeyClaim | None = None,
-               model_version: str = "") -> Committed:
+               model_version: str = "", settle: Settle | None = None) -> Committed:
         """Store ``rows`` (and ``claim``'s key) in one transaction, unless the key is stored.
+
+        Concurrent calls of this process share transactions (group commit): the first caller
+        to find no commit running writes every feedback queued so far in one transaction, so
+        32 writers pay for a few fsyncs, not 32. Ids stay positions: each feedback's rows get
+        consecutive ids after those of the feedbacks before it in the batch.
 
         Args:
             rows: the feedback's rows, in order.
             claim: the key to store with them; None for unnamed feedback.
             model_version: the version that predicted (kept with the key for a replay).
+            settle: the answer's body given (rows written, total after them), when it can be
+                known inside the transaction (no side effect left to decide); the key is then
+                stored ``answered`` with it and no second transaction is needed. It returns
+                None when the answer must wait (:meth:`answer` records it later).
 
         Returns:
-            The rows written and the total after them; or, when the key was stored already
-            (by an earlier attempt or a concurrent one), nothing written and that answer.
+            The rows written and the total after them (and the body ``settle`` gave); or,
+            when the key was stored already (by an earlier attempt or a concurrent one),
+            nothing written and that answer.
         """
+        pending = _Pending(tuple(rows), claim, model_version, settle)
+        with self._turn:
+            self._queue.append(pending)
+            while pending.outcome is None and self._committing:
+                self._turn.wait()
+            if pending.outcome is not None:
+                return pending.result()
+            self._committing = True
+            batch, self._queue = self._queue, []
         try:
-            return self._commit(rows, claim, model_version)
+            self._commit_batch(batch)
+        finally:
+            with self._turn:
+                self._committing = False
+                self._turn.notify_all()
+        return pending.result()
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        """Commit ``batch`` in one transaction; where that fails, each feedback alone (one bad
+        feedback fails alone, not the ones that shared its transaction)."""
+        try:
+            self._commit_together(batch)
+            return
+        except Exception as exc:  # noqa: BLE001 - every caller gets its own outcome below
+            if len(batch) == 1:
+                batch[0].outcome = exc
+                return
+        for pending in batch:
+            try:
+                self._commit_together([pending])
+            except Exception as exc:  # noqa: BLE001
+                pending.outcome = exc
+
+    def _commit_together(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = self._write(batch)
         except IntegrityError:
-            # Two transactions may both miss the key before either commits only where the
-            # store does not serialise them (another lock name): the constraint decides.
+            # Two transactions may both miss a key before either commits only where the store
+            # does not serialise them (another lock name): the constraint decides. Alone, the
+            # feedback whose key won elsewhere gets that answer.
+            if len(batch) > 1:
+                raise
+            claim = batch[0].claim
             found = self.find(claim.key_hash) if claim is not None else None
             if found is None:
                 raise
-            return Committed(0, found.prod_rows_total, found)
+            outcomes = [Committed(0, found.prod_rows_total, found)]
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            pending.outcome = outcome
 
-    def _commit(self, rows: Sequence[ProdRow], claim: KeyClaim | None,
-                model_version: str) -> Committed:
+    def _write(self, batch: list[_Pending]) -> list[Committed]:
         now = datetime.now(UTC)
+        keys = [p.claim.key_hash for p in batch if p.claim is not None]
+        outcomes: list[Committed] = []
         with self.store.write(lock=LOCK) as session:
-            if claim is not None:
-                existing = session.get(IdempotencyKeyRow, claim.key_hash)
-                if existing is not None:
-                    return Committed(0, existing.prod_rows_total, _answer(existing))
-            first = int(session.scalar(select(func.max(FeedbackRowRecord.id))) or 0) + 1
-            if rows:
-                session.execute(insert(FeedbackRowRecord),
-                                [row.record(first + i, now) for i, row in enumerate(rows)])
-            total = first - 1 + len(rows)
-            if claim is not None:
-                session.add(IdempotencyKeyRow(
-                    key_hash=claim.key_hash, feedback_id=claim.feedback_id,
-                    fingerprint=claim.fingerprint, status="stored", rows_written=len(rows),
-                    prod_rows_total=total, model_version=model_version, response=None,
-                    created_at=now))
-                session.flush()
+            stored: dict[str, StoredAnswer] = {}
+            if keys:
+                stored = {row.key_hash: _answer(row) for row in session.scalars(
+                    select(IdempotencyKeyRow).where(IdempotencyKeyRow.key_hash.in_(keys)))}
+            total = int(session.scalar(select(func.max(FeedbackRowRecord.id))) or 0)
+            records: list[dict[str, Any]] = []
+            key_records: list[dict[str, Any]] = []
+            for p in batch:
+                found = stored.get(p.claim.key_hash) if p.claim is not None else None
+                if found is not None:  # stored before, or earlier in this very batch
+                    outcomes.append(Committed(0, found.prod_rows_total, found))
+                    continue
+                records.extend(row.record(total + 1 + i, now) for i, row in enumerate(p.rows))
+                total += len(p.rows)
+                body = p.settle(len(p.rows), total) if p.settle is not None else None
+                outcomes.append(Committed(len(p.rows), total, body=body))
+                if p.claim is not None:
+                    key = {"key_hash": p.claim.key_hash, "feedback_id": p.claim.feedback_id,
+                           "fingerprint": p.claim.fingerprint,
+                           "status": "stored" if body is None else "answered",
+                           "rows_written": len(p.rows), "prod_rows_total": total,
+                           "model_version": p.model_version, "response": body,
+                           "created_at": now}
+                    key_records.append(key)
+                    stored[p.claim.key_hash] = StoredAnswer(
+                        p.claim.feedback_id, p.claim.fingerprint, p.model_version, body,
+                        len(p.rows), total, now)
+            if records:
+                session.execute(insert(FeedbackRowRecord), records)
+            if key_records:
+                session.execute(insert(IdempotencyKeyRow), key_records)
             if self.clock() - self._pruned_at >= self.prune_every_s:
                 self._pruned_at = self.clock()
                 cutoff = now - timedelta(seconds=self.retention_s)
                 session.execute(delete(IdempotencyKeyRow)
                                 .where(IdempotencyKeyRow.created_at < cutoff))
-        return Committed(len(rows), total)
+        return outcomes
 
     def answer(self, key_hash: str, body: dict[str, Any]) -> dict[str, Any]:
         """Record the first answer of a stored key; the answer that is recorded.

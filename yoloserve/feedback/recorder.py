@@ -38,13 +38,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from yoloserve.boxes import XYXY, yolo_label_line
 from yoloserve.embeddings.embedder import Embedder
 from yoloserve.errors import InvalidLabels, UnknownClass
-from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim, ProdRow, StoredAnswer
+from yoloserve.feedback.ledger import FeedbackLedger, KeyClaim, ProdRow, Settle, StoredAnswer
 from yoloserve.feedback.matching import BACKGROUND, MISSED, match
 from yoloserve.feedback.store import check_header, prod_header
 from yoloserve.files import atomic_write
@@ -71,12 +72,14 @@ class FeedbackResult:
         rows_written: rows this call stored (0 when ``existing``).
         prod_rows_total: feedback rows in the store right after this call's commit.
         existing: the key was stored already (an earlier or concurrent attempt): its answer.
+        body: the answer stored with the key in the commit (``settle`` gave it), if any.
     """
 
     feedback_id: str
     rows_written: int
     prod_rows_total: int
     existing: StoredAnswer | None = None
+    body: dict[str, Any] | None = None
 
 
 def _text(value: str | None, what: str, error: type[Exception]) -> str:
@@ -131,6 +134,7 @@ class FeedbackRecorder:
         self.embedder = embedder
         self.ledger = ledger
         self.iou_thr = iou_thr
+        self._header_ok: tuple[int, int] | None = None  # the export file checked last
 
     def record(
         self,
@@ -144,6 +148,7 @@ class FeedbackRecorder:
         feedback_id: str | None = None,
         known_embeddings: Mapping[tuple[float, ...], Sequence[float]] | None = None,
         claim: KeyClaim | None = None,
+        settle: Settle | None = None,
     ) -> FeedbackResult:
         """Store one feedback image with its label and commit its rows to the store.
 
@@ -164,6 +169,8 @@ class FeedbackRecorder:
                 in a batch, so the row is identical either way).
             claim: the feedback's idempotency key, committed with the rows (``feedback_id``
                 is then ``claim.feedback_id``); when it is stored already nothing is added.
+            settle: the answer's body from (rows written, total), stored with ``claim`` in the
+                same commit when it gives one (``FeedbackLedger.commit``).
 
         Returns:
             The feedback id, the rows written and the store's row total after the commit.
@@ -203,8 +210,7 @@ class FeedbackRecorder:
             if box is not None:  # a prediction with no area in the image can describe nothing
                 pred.append((box, str(name), float(conf)))
         matches = match(gt, pred, self.iou_thr)
-        if self.export_path is not None:
-            check_header(self.export_path, self.header)
+        self._check_export_header()
 
         if claim is not None:
             feedback_id = claim.feedback_id
@@ -227,14 +233,30 @@ class FeedbackRecorder:
             for m, vector in zip(matches, embeddings, strict=True)
         ]
         try:
-            committed = self.ledger.commit(rows, claim, model_version)
+            committed = self.ledger.commit(rows, claim, model_version, settle)
         except BaseException:
             # Not acknowledged: leave nothing behind for the retrain job to train on.
             image_path.unlink(missing_ok=True)
             label_path.unlink(missing_ok=True)
             raise
         return FeedbackResult(feedback_id, committed.rows_written, committed.prod_rows_total,
-                              committed.existing)
+                              committed.existing, committed.body)
+
+    def _check_export_header(self) -> None:
+        """Refuse feedback while ``prod_data.csv`` has another header. The header is read again
+        only when the file is another one (a new inode: moved aside, replaced, restored): the
+        exporter appends to it all the time and never changes its first line."""
+        if self.export_path is None:
+            return
+        try:
+            st = self.export_path.stat()
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            identity = None
+        if identity is not None and identity == self._header_ok:
+            return
+        check_header(self.export_path, self.header)
+        self._header_ok = identity
 
     def _embed(
         self,

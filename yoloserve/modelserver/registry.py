@@ -257,8 +257,10 @@ class Registry:
     def head(self) -> RegistryData:
         """The name, class names and default version only (one row: what every feedback and
         readiness check needs), without the versions and jobs ``load`` reads."""
-        with self.store.read() as session:
-            meta = session.get(RegistryRow, 1)
+        with self.store.connect() as connection:
+            meta = connection.execute(
+                select(RegistryRow.name, RegistryRow.classes, RegistryRow.default_version)
+                .where(RegistryRow.id == 1)).first()
         if meta is None:
             return RegistryData()
         return RegistryData(name=meta.name, classes=list(meta.classes),
