@@ -1,9 +1,11 @@
-"""Feedback rows and idempotency keys in the store: one write transaction per feedback.
+"""Feedback rows and idempotency keys in the store, committed together (group commit).
 
 A feedback's rows and, for a named feedback (an ``Idempotency-Key``, or a prediction's
 ``request_id`` with the exact content), its key commit together in one ``store.write()``
 transaction under the ``feedback`` lock, so either both are stored or neither is, on every
-replica at once:
+replica at once. Feedbacks that arrive while a commit runs wait for it and then share the next
+transaction (one fsync for all of them); if that transaction fails, each is retried alone, so
+one bad feedback fails only itself.
 
 * ``feedback_rows.id`` is the row's position, the highest id + 1 inside that transaction: ids
   have no gaps, commit in id order (the CSV export, ``yoloserve.feedback.export``, appends in id
@@ -12,9 +14,10 @@ replica at once:
 * ``idempotency_keys.key_hash`` is the primary key, i.e. the unique constraint: of two requests
   with one key, one stores; the other finds the key (or loses the insert with an
   ``IntegrityError``) and gets the first feedback's answer. The key is ``stored`` with the row
-  counts in the transaction and ``answered`` with its response body once the answer is known
-  (the retrain decision comes after the commit): :meth:`FeedbackLedger.answer` is a
-  compare-and-set, so every attempt ends with the same body.
+  counts in the transaction and ``answered`` with its response body once the answer is known:
+  in the same transaction when the caller can tell it there (``settle``: no review item to
+  close, no retrain to start, which is most feedback), else after the commit by
+  :meth:`FeedbackLedger.answer`, a compare-and-set, so every attempt ends with the same body.
 
 Keys older than ``retention_s`` (7 days) are pruned by a writer now and then; a retry after
 that is new feedback.

@@ -1,14 +1,18 @@
-"""Feedback rows and idempotency keys in the store (SQLite and PostgreSQL): one transaction per
-feedback, gap-free positions, one winner per key, also under 32 threads and a second process."""
+"""Feedback rows and idempotency keys in the store (SQLite and PostgreSQL): rows and key in one
+transaction, concurrent feedbacks sharing one (a failing one alone), gap-free positions, one
+winner per key, also under 32 threads and a second process."""
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from yoloserve.feedback.ledger import Committed, FeedbackLedger, KeyClaim, ProdRow
 from yoloserve.store.engine import Store
@@ -135,3 +139,81 @@ def test_concurrent_keyed_feedback_is_stored_exactly_once(store: Store) -> None:
     assert len(shared) == 6
     # 16 own keys here, 8 in the other process, 6 shared ones.
     assert len(ids) == 2 * (16 + 8 + 6)
+
+
+def _queue_behind_a_writer(store: Store, ledger: FeedbackLedger, jobs: list[tuple[str, Any]],
+                           results: dict[str, Committed | Exception]) -> None:
+    """Start one thread per (key, settle) while this thread holds the store's feedback lock,
+    wait until all but the first (which waits for the lock, leading its own commit) are queued
+    behind it, then let them go."""
+
+    def post(key: str, settle: Any) -> None:
+        try:
+            results[key] = ledger.commit(rows(f"idem-{key}", 2), claim(key), "3", settle)
+        except Exception as exc:  # noqa: BLE001 - the test looks at each outcome
+            results[key] = exc
+
+    threads = [threading.Thread(target=post, args=job) for job in jobs]
+    with store.write(lock="feedback"):
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(ledger._queue) < len(jobs) - 1:  # noqa: SLF001 - what the test waits for
+            assert time.monotonic() < deadline, "the writers never queued"
+            time.sleep(0.01)
+    for t in threads:
+        t.join(60)
+
+
+def test_feedbacks_that_arrive_during_a_commit_share_the_next_transaction(store: Store) -> None:
+    ledger = FeedbackLedger(store)
+    commits: list[int] = []
+    event.listen(store._write_engine, "commit", lambda _c: commits.append(1))  # noqa: SLF001
+    results: dict[str, Committed | Exception] = {}
+    _queue_behind_a_writer(store, ledger, [(f"k{i}", None) for i in range(12)], results)
+    # The holder's own (empty) transaction, the first feedback's, then one for the other 11.
+    assert len(commits) == 3
+    totals = sorted(r.prod_rows_total for r in results.values() if isinstance(r, Committed))
+    assert totals == list(range(2, 25, 2)), "each feedback its own gap-free positions"
+    assert [i for i, _ in stored(store)] == list(range(1, 25))
+
+
+def test_a_failing_feedback_fails_alone_and_its_batch_is_stored(store: Store) -> None:
+    ledger = FeedbackLedger(store)
+
+    def broken(_written: int, _total: int) -> dict[str, Any] | None:
+        raise RuntimeError("this feedback's answer cannot be built")
+
+    results: dict[str, Committed | Exception] = {}
+    jobs: list[tuple[str, Any]] = [(f"k{i}", None) for i in range(6)]
+    jobs.insert(3, ("bad", broken))
+    _queue_behind_a_writer(store, ledger, jobs, results)
+    assert isinstance(results.pop("bad"), RuntimeError)
+    assert all(isinstance(r, Committed) and r.rows_written == 2 for r in results.values())
+    assert ledger.find("bad") is None
+    assert {f for _, f in stored(store)} == {f"idem-k{i}" for i in range(6)}
+    assert ledger.total() == 12
+
+
+def test_an_answer_known_in_the_commit_is_stored_with_the_key(store: Store) -> None:
+    ledger = FeedbackLedger(store)
+    seen: list[tuple[int, int]] = []
+
+    def settle(written: int, total: int) -> dict[str, Any] | None:
+        seen.append((written, total))
+        return {"feedback_id": "idem-a", "rows_written": written, "prod_rows_total": total}
+
+    committed = ledger.commit(rows("idem-a", 3), claim("a"), "3", settle)
+    assert seen == [(3, 3)]
+    assert committed.body == {"feedback_id": "idem-a", "rows_written": 3, "prod_rows_total": 3}
+    found = ledger.find("a")
+    assert found is not None and found.body == committed.body
+    # An answer that must wait (settle gives None) leaves the key "stored", without a body.
+    later = ledger.commit(rows("idem-b", 1), claim("b"), "3", lambda _w, _t: None)
+    assert later.body is None
+    waiting = ledger.find("b")
+    assert waiting is not None and waiting.body is None
+    # A replay of an answered key returns that body and stores nothing.
+    again = ledger.commit(rows("idem-a", 3), claim("a"), "3", settle)
+    assert again.existing is not None and again.existing.body == committed.body
+    assert seen == [(3, 3)] and ledger.total() == 4
