@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -225,3 +226,20 @@ def test_concurrent_records_from_a_threadpool(
     assert {r["request_id"] for r in rows} == {f"req-{i}" for i in range(24)}
     assert len(list((tmp_path / "feedback" / "images").iterdir())) == 24
     assert len(list((tmp_path / "feedback" / "labels").iterdir())) == 24
+
+
+def test_a_csv_that_appears_with_another_header_is_refused_after_good_feedback(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """The header is read again whenever the file is another one (the check is cached per
+    file, as the exporter appends to it all the time)."""
+    prod = tmp_path / "prod_data.csv"
+    ledger = FeedbackLedger(Store.sqlite(tmp_path / "yoloserve.db"))
+    recorder = FeedbackRecorder(tmp_path, embedder, ledger, export_path=prod)
+    recorder.record(_png(), [((5, 5, 30, 30), "square")], [], "1", None, NAMES)
+    other = tmp_path / "other.csv"
+    other.write_text("some,other,header\n")
+    os.replace(other, prod)
+    with pytest.raises(CsvSchemaError):
+        recorder.record(_png(), [((5, 5, 30, 30), "square")], [], "1", None, NAMES)
+    assert ledger.total() == 1
