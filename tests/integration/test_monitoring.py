@@ -28,6 +28,7 @@ from devstack.ports import free_port
 from devstack.prometheus import RULES_DIR, prometheus_program
 from devstack.supervisor import Supervisor
 from tests.integration.conftest import USER_KEY, Stack
+from tests.integration.loop_support import wait_exported
 from yoloserve import paths
 from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
 
@@ -125,7 +126,7 @@ def _drift_report(stack: Stack, tmp_path: Path) -> None:
     from reporting.config import Settings
     from reporting.service import run_once
 
-    prod = stack.data_dir / "prod_data.csv"
+    prod = wait_exported(stack)  # the gateway appends the rows moments after each answer
     # The reference only has to share the embedding columns: the prod rows themselves will do
     # (drift share 0); what is checked is that the result reaches Prometheus.
     rows = pd.read_csv(prod)
