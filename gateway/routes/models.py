@@ -39,7 +39,7 @@ def read_models(source: registry.Registry, mlflow_ui_url: str | None = None) -> 
         RegistryError: The store cannot be read as a registry.
     """
     try:
-        data = source.load()
+        data = source.load(jobs=False)
     except (OSError, ValueError, ValidationError, SQLAlchemyError) as exc:
         # ValidationError is a ValueError; named for the reader: a malformed record lands here.
         raise RegistryError(f"the registry cannot be read: {exc}") from exc

@@ -133,7 +133,7 @@ def write_kserve_layout(
     Raises:
         RegistryError: the registry has no default version, or a ``.mar`` is missing.
     """
-    data = registry.load()
+    data = registry.load(jobs=False)
     if data.default_version is None:
         raise RegistryError("the registry has no default version: package a model first")
     default = data.get(data.default_version)

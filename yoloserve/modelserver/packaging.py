@@ -322,7 +322,7 @@ def package(
         same = [v for v in versions if v.sha256 == sha256 and v.runtime == runtime]
         return max(same, key=lambda v: int(v.version)) if reuse and same else None
 
-    found = reusable(registry.load().versions)
+    found = reusable(registry.load(jobs=False).versions)
     if found is not None and (store_dir / found.mar).is_file():
         return found
     if parent is not None:

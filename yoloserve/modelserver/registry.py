@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -249,10 +249,15 @@ class Registry:
 
     # ------------------------------------------------------------------------------ reading
 
-    def load(self) -> RegistryData:
-        """Read the whole registry (one snapshot); an empty one before anything is recorded."""
+    def load(self, *, jobs: bool = True) -> RegistryData:
+        """Read the registry (one snapshot); an empty one before anything is recorded.
+
+        Args:
+            jobs: also read every job record. Readers of versions only pass False: jobs grow
+                by a few a day for ever, versions far slower.
+        """
         with self.store.read() as session:
-            return _load(session)
+            return _load(session, jobs=jobs)
 
     def head(self) -> RegistryData:
         """The name, class names and default version only (one row: what every feedback and
@@ -527,16 +532,17 @@ class Registry:
             return job
 
 
-def _load(session: Session) -> RegistryData:
+def _load(session: Session, *, jobs: bool = True) -> RegistryData:
     meta = session.get(RegistryRow, 1)
     versions = session.scalars(select(VersionRow).order_by(VersionRow.version))
-    jobs = session.scalars(select(JobRow).order_by(JobRow.seq))
+    rows: Iterable[JobRow] = (session.scalars(select(JobRow).order_by(JobRow.seq)) if jobs
+                              else ())
     return RegistryData(
         name=meta.name if meta else MODEL_NAME,
         classes=list(meta.classes) if meta else [],
         default_version=meta.default_version if meta else None,
         versions=[ModelVersion.model_validate(row.record) for row in versions],
-        jobs=[RetrainJob.model_validate(row.record) for row in jobs],
+        jobs=[RetrainJob.model_validate(row.record) for row in rows],
     )
 
 

@@ -63,7 +63,7 @@ def serving_parent(registry: Registry, job_id: str | None = None) -> dict[str, A
     Raises:
         RetrainFailed: the registry has no default version.
     """
-    data = registry.load()
+    data = registry.load(jobs=False)
     if data.default_version is None:
         raise RetrainFailed("the registry has no default version to fine-tune from")
     parent = data.get(data.default_version)
@@ -240,7 +240,7 @@ def decide(
     if job_id:
         registry.update_job(job_id, metrics=dict(metrics))
     decision = gate(metrics["candidate"], metrics["current"], settings.tolerance)
-    now = registry.load().default_version
+    now = registry.head().default_version
     if decision.promote and now != parent_version:
         decision = GateDecision(False, f"the default changed from v{parent_version} to v{now} "
                                        "while the job ran; not promoting over it")

@@ -149,6 +149,16 @@ def test_a_job_transition_applies_once_when_two_race_for_it(store: Store, tmp_pa
     assert registry.get_job(job.job_id).reason == won[0]
 
 
+def test_readers_of_versions_leave_the_jobs_unread(store: Store, tmp_path: Path) -> None:
+    registry = Registry(store)
+    _add(registry, 2)
+    registry.record_job(state="queued")
+    full, versions_only = registry.load(), registry.load(jobs=False)
+    assert [j.job_id for j in full.jobs] == ["r-0001"] and versions_only.jobs == []
+    assert versions_only.versions == full.versions
+    assert versions_only.default_version == full.default_version == "1"
+
+
 def test_activation_jobs_have_their_own_ids_and_kind(store: Store, tmp_path: Path) -> None:
     registry = Registry(store)
     registry.record_job(state="queued")

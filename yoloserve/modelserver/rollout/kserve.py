@@ -241,7 +241,7 @@ class KServeDeployer:
             KubernetesError: the API failed (after a best-effort rollback).
         """
         await self._servable(version)
-        previous = self.registry.load().default_version
+        previous = self.registry.head().default_version
         s = self.settings
         target = self._uri(version)
         async with (
