@@ -228,6 +228,9 @@ class FeedbackLedger:
             self._commit_batch(batch)
         finally:
             with self._turn:
+                for waiting in batch:  # interrupted (SystemExit, ...): nobody waits for ever
+                    if waiting.outcome is None:
+                        waiting.outcome = RuntimeError("the commit was interrupted")
                 self._committing = False
                 self._turn.notify_all()
         return pending.result()
