@@ -138,7 +138,7 @@ def _sync(registry: Registry, settings: TrackingSettings, run_dir: Path) -> Sync
             name, description="Mirror of models/registry.json (the source of truth for serving)")
     found = {int(mv.version): mv for mv in mlflow_client.search_model_versions(f"name='{name}'")}
     existing = set(found)
-    data = registry.load(jobs=False)
+    data = registry.load()  # with the jobs: a version is tagged with its job's gate result
     for record in sorted(data.versions, key=lambda v: int(v.version)):
         if record.mlflow_run_id is None:
             shipped = _shipped_metrics(record) or {}
