@@ -83,8 +83,7 @@ def test_models_lists_each_runtime_with_its_parity(
     listed = {v["version"]: v for v in gateway.get("/models").json()["versions"]}
     for runtime, version in versions.items():
         assert listed[version]["runtime"] == runtime
-        if runtime != "torch":
-            assert listed[version]["parity"]["passed"] is True
+        assert listed[version]["parity"]["passed"] is True
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,6 @@ from PIL import Image
 
 from tests.support import assert_same_boxes
 from yoloserve.modelserver import local_handler
-from yoloserve.paths import SERVING_DIR
 
 PARITY_CONF = 0.001  # low enough that an untrained model still returns boxes
 IMGSZ = 320
@@ -37,18 +35,25 @@ def handler_module() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def context_factory(
-    default_weights: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[], Any]:
+def staged_onnx(default_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The shipped weights laid out as an unpacked ONNX .mar (what every version serves)."""
+    from yoloserve.modelserver.packaging import stage
+
+    return stage(default_weights, "onnx", tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def context_factory(default_weights: Path, staged_onnx: Any) -> Callable[[], Any]:
     """Build TorchServe contexts over a model dir laid out like an unpacked .mar."""
     from ts.context import Context
     from ts.metrics.metrics_store import MetricsStore
     from ts.utils.util import get_yaml_config
 
-    model_dir = tmp_path_factory.mktemp("model")
-    shutil.copy(default_weights, model_dir / "best.pt")
-    yaml_config = get_yaml_config(str(SERVING_DIR / "model-config.yaml"))
-    manifest = {"model": {"modelName": "yolo", "modelVersion": "7", "serializedFile": "best.pt"}}
+    model_dir = staged_onnx.model_dir
+    yaml_config = get_yaml_config(str(staged_onnx.config_file))
+    manifest = {
+        "model": {"modelName": "yolo", "modelVersion": "7", "serializedFile": default_weights.name}
+    }
 
     def make() -> Any:
         return Context(
@@ -341,7 +346,8 @@ def fresh_handler(
 
     def make(overrides: dict[str, Any]) -> Any:
         context = context_factory()
-        context.model_yaml_config = {"handler": {"warmup": False, **overrides}}
+        export = context.model_yaml_config["export"]
+        context.model_yaml_config = {"handler": {"warmup": False, **overrides}, "export": export}
         instance = handler_module.YoloHandler()
         instance.initialize(context)
         return instance

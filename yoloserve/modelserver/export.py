@@ -1,7 +1,7 @@
 """Export Ultralytics weights to the runtime a model version is served with.
 
-A runtime is chosen at package time (``make package RUNTIME=onnx``): the handler then runs the
-export instead of the ``.pt``, which stays in the ``.mar`` for retraining and provenance. Exports
+A runtime is chosen at package time (``make package RUNTIME=onnx``): the handler runs the export,
+and the ``.pt`` stays in the ``.mar`` for retraining and provenance. Exports
 are made by Ultralytics' own exporter with **dynamic shapes**, so the handler can letterbox a lone
 image to the minimum stride rectangle exactly as ``predict`` does for the ``.pt``; a static
 export letterboxes to a square and moves boxes (``yoloserve.modelserver.parity`` refuses it).
@@ -11,7 +11,11 @@ export letterboxes to a square and moves boxes (``yoloserve.modelserver.parity``
 | ``onnx`` | ``yolo.onnx`` | ONNX Runtime (CPU; CUDA / TensorRT execution providers on a GPU) |
 | ``openvino`` | ``yolo_openvino_model/`` | OpenVINO (CPU, Intel GPU) |
 | ``torchscript`` | ``yolo.torchscript`` | libtorch, no Python model code |
-| ``torch`` | the ``.pt`` itself | PyTorch through Ultralytics |
+
+The ``.pt`` itself is no runtime: running it needs Ultralytics and torchvision, which the serving
+worker does without (docs/benchmarks.md, lean serving). Versions registered with ``torch``
+runtime before that stay readable in the registry (:data:`LEGACY_RUNTIMES`); serving them means
+repackaging their weights.
 
 Example:
     >>> export_model(Path("best.pt"), "onnx", Path("/tmp/x"), imgsz=320).path.name  # doctest: +SKIP
@@ -29,8 +33,12 @@ from yoloserve.errors import RegistryError
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.offline import configure_offline
 
-Runtime = Literal["onnx", "openvino", "torchscript", "torch"]
+Runtime = Literal["onnx", "openvino", "torchscript"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
+RecordedRuntime = Literal["onnx", "openvino", "torchscript", "torch"]
+"""What a registry record may name: today's runtimes and ``torch`` (the ``.pt``, served by the
+Ultralytics-based worker of earlier releases)."""
+LEGACY_RUNTIMES: tuple[str, ...] = ("torch",)
 # Measured here (2-core CPU, imgsz 320, docs/benchmarks.md): ONNX Runtime 0.52x PyTorch's forward
 # time, OpenVINO 0.80x; both keep parity with dynamic shapes. The packager checks parity anyway.
 DEFAULT_RUNTIME: Runtime = "onnx"
@@ -48,7 +56,7 @@ class Export:
 
     Attributes:
         runtime: what runs it.
-        path: what ``AutoBackend`` loads (a file, or OpenVINO's folder); the ``.pt`` for ``torch``.
+        path: what the handler's runtime loads (a file, or OpenVINO's folder).
         dynamic: exported with dynamic input shapes (batch, height, width).
     """
 
@@ -63,6 +71,11 @@ def check_runtime(runtime: str) -> Runtime:
     Raises:
         ExportError: any other name.
     """
+    if runtime in LEGACY_RUNTIMES:
+        raise ExportError(
+            f"the {runtime!r} runtime (serving the .pt through Ultralytics) is gone: the serving "
+            f"worker runs exports only; choose one of {', '.join(RUNTIMES)}"
+        )
     if runtime not in RUNTIMES:
         raise ExportError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     return runtime  # type: ignore[return-value]
@@ -88,8 +101,6 @@ def export_model(
         ExportError: unknown runtime, or the exporter failed.
     """
     checked = check_runtime(runtime)
-    if checked == "torch":
-        return Export(runtime=checked, path=Path(weights), dynamic=True)
     configure_offline()
     from ultralytics import YOLO
 

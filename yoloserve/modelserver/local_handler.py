@@ -32,6 +32,10 @@ def handler_module(path: Path = SERVING_DIR / "handler.py") -> ModuleType:
     loaded = sys.modules.get(HANDLER_MODULE)
     if loaded is not None and Path(getattr(loaded, "__file__", "")) == path:
         return loaded
+    # TorchServe puts the unpacked archive's folder on the worker's path, so the handler imports
+    # its package (yolo_detector) from beside it: the same here.
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(HANDLER_MODULE, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import the handler from {path}")

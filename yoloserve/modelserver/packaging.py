@@ -53,6 +53,7 @@ from yoloserve.offline import configure_offline
 from yoloserve.paths import SERVING_DIR, STORE_DIR
 
 HANDLER = SERVING_DIR / "handler.py"
+WORKER_PACKAGE = SERVING_DIR / "yolo_detector"  # the handler's modules, packed beside it
 MODEL_CONFIG = SERVING_DIR / "model-config.yaml"
 METRIC_KEYS = ("map50", "map50_95", "precision", "recall")
 
@@ -220,18 +221,19 @@ class Staged:
         shutil.copyfile(self.weights, self.model_dir / self.weights.name)
         self.config_file = self.model_dir / CONFIG_NAME
         text = Path(config_file).read_text()
-        self.extra_dir: Path | None = None
-        if exported.runtime != "torch":
-            target = self.model_dir / exported.path.name
-            shutil.move(str(exported.path), target)
-            self.extra_dir = root / "extra"
-            self.extra_dir.mkdir()
-            (self.extra_dir / target.name).symlink_to(target)
-            section = {"runtime": exported.runtime, "file": target.name,
-                       "dynamic": exported.dynamic}
-            # Appended, so the shared YAML's comments stay in the archive.
-            text += "\n# Written by the packager: what the handler runs.\n"
-            text += yaml.safe_dump({"export": section}, sort_keys=False)
+        target = self.model_dir / exported.path.name
+        shutil.move(str(exported.path), target)
+        # The handler's own package goes beside it: the worker imports it from the archive.
+        package = self.model_dir / WORKER_PACKAGE.name
+        shutil.copytree(WORKER_PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+        self.extra_dir = root / "extra"
+        self.extra_dir.mkdir()
+        for path in (target, package):
+            (self.extra_dir / path.name).symlink_to(path)
+        section = {"runtime": exported.runtime, "file": target.name, "dynamic": exported.dynamic}
+        # Appended, so the shared YAML's comments stay in the archive.
+        text += "\n# Written by the packager: what the handler runs.\n"
+        text += yaml.safe_dump({"export": section}, sort_keys=False)
         self.config_file.write_text(text)
 
     def check(self, limits: ParityLimits | None = None) -> ParityReport:
@@ -332,13 +334,12 @@ def package(
     # Export and parity take seconds: done before the lock, so no other writer waits on them.
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=store_dir) as tmp:
         staged = stage(weights, runtime, Path(tmp), config_file=config_file, dynamic=dynamic)
-        report = staged.check() if runtime != "torch" else None
-        if report is not None and not report.passed:
+        report = staged.check()
+        if not report.passed:
             failures = "; ".join(report.failures[:5])
             raise ParityError(
                 f"the {runtime} export of {weights} breaks parity with the .pt, so it was not "
-                f"packaged: {report.summary()}. {failures}. Package it with another runtime "
-                "(RUNTIME=torch always has parity).",
+                f"packaged: {report.summary()}. {failures}. Package it with another runtime.",
                 report,
             )
         # Version choice, archive and record happen under one lock: no two packagers share one.
@@ -361,7 +362,7 @@ def package(
                 mlflow_run_id=mlflow_run_id,
                 mlflow_experiment_id=mlflow_experiment_id,
                 runtime=runtime,
-                parity=report.model_dump() if report is not None else {},
+                parity=report.model_dump(),
             )
             try:
                 return data.add_version(record, classes, make_default)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
 from yoloserve.modelserver import MODEL_NAME
-from yoloserve.modelserver.export import Runtime
+from yoloserve.modelserver.export import RecordedRuntime
 
 VersionStatus = Literal["ready", "serving", "rejected", "retired"]
 """``ready``: packaged, may be served; ``serving``: the default; ``rejected``: failed the retrain
@@ -64,8 +64,10 @@ class ModelVersion(BaseModel):
     )
     mlflow_run_id: str | None = Field(default=None, description="MLflow run that made it.")
     mlflow_experiment_id: str | None = Field(default=None, description="That run's experiment.")
-    runtime: Runtime = Field(
-        default="torch", description="What the handler runs: the .pt or its export."
+    runtime: RecordedRuntime = Field(
+        default="torch",
+        description="What the handler runs: an export of the .pt (torch: the .pt itself, in "
+        "records of earlier releases).",
     )
     parity: dict[str, Any] = Field(
         default_factory=dict,

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from yoloserve.modelserver.export import DEFAULT_RUNTIME, LEGACY_RUNTIMES
 from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract_weights, package
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.modelserver.rollout.base import (
@@ -269,7 +270,11 @@ def package_candidate(
 
     Returns the version's record (``ModelVersion`` as a JSON dict).
     """
-    runtime = settings.runtime or registry.get(parent_version).runtime
+    parent_runtime = registry.get(parent_version).runtime
+    # A parent served as the .pt (records of earlier releases) has no runtime today: its
+    # candidate gets the default export.
+    inherited = DEFAULT_RUNTIME if parent_runtime in LEGACY_RUNTIMES else parent_runtime
+    runtime = settings.runtime or inherited
     record = package(
         Path(weights), registry, parent=parent_version, metrics=_headline(candidate_metrics),
         runtime=runtime,

@@ -38,12 +38,13 @@ from yoloserve.retrain.trainer import Trainer
 def queued(settings: RetrainSettings) -> RetrainSettings:
     """The ``queue`` launcher, with a fast trainer: stale after 4 x 0.3 s.
 
-    Candidates are packaged as ``.pt`` here: these tests are about who runs a job, and an ONNX
-    export's seconds of full CPU, on a loaded 2-core box, can starve a 0.3 s heartbeat.
+    Candidates are packaged for TorchScript here (the quickest export): these tests are about who
+    runs a job, and an ONNX export's seconds of full CPU, on a loaded 2-core box, can starve a
+    0.3 s heartbeat.
     """
     return settings.model_copy(update={"launcher": "queue", "trainer_poll_s": 0.1,
                                        "trainer_heartbeat_s": 0.3,
-                                       "trainer_stale_heartbeats": 4, "runtime": "torch"})
+                                       "trainer_stale_heartbeats": 4, "runtime": "torchscript"})
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = 60) -> None:

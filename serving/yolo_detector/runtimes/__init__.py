@@ -1,0 +1,1 @@
+"""What runs the export: one module per runtime over ``base.Runtime``, chosen by ``factory``."""
