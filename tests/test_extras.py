@@ -67,12 +67,19 @@ ENTRY_POINTS: dict[str, str] = {
         import webapp.views.models
         import gateway_client
     """,
-    # What TorchServe's worker imports (the serving image installs exactly this extra).
-    # TorchServe loads serving/handler.py from the .mar as a top-level module, not a package.
+    # What TorchServe's worker imports (the serving image installs exactly this extra, with
+    # no Ultralytics and no torchvision). TorchServe loads serving/handler.py from the .mar as a
+    # top-level module, its package yolo_detector beside it; every runtime's module loads.
     "serving": """
-        import runpy
-        runpy.run_path(str(ROOT / "serving" / "handler.py"), run_name="handler")
+        import sys
+        sys.path.insert(0, str(ROOT / "serving"))
+        import handler
+        import yolo_detector.runtimes.onnx
+        import yolo_detector.runtimes.openvino
+        import yolo_detector.runtimes.torchscript
         import ts.model_service_worker
+        import yoloserve.modelserver.serving_default
+        assert "ultralytics" not in sys.modules and "torchvision" not in sys.modules
     """,
     "ml": """
         import yoloserve.retrain.__main__
@@ -150,7 +157,9 @@ print("REFUSED " + json.dumps(refused))
 
 
 def _own_packages() -> set[str]:
-    return {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} | {"tests"}
+    # The handler and its package are top-level modules inside TorchServe's worker.
+    worker = {"handler", *(p.name for p in (ROOT / "serving").iterdir() if p.is_dir())}
+    return {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()} | {"tests"} | worker
 
 
 def _applies(marker: Marker | None, extras: set[str]) -> bool:

@@ -1,9 +1,11 @@
 """Pinned requirement files for each image, read from pyproject.toml (the one place pins live).
 
 Runs inside the image build (standard library only, Python 3.11) and writes one file per layer
-group into OUT: ``torch.txt`` (torch + torchvision, the heavy layer the serving and trainer images
-share), then one file per image. An image installs ``torch.txt`` (when it needs it) and its own
-file, so editing any other pin leaves the multi-GB torch layer in the build cache.
+group into OUT: ``torch.txt`` (torch + torchvision, the heavy layer of the trainer image), then one
+file per image, without torch: an image installs ``torch.txt`` (when it needs it) and its own file,
+so editing any other pin leaves the multi-GB torch layer in the build cache. The serving image
+installs no ``torch.txt``: a CPU build of torch, for TorchServe's worker only (its Dockerfile
+stage).
 
     python3 requirements.py pyproject.toml OUT
 """
@@ -57,7 +59,7 @@ def main(pyproject: Path, out: Path) -> None:
     torch = [r for r in everything if _name(r) in TORCH]
     (out / "torch.txt").write_text("".join(f"{r}\n" for r in torch))
     for image, extras in IMAGES.items():
-        lines = expand(project, extras)
+        lines = [r for r in expand(project, extras) if _name(r) not in TORCH]
         (out / f"{image}.txt").write_text("".join(f"{r}\n" for r in lines))
 
 

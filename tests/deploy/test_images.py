@@ -29,6 +29,9 @@ def test_every_image_gets_the_pins_of_its_extras(tmp_path: Path) -> None:
     assert files["torch"] == ["torch==2.14.1", "torchvision==0.29.1"]
     # ml pulls serving's runtime through its self-reference, exactly pinned.
     assert set(files["serving"]) < set(files["trainer"])
+    # The serving worker: no Ultralytics, no torchvision, and torch only as its own CPU build.
+    assert not any(r.startswith(("torch==", "torchvision", "ultralytics")) for r in files["serving"])
+    assert any(r.startswith("onnxruntime==") for r in files["serving"])
     assert "scikit-learn==1.9.1" in files["trainer"]
     assert all("==" in r for f in files.values() for r in f)
 
@@ -43,5 +46,5 @@ def test_self_references_are_followed_once(tmp_path: Path) -> None:
         'gateway = ["d==1"]\nwebapp = []\nreporting = []\n'
     )
     files = build(tmp_path / "out", pyproject)
-    assert files["trainer"] == ["a==1", "c==1", "torch==2", "b==1"]
+    assert files["trainer"] == ["a==1", "c==1", "b==1"]  # torch comes from torch.txt
     assert files["torch"] == ["torch==2"]
