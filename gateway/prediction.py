@@ -1,6 +1,9 @@
 """One prediction, end to end: upload checks, model server call, embeddings, response.
 
-Routes stay thin shells over :func:`predict_upload`; the feedback route reuses it too.
+Routes stay thin shells over :func:`predict_upload`; the feedback route reuses it too. The image
+comes as the multipart part ``file`` or, for ``/predict`` and ``/predict/image``, as the raw
+request body with an ``image/*`` (or ``application/octet-stream``) content type:
+:func:`read_image`. The raw body spares the client and the gateway the multipart encoding.
 
 Hot swaps: while a new version replaces the default, TorchServe may answer an unpinned request
 for an instant with "model not found" or 503 (set-default and unregister are separate calls).
@@ -9,7 +12,8 @@ latency, not an error. A pinned version is never retried: its 404 means it does 
 
 Example (with a fake model server)::
 
-    result = await predict_upload(file, params, settings=settings, torchserve=ts,
+    data, info = await read_upload(file, settings)
+    result = await predict_upload(data, info, params, settings=settings, torchserve=ts,
                                   embedder=None, request_id="abc", started_at=perf_counter())
     result.response.model.version  # what X-Model-Version carries
 """
@@ -23,7 +27,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Query, UploadFile
+from fastapi import Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +38,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.prediction_cache import PredictionCache
 from yoloserve.errors import (
     ImageTooLarge,
+    InvalidImage,
     ModelServerBadResponse,
     ModelServerUnavailable,
 )
@@ -97,6 +103,43 @@ async def read_upload(file: UploadFile, settings: Settings) -> tuple[bytes, Imag
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise ImageTooLarge(f"the image is larger than {limit} bytes")
+    return data, inspect_image(data, settings.max_image_pixels)
+
+
+RAW_BODY_TYPES = ("image/", "application/octet-stream")
+"""Content types of a request whose body is the image itself."""
+
+
+async def read_image(
+    request: Request, file: UploadFile | None, settings: Settings
+) -> tuple[bytes, ImageInfo]:
+    """The image of a predict request: the multipart part ``file``, or the raw body.
+
+    Raises:
+        RequestValidationError: neither (422, as for any missing field).
+        ImageTooLarge: bigger than ``max_upload_bytes`` (read no further) or ``max_image_pixels``.
+        InvalidImage: an empty body, or not a JPEG, PNG, WebP or BMP image.
+    """
+    if file is not None:
+        return await read_upload(file, settings)
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not content_type.startswith(RAW_BODY_TYPES):
+        missing = {"type": "missing", "loc": ("body", "file"), "msg": "Field required",
+                   "input": None}
+        raise RequestValidationError([missing])
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ImageTooLarge(f"the image is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ImageTooLarge(f"the image is larger than {limit} bytes")
+    if not body:
+        raise InvalidImage("the request body is empty: send the image as the body, or as the "
+                           "multipart part 'file'")
+    data = bytes(body)
     return data, inspect_image(data, settings.max_image_pixels)
 
 
@@ -179,7 +222,8 @@ async def call_model(
 
 
 async def predict_upload(
-    file: UploadFile,
+    data: bytes,
+    info: ImageInfo,
     params: PredictParams,
     *,
     settings: Settings,
@@ -190,10 +234,10 @@ async def predict_upload(
     metrics: GatewayMetrics | None = None,
     cache: PredictionCache | None = None,
 ) -> Prediction:
-    """Validate the upload, ask the model server, optionally embed each box.
+    """Ask the model server about an image read by :func:`read_image`, optionally embed boxes.
 
     Args:
-        file: The multipart ``file`` part.
+        data, info: The image and what :func:`read_image` checked of it.
         params: Thresholds and version pin.
         settings: Limits.
         torchserve: Model server client.
@@ -206,7 +250,6 @@ async def predict_upload(
     Raises:
         YoloServeError: Any domain error; the gateway's error handlers answer it.
     """
-    data, info = await read_upload(file, settings)
     prediction = await predict_data(
         data, info, params, settings=settings, torchserve=torchserve, embedder=embedder,
         request_id=request_id, started_at=started_at, metrics=metrics,

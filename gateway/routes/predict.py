@@ -28,7 +28,7 @@ from gateway.deps import (
 )
 from gateway.errors import error_responses
 from gateway.images import draw_boxes
-from gateway.prediction import PredictParams, predict_params, predict_upload
+from gateway.prediction import PredictParams, predict_params, predict_upload, read_image
 from yoloserve.images import decode_rgb
 from yoloserve.schemas import PredictResponse
 
@@ -51,7 +51,20 @@ UploadDep = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP o
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
 UPLOAD_ENCODING = {"requestBody": {"content": {"multipart/form-data": {
     "encoding": {"file": {"contentType": IMAGE_TYPES}}}}}}
+# /predict and /predict/image also take the image as the whole body (Content-Type: image/*).
+_RAW_BODY = {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+IMAGE_BODY = {"requestBody": {"content": {
+    "multipart/form-data": {"encoding": {"file": {"contentType": IMAGE_TYPES}}},
+    **{kind: _RAW_BODY for kind in ("image/jpeg", "image/png", "image/webp", "image/bmp")},
+}}}
 ParamsDep = Annotated[PredictParams, Depends(predict_params)]
+
+
+# Optional here: the image may be the raw body instead (read_image decides, once every other
+# parameter is valid, so a bad threshold is a 400 before the image is looked at).
+FileOrBodyDep = Annotated[UploadFile | None, File(
+    description="The image: JPEG, PNG, WebP or BMP (or send it as the raw body, Content-Type: "
+    "image/*)", json_schema_extra={"minLength": 1})]
 
 
 def _started_at(request: Request) -> float:
@@ -63,12 +76,11 @@ def _started_at(request: Request) -> float:
     response_model=PredictResponse,
     responses={200: {"headers": _HEADERS}, **_ERRORS},
     summary="Detect objects in an image",
-    openapi_extra=UPLOAD_ENCODING,
+    openapi_extra=IMAGE_BODY,
 )
 async def predict(
     request: Request,
     response: Response,
-    file: UploadDep,
     params: ParamsDep,
     settings: SettingsDep,
     torchserve: TorchServeDep,
@@ -78,13 +90,16 @@ async def predict(
     cache: PredictionCacheDep,
     review: ReviewDep,
     background: BackgroundTasks,
+    file: FileOrBodyDep = None,
     embeddings: Annotated[
         bool, Query(description="Add a per-box `embedding` (503 embeddings_unavailable if none)")
     ] = False,
 ) -> PredictResponse:
     """Boxes in the original image's pixels, sorted by confidence, highest first."""
+    data, info = await read_image(request, file, settings)
     result = await predict_upload(
-        file,
+        data,
+        info,
         params,
         settings=settings,
         torchserve=torchserve,
@@ -114,11 +129,10 @@ async def predict(
         **_ERRORS,
     },
     summary="Detect objects and draw them on the image",
-    openapi_extra=UPLOAD_ENCODING,
+    openapi_extra=IMAGE_BODY,
 )
 async def predict_image(
     request: Request,
-    file: UploadDep,
     params: ParamsDep,
     settings: SettingsDep,
     torchserve: TorchServeDep,
@@ -127,13 +141,16 @@ async def predict_image(
     cache: PredictionCacheDep,
     embedder: EmbedderDep,
     review: ReviewDep,
+    file: FileOrBodyDep = None,
     image_format: Annotated[
         Literal["png", "jpeg"], Query(alias="format", description="Output encoding")
     ] = "png",
 ) -> Response:
     """The uploaded image, upright, with each box outlined and labelled ``name conf``."""
+    data, info = await read_image(request, file, settings)
     result = await predict_upload(
-        file,
+        data,
+        info,
         params,
         settings=settings,
         torchserve=torchserve,

@@ -30,7 +30,8 @@ def test_every_image_gets_the_pins_of_its_extras(tmp_path: Path) -> None:
     # ml pulls serving's runtime through its self-reference, exactly pinned.
     assert set(files["serving"]) < set(files["trainer"])
     # The serving worker: no Ultralytics, no torchvision, and torch only as its own CPU build.
-    assert not any(r.startswith(("torch==", "torchvision", "ultralytics")) for r in files["serving"])
+    lean = files["serving"]
+    assert not any(r.startswith(("torch==", "torchvision", "ultralytics")) for r in lean)
     assert any(r.startswith("onnxruntime==") for r in files["serving"])
     assert "scikit-learn==1.9.1" in files["trainer"]
     assert all("==" in r for f in files.values() for r in f)

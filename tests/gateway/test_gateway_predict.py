@@ -169,3 +169,38 @@ def test_openapi_documents_the_contract(client: TestClient) -> None:
     assert "X-Model-Version" in predict["responses"]["200"]["headers"]
     image = spec["paths"]["/predict/image"]["post"]
     assert set(image["responses"]["200"]["content"]) == {"image/png", "image/jpeg"}
+
+
+@pytest.mark.parametrize("mime", ["image/png", "application/octet-stream"])
+def test_the_image_may_be_the_raw_body(
+    client: TestClient, fake_ts: FakeTorchServe, png_bytes: bytes, mime: str
+) -> None:
+    response = client.post("/predict", content=png_bytes, headers={"Content-Type": mime},
+                           params={"conf": 0.3})
+    assert response.status_code == 200, response.text
+    assert response.json()["image"] == {"width": 64, "height": 48}
+    (sent,) = fake_ts.predict_requests
+    assert sent.content == png_bytes and sent.headers["x-yolo-conf"] == "0.3"
+    drawn = client.post("/predict/image", content=png_bytes, headers={"Content-Type": mime})
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/png"
+
+
+def test_a_raw_body_is_checked_like_an_upload(client: TestClient, fake_ts: FakeTorchServe) -> None:
+    empty = client.post("/predict", content=b"", headers={"Content-Type": "image/jpeg"})
+    assert_error(empty, 415, "invalid_image")
+    png = {"Content-Type": "image/png"}
+    garbage = client.post("/predict", content=b"not an image", headers=png)
+    assert_error(garbage, 415, "invalid_image")
+    neither = client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert neither.status_code == 422
+    assert fake_ts.predict_requests == []
+
+
+def test_a_raw_body_over_the_limit_is_413(
+    build_app: Callable[..., FastAPI], fake_ts: FakeTorchServe
+) -> None:
+    with TestClient(build_app(max_upload_bytes=1000)) as small:
+        response = small.post("/predict", content=encode_image(size=(400, 300)) + b"x" * 2000,
+                              headers={"Content-Type": "image/png"})
+    assert_error(response, 413, "image_too_large")
+    assert fake_ts.predict_requests == []

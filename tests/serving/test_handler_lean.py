@@ -38,7 +38,8 @@ WORKER = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Refuse())
-    serving_dir, model_dir, weights_name, photos = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    serving_dir, model_dir, weights_name, conf = sys.argv[1:5]
+    photos = sys.argv[5:]
     sys.path.insert(0, serving_dir)
     from ts.context import Context
     from ts.metrics.metrics_store import MetricsStore
@@ -51,12 +52,11 @@ WORKER = textwrap.dedent(
                       metrics=MetricsStore(uuid.uuid4(), "yolo"), model_yaml_config=config)
     worker = handler.YoloHandler()
     worker.initialize(context)
-    answers = [worker.handle([{"data": open(p, "rb").read(), "conf": b"%s"}], context)[0]
+    answers = [worker.handle([{"data": open(p, "rb").read(), "conf": conf}], context)[0]
                for p in photos]
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in REFUSED)
     print(json.dumps({"answers": answers, "loaded": loaded}))
     """
-    % CONF
 )
 
 
@@ -87,7 +87,7 @@ def test_each_runtime_answers_like_predict_without_ultralytics(
     paths = [str(photos[kind]) for kind in KINDS]
     proc = subprocess.run(
         [sys.executable, "-c", WORKER, str(SERVING_DIR), str(staged.model_dir),
-         default_weights.name, *paths],
+         default_weights.name, str(CONF), *paths],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
