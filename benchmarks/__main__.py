@@ -45,7 +45,7 @@ from rich.console import Console
 
 from benchmarks.context import BenchContext, SectionOptions
 from benchmarks.images import bench_image, bench_photos
-from benchmarks.report import load_average, machine, report_markdown
+from benchmarks.report import load_average, machine, machine_line, report_markdown
 from benchmarks.sections import DEFAULT_SECTIONS, SECTIONS, summary
 from devstack.stack import LocalStack
 from yoloserve import paths
@@ -235,6 +235,8 @@ def main(
         for size, data in images.items():
             image_files[size] = Path(tmp) / f"bench_{size}.jpg"
             image_files[size].write_bytes(data)
+        # Every figure below belongs to this CPU: a ratio measured on one is not the platform's.
+        console.print(f"CPU: {machine_line(machine())}")
         console.print(f"starting TorchServe + gateway under {root} ...")
         t0 = time.perf_counter()
         stack = LocalStack.create(

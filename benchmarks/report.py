@@ -12,7 +12,7 @@ import os
 import platform
 from typing import Any
 
-from benchmarks.context import cpu_model
+from benchmarks.context import cpu_flags, cpu_model
 from benchmarks.sections import MARKDOWN
 
 
@@ -29,10 +29,17 @@ def machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "load_average_start": load_average(),
     }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """The CPU a run's figures belong to: model, cores and the instruction sets that matter."""
+    flags = ", ".join(info.get("cpu_flags") or []) or "none of the AVX2/AVX-512/AMX ones"
+    return f"{info.get('cpu_model', '?')}, {info['cpu_count']} cores; flags: {flags}"
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -40,6 +47,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     info = report["machine"]
     lines = [
         f"`{report['command']}`",
+        "",
+        f"CPU: {machine_line(info)}.",
         "",
         f"{info['cpu_count']} cores, torch {info['torch']}; load average (1/5/15 min) "
         f"{' / '.join(f'{v:.2f}' for v in info['load_average_start'])} at start, "

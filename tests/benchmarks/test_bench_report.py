@@ -23,7 +23,8 @@ def _report() -> dict[str, Any]:
     latency = {"requests": 10, "p50_ms": 1, "p95_ms": 2, "p99_ms": 3, "max_ms": 4, "over_1s": 0}
     return {
         "command": "python -m benchmarks", "options": {"clients": 8},
-        "machine": {"cpu_count": 2, "torch": "2.x", "load_average_start": (1.0, 2.0, 3.0),
+        "machine": {"cpu_count": 2, "torch": "2.x", "cpu_model": "AMD EPYC",
+                    "cpu_flags": ["avx2", "avx512f"], "load_average_start": (1.0, 2.0, 3.0),
                     "load_average_end": (1.5, 2.0, 3.0)},
         "sections": {
             "serving": {"runtime": "onnx", "worker_threads": 2, "raw_default_threads": 1,
@@ -69,7 +70,8 @@ def test_every_section_has_a_markdown_writer_and_runs_by_default() -> None:
 
 def test_report_markdown_renders_every_section() -> None:
     text = report_markdown(_report())
-    assert text.startswith("`python -m benchmarks`\n\n2 cores, torch 2.x; load average")
+    assert text.startswith("`python -m benchmarks`\n\nCPU: AMD EPYC, 2 cores; flags: avx2, "
+                           "avx512f.\n\n2 cores, torch 2.x; load average")
     assert "1.00 / 2.00 / 3.00 at start, 1.50 / 2.00 / 3.00 at end." in text
     assert "| 640 px | gateway | 50.0 | 70.0 | 1.10 | 1.05 | 19.50 | 19.50 | 1.02 |" in text
     assert "| photo PNG | raw | 50.0 | 70.0 | 1.00 | 1.00 | 19.50 | | |" in text
