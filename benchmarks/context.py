@@ -19,7 +19,6 @@ from rich.console import Console
 from devstack.stack import LocalStack
 from yoloserve.modelserver.deploy import WARMUP_REQUESTS
 
-
 # The instruction sets that decide which runtime and precision is fastest on a CPU: a ratio
 # measured with AMX is not one measured without it.
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
