@@ -275,6 +275,21 @@ def test_management_api_is_not_reachable(compose: Compose, gateway_url: str) -> 
     assert gateway.returncode != 0 and "No module named 'torch'" in gateway.stderr
 
 
+def test_the_serving_image_is_lean(compose: Compose) -> None:
+    """The worker image runs the export without Ultralytics or torchvision, on a CPU torch."""
+    probe = ("import importlib.util, torch\n"
+             "print([m for m in ('ultralytics', 'torchvision') if importlib.util.find_spec(m)])\n"
+             "print(torch.version.cuda)\n")
+    out = compose.exec("serving", "python", "-c", probe)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "None"], out.stdout
+    # And what it serves answers (the version the bootstrap packaged, an ONNX export).
+    with httpx.Client() as client:
+        shapes = _predict(client, f"http://127.0.0.1:{compose.env['GATEWAY_PORT']}",
+                          SAMPLES / "shapes_2.jpg")
+    assert shapes.status_code == 200 and shapes.json()["boxes"], shapes.text
+
+
 def test_down_then_up_keeps_feedback_and_version(compose: Compose, gateway_url: str) -> None:
     rows = prod_rows(compose)
     with httpx.Client() as client:
