@@ -283,6 +283,16 @@ def test_the_serving_image_is_lean(compose: Compose) -> None:
     out = compose.exec("serving", "python", "-c", probe)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "None"], out.stdout
+    # The worker's resident memory, for docs/benchmarks.md (a figure, not a limit: -s shows it).
+    rss = ("import pathlib\n"
+           "for proc in pathlib.Path('/proc').glob('[0-9]*'):\n"
+           "    try:\n"
+           "        if b'model_service_worker' in (proc / 'cmdline').read_bytes():\n"
+           "            print([l for l in (proc / 'status').read_text().splitlines()\n"
+           "                   if l.startswith('VmRSS')][0])\n"
+           "    except OSError:\n"
+           "        pass\n")
+    print("\nserving worker", compose.exec("serving", "python", "-c", rss).stdout.strip())
     # And what it serves answers (the version the bootstrap packaged, an ONNX export).
     with httpx.Client() as client:
         shapes = _predict(client, f"http://127.0.0.1:{compose.env['GATEWAY_PORT']}",
