@@ -4,7 +4,7 @@ Two ways to INT8 on a CPU, both selectable at package time (``make package RUNTI
 
 | runtime | file in the ``.mar`` | made by |
 |---|---|---|
-| ``onnx-int8`` | ``yolo_int8.onnx`` | ONNX Runtime ``quantize_static`` (QDQ) on the float ONNX export |
+| ``onnx-int8`` | ``yolo_int8.onnx`` | ONNX Runtime ``quantize_static`` (QDQ), float ONNX |
 | ``openvino-int8`` | ``yolo_int8_openvino_model/`` | Ultralytics' OpenVINO export through NNCF |
 
 ``onnx-int8`` is calibrated on images letterboxed exactly as the handler letterboxes a request
@@ -22,8 +22,9 @@ Neither keeps box parity with the ``.pt``: the packager gates them on accuracy i
 (``yoloserve.modelserver.accuracy``).
 
 Example:
-    >>> quantize_onnx(Path("yolo.onnx"), Path("yolo_int8.onnx"), train_images[:200], imgsz=320)  # doctest: +SKIP
-    PosixPath('yolo_int8.onnx')
+    >>> calibration = sorted(Path("data/shapes/images/train").glob("*.jpg"))[:200]
+    >>> quantize_onnx(Path("yolo.onnx"), Path("q.onnx"), calibration, imgsz=320)  # doctest: +SKIP
+    PosixPath('q.onnx')
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def letterboxed(image: Path, imgsz: int, stride: int = STRIDE) -> np.ndarray:
     bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"cannot read {image} as an image")
-    boxed = LetterBox(new_shape=(imgsz, imgsz), auto=True, stride=stride)(image=bgr)
+    boxed: Any = LetterBox(new_shape=(imgsz, imgsz), auto=True, stride=stride)(image=bgr)
     chw = np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1))
     return (chw.astype(np.float32) / 255.0)[None]
 
