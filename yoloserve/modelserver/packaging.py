@@ -8,11 +8,11 @@ and check its parity with the ``.pt`` on fixed real images (``yoloserve.modelser
 refused with ``ParityError`` when it breaks); an INT8 runtime is calibrated on the version's own
 training images and gated on accuracy instead (mAP50 and mAP50-95 on the fixed benchmark set
 within 0.01 of the ``.pt``, ``yoloserve.modelserver.accuracy``: refused with ``AccuracyError``),
-and a float runtime given the benchmark set records its mAP too. Then it picks the next version, build the archive and
-record it with its runtime and measured parity, under the registry's lock so that two packagers
-never pick the same version. The ``.pt`` is always the archive's serialized file (retraining and
-provenance read it back with ``extract_weights``); the export and a model YAML naming it are extra
-files.
+and a float runtime given the benchmark set records its mAP too. Then it picks the next version,
+builds the archive and records it with its runtime and measured parity, under the registry's
+lock so that two packagers never pick the same version. The ``.pt`` is always the archive's
+serialized file (retraining and provenance read it back with ``extract_weights``); the export and
+a model YAML naming it are extra files.
 
 Packaging weights whose sha256 is already in the registry with the same runtime reuses that
 version (no new version for the same bytes): it only rebuilds the ``.mar`` if the store lost it
