@@ -292,7 +292,8 @@ def package_candidate(
         tracker: the job's MLflow run, recorded in the version (``mlflow_run_id``).
         data_yaml: the job's dataset: an INT8 runtime is calibrated on its training images.
         bench: the fixed benchmark set (``benchmark_set``): the export's mAP is measured on it
-            (``ModelVersion.accuracy``), the gate of an INT8 runtime.
+            (``ModelVersion.accuracy``), the gate of an INT8 runtime (without it, an INT8
+            candidate is gated on the job's held-out split).
 
     Returns the version's record (``ModelVersion`` as a JSON dict).
 
@@ -307,6 +308,12 @@ def package_candidate(
     if bench:
         images = split_of(bench["data_yaml"], "test")
         accuracy_set = AccuracySet(tuple(images), dict(bench["set"])) if images else None
+    if accuracy_set is None and calibration and data_yaml is not None:
+        # No benchmark set (RETRAIN_BENCHMARK_IMAGES=0, or a reference set without a test
+        # split): an INT8 candidate is gated on the job's held-out split instead.
+        held_out = split_of(data_yaml, "test")
+        accuracy_set = AccuracySet(tuple(held_out), {"name": f"{job_id} held-out",
+                                                     "images": len(held_out)})
     record = package(
         Path(weights), registry, parent=parent_version, metrics=_headline(candidate_metrics),
         runtime=runtime,
