@@ -126,10 +126,21 @@ def quantize_onnx(
 
 
 def calibration_yaml(images: Sequence[Path], folder: Path, classes: Sequence[str]) -> Path:
-    """A data YAML whose ``val`` split lists ``images`` (what Ultralytics' INT8 export reads)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """A data YAML whose ``val`` split lists copies of ``images`` (what Ultralytics' INT8 export
+    reads).
+
+    Copies, unlabelled (calibration needs none): Ultralytics writes a label cache beside the
+    labels of what it reads, and the training set's own cache is no packager's to rewrite.
+    """
+    copies = folder / "images"
+    copies.mkdir(parents=True, exist_ok=True)
     listing = folder / "calibration.txt"
-    listing.write_text("".join(f"{Path(p).resolve()}\n" for p in images))
+    paths = []
+    for i, image in enumerate(images):
+        copy = copies / f"{i:05d}{Path(image).suffix}"
+        shutil.copyfile(image, copy)
+        paths.append(copy.resolve())
+    listing.write_text("".join(f"{p}\n" for p in paths))
     names = "".join(f"  {i}: {n}\n" for i, n in enumerate(classes))
     data_yaml = folder / "calibration.yaml"
     data_yaml.write_text(f"path: {folder.resolve()}\ntrain: {listing.name}\nval: {listing.name}\n"
