@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import assert_error
 from yoloserve import errors as e
-from yoloserve.modelserver.export import ExportError
 from yoloserve.modelserver.accuracy import AccuracyReport, MapScores
+from yoloserve.modelserver.export import ExportError
 from yoloserve.modelserver.packaging import AccuracyError, PackagingError, ParityError
 from yoloserve.modelserver.parity import ParityReport
 
