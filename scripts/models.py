@@ -23,10 +23,11 @@ from typing import Annotated
 import httpx
 import typer
 
+from scripts.package import reference_images
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.client import TorchServeClient
-from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
+from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES, is_int8
 from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.registry import Registry, open_registry
 from yoloserve.modelserver.settings import TorchServeSettings
@@ -90,8 +91,12 @@ def redeploy(
         typer.echo(f"{weights} does not exist", err=True)
         raise typer.Exit(2)
     registry = _registry(database_url)
+    calibration, accuracy_set = None, None
+    if is_int8(runtime):  # calibrated and gated on the reference set, as make package does
+        calibration, accuracy_set = reference_images(paths.DATA_DIR / "shapes", 200, 150)
     try:
-        record = package(weights, registry, parent=parent, store_dir=store, runtime=runtime)
+        record = package(weights, registry, parent=parent, store_dir=store, runtime=runtime,
+                         calibration=calibration, accuracy_set=accuracy_set)
     except YoloServeError as exc:  # PackagingError and ParityError included
         typer.echo(f"packaging failed: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -2,7 +2,12 @@
 the registry. Packaging the same weights again reuses their version (see --new-version).
 
     python -m scripts.package --weights models/default/best.pt                 # ONNX Runtime
-    python -m scripts.package --weights models/default/best.pt --runtime torch
+    python -m scripts.package --weights models/default/best.pt --runtime openvino-int8
+    python -m scripts.package --weights models/default/best.pt --runtime onnx-int8
+
+Every runtime is also scored on the fixed benchmark set (mAP50 and mAP50-95 against the .pt,
+recorded as the version's ``accuracy``); an INT8 runtime is calibrated on the reference training
+images and refused when either mAP moves by more than 0.01 (see --no-accuracy).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import typer
 
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
-from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES
-from yoloserve.modelserver.packaging import package
+from yoloserve.modelserver.accuracy import AccuracyReport
+from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES, is_int8
+from yoloserve.modelserver.packaging import AccuracySet, package
 from yoloserve.modelserver.parity import ParityReport
 from yoloserve.modelserver.registry import open_registry
 from yoloserve.store.engine import open_store
+from yoloserve.tracking import manifest as manifests
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -54,8 +61,26 @@ def main(
     runtime: Annotated[
         str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}.")
     ] = DEFAULT_RUNTIME,
+    reference: Annotated[
+        Path, typer.Option(help="Reference dataset: calibration (train) and benchmark (test) "
+                           "images; generated if missing.")
+    ] = paths.DATA_DIR / "shapes",
+    calibration_images: Annotated[
+        int, typer.Option(min=1, help="Training images an INT8 runtime is calibrated on.")
+    ] = 200,
+    benchmark_images: Annotated[
+        int, typer.Option(min=1, help="Benchmark images (first of the test split) mAP is on.")
+    ] = 150,
+    accuracy: Annotated[
+        bool, typer.Option(help="Score float runtimes on the benchmark set too (INT8 always).")
+    ] = True,
 ) -> None:
     """Build the .mar and record the version; print the version and the archive."""
+    calibration, accuracy_set = None, None
+    if accuracy or is_int8(runtime):
+        calibration, accuracy_set = reference_images(
+            reference, calibration_images, benchmark_images
+        )
     try:
         record = package(
             weights,
@@ -66,6 +91,8 @@ def main(
             make_default=set_default,
             reuse=not new_version,
             runtime=runtime,
+            calibration=calibration if is_int8(runtime) else None,
+            accuracy_set=accuracy_set,
         )
     except YoloServeError as exc:
         typer.echo(f"packaging failed: {exc}", err=True)
@@ -75,12 +102,32 @@ def main(
         return
     if record.parity:
         typer.echo(ParityReport.model_validate(record.parity).summary())
+    if record.accuracy:
+        typer.echo(AccuracyReport.model_validate(record.accuracy).summary())
     default = open_registry(open_store(database_url or None)).load().default_version
     typer.echo(
         f"version {record.version}: {store / record.mar} ({record.runtime}, sha256 "
         f"{record.sha256[:12]}, status {record.status}"
         f"{', default' if default == record.version else ''})"
     )
+
+
+def reference_images(
+    reference: Path, calibration: int, benchmark: int
+) -> tuple[list[Path], AccuracySet]:
+    """The first ``calibration`` training images and the fixed benchmark set of ``reference``
+    (written first, as ``python -m scripts.train dataset`` does, when it is missing)."""
+    if not (reference / "images" / "test").is_dir():
+        from yoloserve.training.dataset import generate_dataset
+
+        typer.echo(f"reference dataset missing: generating it in {reference}", err=True)
+        generate_dataset(reference)
+    train = manifests.split_images(reference, "images/train")[:calibration]
+    found = manifests.benchmark_images(reference, benchmark)
+    if found is None or not train:
+        typer.echo(f"{reference} has no train or test images", err=True)
+        raise typer.Exit(1)
+    return train, AccuracySet(tuple(found[0]), found[1])
 
 
 if __name__ == "__main__":

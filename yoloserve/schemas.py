@@ -150,15 +150,28 @@ class ModelVersionInfo(_Response):
     mlflow_run_url: str | None = Field(
         default=None, description="That run in the MLflow UI (GATEWAY_MLFLOW_UI_URL set)"
     )
-    runtime: Literal["onnx", "openvino", "torchscript", "torch"] = Field(
-        default="torch", description="What serves it: ONNX Runtime, OpenVINO, TorchScript, the .pt"
+    runtime: Literal["onnx", "openvino", "torchscript", "torch", "onnx-int8", "openvino-int8"] = (
+        Field(default="torch", description="What serves it: ONNX Runtime, OpenVINO, TorchScript, "
+              "the .pt, or an INT8 quantization for ONNX Runtime or OpenVINO")
     )
     parity: dict[str, Any] = Field(
         default_factory=dict,
         description="The export's parity with the .pt on fixed real images, measured at package "
-        "time; {} for the torch runtime",
+        "time; {} for INT8 runtimes and for the torch runtime of earlier releases",
         examples=[{"passed": True, "images": 7, "boxes": 66, "max_box_px": 0.005,
                    "max_conf": 5e-05, "limits": {"px": 0.5, "conf": 0.001}}],
+    )
+    accuracy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="mAP50 and mAP50-95 of what serves (candidate) and of the .pt (reference) on "
+        "the fixed benchmark set, measured at package time: the gate of the INT8 runtimes "
+        "(within tolerance of the .pt); {} when packaged without the set",
+        examples=[{"passed": True, "images": 150, "boxes": 580,
+                   "reference": {"map50": 0.9725, "map50_95": 0.8488},
+                   "candidate": {"map50": 0.9725, "map50_95": 0.8421},
+                   "deltas": {"map50": 0.0, "map50_95": -0.0067}, "tolerance": 0.01,
+                   "conf_threshold": 0.001,
+                   "set": {"name": "shapes-test", "images": 150, "manifest_sha256": "9f2c..."}}],
     )
 
 

@@ -10,12 +10,18 @@ from fastapi.testclient import TestClient
 
 from tests.gateway.fake_torchserve import assert_error
 from yoloserve import errors as e
+from yoloserve.modelserver.accuracy import AccuracyReport, MapScores
 from yoloserve.modelserver.export import ExportError
-from yoloserve.modelserver.packaging import PackagingError, ParityError
+from yoloserve.modelserver.packaging import AccuracyError, PackagingError, ParityError
 from yoloserve.modelserver.parity import ParityReport
 
 _FAILED_PARITY = ParityReport(passed=False, images=7, boxes=60, max_box_px=8.6, max_conf=0.16,
                               limits={"px": 0.5, "conf": 1e-3}, conf_threshold=0.1)
+_FAILED_ACCURACY = AccuracyReport(
+    passed=False, images=40, boxes=110, reference=MapScores(map50=0.97, map50_95=0.84),
+    candidate=MapScores(map50=0.34, map50_95=0.24), deltas={"map50": -0.63, "map50_95": -0.6},
+    tolerance=0.01, conf_threshold=0.001,
+)
 
 
 def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
@@ -59,6 +65,7 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (PackagingError("archiver failed"), 500, "registry_error"),
         (ExportError("exporter failed"), 500, "export_failed"),
         (ParityError("no parity", _FAILED_PARITY), 500, "parity_failed"),
+        (AccuracyError("INT8 lost mAP", _FAILED_ACCURACY), 500, "accuracy_failed"),
         (e.VersionRejected(), 409, "version_rejected"),
         (e.SwapInProgress(), 409, "swap_in_progress"),
         (e.InvalidIdempotencyKey(), 400, "invalid_idempotency_key"),
@@ -114,6 +121,7 @@ def test_every_domain_error_class_is_covered() -> None:
         "PackagingError",
         "ExportError",
         "ParityError",
+        "AccuracyError",
         "KubernetesError",
         "UnknownReviewItem",
         "ReviewItemClosed",

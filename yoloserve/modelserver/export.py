@@ -11,6 +11,12 @@ export letterboxes to a square and moves boxes (``yoloserve.modelserver.parity``
 | ``onnx`` | ``yolo.onnx`` | ONNX Runtime (CPU; CUDA / TensorRT execution providers on a GPU) |
 | ``openvino`` | ``yolo_openvino_model/`` | OpenVINO (CPU, Intel GPU) |
 | ``torchscript`` | ``yolo.torchscript`` | libtorch, no Python model code |
+| ``onnx-int8`` | ``yolo_int8.onnx`` | ONNX Runtime, INT8 (``yoloserve.modelserver.quantize``) |
+| ``openvino-int8`` | ``yolo_int8_openvino_model/`` | OpenVINO, INT8 through NNCF |
+
+The INT8 runtimes are calibrated on ``calibration`` images (the version's own training images)
+and gated on accuracy rather than parity (``yoloserve.modelserver.accuracy``). The handler runs
+them with the runtime named before ``-int8``.
 
 The ``.pt`` itself is no runtime: running it needs Ultralytics and torchvision, which the serving
 worker does without (docs/benchmarks.md, lean serving). Versions registered with ``torch``
@@ -25,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -33,9 +40,10 @@ from yoloserve.errors import RegistryError
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.offline import configure_offline
 
-Runtime = Literal["onnx", "openvino", "torchscript"]
+Runtime = Literal["onnx", "openvino", "torchscript", "onnx-int8", "openvino-int8"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
-RecordedRuntime = Literal["onnx", "openvino", "torchscript", "torch"]
+INT8_RUNTIMES: tuple[str, ...] = ("onnx-int8", "openvino-int8")
+RecordedRuntime = Literal["onnx", "openvino", "torchscript", "onnx-int8", "openvino-int8", "torch"]
 """What a registry record may name: today's runtimes and ``torch`` (the ``.pt``, served by the
 Ultralytics-based worker of earlier releases)."""
 LEGACY_RUNTIMES: tuple[str, ...] = ("torch",)
@@ -81,8 +89,14 @@ def check_runtime(runtime: str) -> Runtime:
     return runtime  # type: ignore[return-value]
 
 
+def is_int8(runtime: str) -> bool:
+    """Whether ``runtime`` is quantized (gated on accuracy, not on parity)."""
+    return runtime in INT8_RUNTIMES
+
+
 def export_model(
-    weights: Path, runtime: str, workdir: Path, *, imgsz: int, dynamic: bool = True
+    weights: Path, runtime: str, workdir: Path, *, imgsz: int, dynamic: bool = True,
+    calibration: Sequence[Path] | None = None,
 ) -> Export:
     """Export ``weights`` for ``runtime`` into ``workdir`` (a fresh folder the caller owns).
 
@@ -93,27 +107,63 @@ def export_model(
             copied there first and the model folder stays clean).
         imgsz: the serving size; a dynamic export runs at any size, this is the trace shape.
         dynamic: dynamic input shapes. ``False`` only to show what a static export breaks.
+        calibration: images of the version's own training set; INT8 runtimes only (required).
 
     Returns:
         The export.
 
     Raises:
-        ExportError: unknown runtime, or the exporter failed.
+        ExportError: unknown runtime, no calibration for an INT8 one, or the exporter failed.
     """
     checked = check_runtime(runtime)
+    if is_int8(checked):
+        if not calibration:
+            raise ExportError(f"the {checked} runtime needs calibration images (training images)")
+        return _export_int8(Path(weights), checked, workdir, imgsz, dynamic, list(calibration))
+    return Export(runtime=checked, path=_ultralytics_export(weights, checked, workdir, imgsz,
+                                                            dynamic), dynamic=dynamic)
+
+
+def _ultralytics_export(
+    weights: Path, fmt: str, workdir: Path, imgsz: int, dynamic: bool
+) -> Path:
     configure_offline()
     from ultralytics import YOLO
 
     workdir.mkdir(parents=True, exist_ok=True)
     source = workdir / f"{MODEL_NAME}.pt"
     shutil.copyfile(weights, source)
-    options: dict[str, object] = {"simplify": True} if checked == "onnx" else {}
+    options: dict[str, object] = {"simplify": True} if fmt == "onnx" else {}
     try:
         out = YOLO(str(source)).export(
-            format=checked, imgsz=imgsz, dynamic=dynamic, device="cpu", verbose=False, **options
+            format=fmt, imgsz=imgsz, dynamic=dynamic, device="cpu", verbose=False, **options
         )
     except Exception as exc:  # the exporter raises whatever its backend raises
-        raise ExportError(f"exporting {weights} to {checked} failed: {exc}") from exc
+        raise ExportError(f"exporting {weights} to {fmt} failed: {exc}") from exc
     finally:
         source.unlink(missing_ok=True)
-    return Export(runtime=checked, path=Path(out), dynamic=dynamic)
+    return Path(out)
+
+
+def _export_int8(
+    weights: Path, runtime: Runtime, workdir: Path, imgsz: int, dynamic: bool,
+    calibration: list[Path],
+) -> Export:
+    from yoloserve.modelserver import quantize
+
+    try:
+        if runtime == "onnx-int8":
+            source = _ultralytics_export(weights, "onnx", workdir / "float", imgsz, dynamic)
+            path = quantize.quantize_onnx(
+                source, workdir / quantize.ONNX_INT8_FILE, calibration, imgsz=imgsz
+            )
+            shutil.rmtree(workdir / "float", ignore_errors=True)
+        else:
+            path = quantize.export_openvino_int8(
+                weights, workdir, calibration, imgsz=imgsz, dynamic=dynamic
+            )
+    except ExportError:
+        raise
+    except Exception as exc:  # ONNX Runtime and NNCF raise whatever their backends raise
+        raise ExportError(f"quantizing {weights} for {runtime} failed: {exc}") from exc
+    return Export(runtime=runtime, path=path, dynamic=dynamic)

@@ -5,11 +5,14 @@
 whole step a new model goes through: hash the weights, export them for the chosen runtime
 (``yoloserve.modelserver.export``, ONNX Runtime by default), run the packed handler on the export
 and check its parity with the ``.pt`` on fixed real images (``yoloserve.modelserver.parity``:
-refused with ``ParityError`` when it breaks), then pick the next version, build the archive and
-record it with its runtime and measured parity, under the registry's lock so that two packagers
-never pick the same version. The ``.pt`` is always the archive's serialized file (retraining and
-provenance read it back with ``extract_weights``); the export and a model YAML naming it are extra
-files.
+refused with ``ParityError`` when it breaks); an INT8 runtime is calibrated on the version's own
+training images and gated on accuracy instead (mAP50 and mAP50-95 on the fixed benchmark set
+within 0.01 of the ``.pt``, ``yoloserve.modelserver.accuracy``: refused with ``AccuracyError``),
+and a float runtime given the benchmark set records its mAP too. Then it picks the next version,
+builds the archive and records it with its runtime and measured parity, under the registry's
+lock so that two packagers never pick the same version. The ``.pt`` is always the archive's
+serialized file (retraining and provenance read it back with ``extract_weights``); the export and
+a model YAML naming it are extra files.
 
 Packaging weights whose sha256 is already in the registry with the same runtime reuses that
 version (no new version for the same bytes): it only rebuilds the ``.mar`` if the store lost it
@@ -33,15 +36,25 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from yoloserve.modelserver import MODEL_NAME
-from yoloserve.modelserver.export import DEFAULT_RUNTIME, Export, check_runtime, export_model
+from yoloserve.modelserver.accuracy import AccuracyReport, check_accuracy
+from yoloserve.modelserver.export import (
+    DEFAULT_RUNTIME,
+    Export,
+    check_runtime,
+    export_model,
+    is_int8,
+)
 from yoloserve.modelserver.local_handler import CONFIG_NAME, LocalHandler
 from yoloserve.modelserver.parity import (
+    Detector,
     ParityLimits,
     ParityReport,
     answer_array,
@@ -70,6 +83,29 @@ class ParityError(PackagingError):
     def __init__(self, message: str, report: ParityReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+class AccuracyError(PackagingError):
+    """An INT8 export loses more accuracy than its gate allows; nothing was registered."""
+
+    code = "accuracy_failed"
+
+    def __init__(self, message: str, report: AccuracyReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class AccuracySet:
+    """Labelled images an export's mAP is measured on (the fixed benchmark set).
+
+    Attributes:
+        images: image files, each labelled by ``../labels/<stem>.txt`` (YOLO txt).
+        info: the set's name as recorded, ``{"name", "images", "manifest_sha256"}``.
+    """
+
+    images: tuple[Path, ...]
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def mar_name(version: str, model_name: str = MODEL_NAME) -> str:
@@ -236,17 +272,26 @@ class Staged:
         text += yaml.safe_dump({"export": section}, sort_keys=False)
         self.config_file.write_text(text)
 
-    def check(self, limits: ParityLimits | None = None) -> ParityReport:
-        """Run the packed handler on this folder and compare it with ``predict`` on the ``.pt``."""
+    def detector(self) -> tuple[Detector, int]:
+        """The packed handler over this folder, run locally, and its inference size."""
         handler = LocalHandler(self.model_dir, self.weights.name)
-        images = parity_images()
 
         def detect(image: Path, conf: float) -> Any:
             return answer_array(handler.predict(image.read_bytes(), conf=conf))
 
-        return check_parity(
-            self.weights, detect, images, imgsz=handler.handler.imgsz[0], limits=limits
-        )
+        return detect, int(handler.handler.imgsz[0])
+
+    def check(self, limits: ParityLimits | None = None) -> ParityReport:
+        """Run the packed handler on this folder and compare it with ``predict`` on the ``.pt``."""
+        detect, imgsz = self.detector()
+        return check_parity(self.weights, detect, parity_images(), imgsz=imgsz, limits=limits)
+
+    def accuracy(self, images: AccuracySet, tolerance: float | None = None) -> AccuracyReport:
+        """mAP of the packed handler and of ``predict`` on the ``.pt``, on ``images``."""
+        detect, imgsz = self.detector()
+        options = {} if tolerance is None else {"tolerance": tolerance}
+        return check_accuracy(self.weights, detect, images.images, imgsz=imgsz,
+                              image_set=images.info, **options)
 
     def build(self, version: str, store_dir: Path) -> Path:
         """The ``.mar`` of ``version`` in ``store_dir``."""
@@ -258,15 +303,16 @@ class Staged:
 
 def stage(
     weights: Path, runtime: str, root: Path, *, config_file: Path = MODEL_CONFIG,
-    dynamic: bool = True,
+    dynamic: bool = True, calibration: Sequence[Path] | None = None,
 ) -> Staged:
     """Export ``weights`` for ``runtime`` and lay the archive's contents out under ``root``.
 
     Raises:
-        ExportError: unknown runtime, or the exporter failed.
+        ExportError: unknown runtime, no calibration for an INT8 one, or the exporter failed.
     """
     exported = export_model(
-        weights, runtime, root / "export", imgsz=serving_imgsz(config_file), dynamic=dynamic
+        weights, runtime, root / "export", imgsz=serving_imgsz(config_file), dynamic=dynamic,
+        calibration=calibration,
     )
     return Staged(weights, exported, root, config_file)
 
@@ -287,6 +333,8 @@ def package(
     runtime: str = DEFAULT_RUNTIME,
     dynamic: bool = True,
     config_file: Path = MODEL_CONFIG,
+    calibration: Sequence[Path] | None = None,
+    accuracy_set: AccuracySet | None = None,
 ) -> ModelVersion:
     """Hash, export, check, archive and register ``weights`` as the next model version.
 
@@ -305,6 +353,9 @@ def package(
         runtime: what the handler runs (``yoloserve.modelserver.export.RUNTIMES``).
         dynamic: export with dynamic shapes; ``False`` only to see a static export refused.
         config_file: the model YAML to pack (the benchmark tries other serving settings).
+        calibration: images of the weights' own training set; required by an INT8 runtime.
+        accuracy_set: the fixed benchmark set; required by an INT8 runtime (its gate), and
+            measured for a float one too when given (``ModelVersion.accuracy``).
 
     Returns:
         The registry record (new, or the reused one).
@@ -317,6 +368,9 @@ def package(
     """
     weights = Path(weights)
     runtime = check_runtime(runtime)
+    if is_int8(runtime) and (not calibration or accuracy_set is None or not accuracy_set.images):
+        raise PackagingError(f"the {runtime} runtime needs calibration images and a labelled "
+                             "accuracy set (its gate)")
     sha256 = sha256_file(weights)
     metrics = sidecar_metrics(weights) if metrics is None else metrics
 
@@ -333,14 +387,23 @@ def package(
     store_dir.mkdir(parents=True, exist_ok=True)
     # Export and parity take seconds: done before the lock, so no other writer waits on them.
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=store_dir) as tmp:
-        staged = stage(weights, runtime, Path(tmp), config_file=config_file, dynamic=dynamic)
-        report = staged.check()
-        if not report.passed:
+        staged = stage(weights, runtime, Path(tmp), config_file=config_file, dynamic=dynamic,
+                       calibration=calibration)
+        report = staged.check() if not is_int8(runtime) else None
+        if report is not None and not report.passed:
             failures = "; ".join(report.failures[:5])
             raise ParityError(
                 f"the {runtime} export of {weights} breaks parity with the .pt, so it was not "
                 f"packaged: {report.summary()}. {failures}. Package it with another runtime.",
                 report,
+            )
+        accuracy = staged.accuracy(accuracy_set) if accuracy_set is not None else None
+        if accuracy is not None and is_int8(runtime) and not accuracy.passed:
+            raise AccuracyError(
+                f"the {runtime} export of {weights} loses accuracy, so it was not packaged: "
+                f"{accuracy.summary()} (deltas {accuracy.deltas}). Package it with a float "
+                "runtime, or calibrate it on more of its training images.",
+                accuracy,
             )
         # Version choice, archive and record happen under one lock: no two packagers share one.
         with registry.update() as data:
@@ -362,7 +425,8 @@ def package(
                 mlflow_run_id=mlflow_run_id,
                 mlflow_experiment_id=mlflow_experiment_id,
                 runtime=runtime,
-                parity=report.model_dump(),
+                parity=report.model_dump() if report is not None else {},
+                accuracy=accuracy.model_dump() if accuracy is not None else {},
             )
             try:
                 return data.add_version(record, classes, make_default)

@@ -72,7 +72,13 @@ class ModelVersion(BaseModel):
     parity: dict[str, Any] = Field(
         default_factory=dict,
         description="The export's parity with the .pt, measured before it was registered "
-        "(yoloserve.modelserver.parity.ParityReport); {} for the torch runtime.",
+        "(yoloserve.modelserver.parity.ParityReport); {} for INT8 runtimes and for the torch runtime of earlier releases.",
+    )
+    accuracy: dict[str, Any] = Field(
+        default_factory=dict,
+        description="mAP50 and mAP50-95 of what serves and of the .pt on the fixed benchmark "
+        "set, measured before it was registered (yoloserve.modelserver.accuracy.AccuracyReport): "
+        "the gate of the INT8 runtimes; {} when packaged without the set.",
     )
 
 

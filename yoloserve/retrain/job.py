@@ -135,7 +135,7 @@ def _run(job_id: str, settings: RetrainSettings, registry: Registry, deadline: f
         settings, registry, result["weights"], parent_version=parent["version"],
         candidate_metrics=result["candidate"], trained_on=manifest["trained_on"],
         decision=decision, job_id=job_id, benchmark=benchmarks.get("candidate"),
-        tracker=tracker,
+        tracker=tracker, data_yaml=manifest["data_yaml"], bench=bench,
     )
     tracker.params(version=record["version"])
     tracker.artifact(settings.store_dir / record["mar"], "mar")

@@ -54,6 +54,11 @@ class RetrainSettings(BaseSettings):
         default=150, ge=0,
         description="Reference test images every version is also scored on (0: none)",
     )
+    calibration_images: int = Field(
+        default=200, ge=1,
+        description="Training images an INT8 candidate is calibrated on (onnx-int8, "
+        "openvino-int8)",
+    )
     oversample_feedback: int = Field(default=2, ge=1, description="Copies of each feedback image")
     timeout_s: float = Field(default=1800.0, gt=0, description="Whole job; then failed")
     torchserve: TorchServeSettings = Field(
@@ -63,7 +68,8 @@ class RetrainSettings(BaseSettings):
     deploy: bool = Field(default=True, description="Hot-swap a promoted candidate")
     runtime: Runtime | None = Field(
         default=None,
-        description="What serves the candidate (onnx, openvino, torchscript, torch); unset: the "
+        description="What serves the candidate (onnx, openvino, torchscript, torch, onnx-int8, "
+        "openvino-int8); unset: the "
         "runtime of the version it was tuned from, so a retrain never changes how serving runs",
     )
     drain_s: float = Field(default=2.0, ge=0)

@@ -24,12 +24,20 @@ the record reads the same whichever engine ran the steps. A step that fails rais
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from yoloserve.modelserver.export import DEFAULT_RUNTIME, LEGACY_RUNTIMES
-from yoloserve.modelserver.packaging import METRIC_KEYS, PackagingError, extract_weights, package
+import yaml
+
+from yoloserve.modelserver.export import DEFAULT_RUNTIME, LEGACY_RUNTIMES, is_int8
+from yoloserve.modelserver.packaging import (
+    METRIC_KEYS,
+    AccuracySet,
+    PackagingError,
+    extract_weights,
+    package,
+)
 from yoloserve.modelserver.registry import Registry, RetrainJob, utcnow
 from yoloserve.modelserver.rollout.base import (
     Deployer,
@@ -256,25 +264,60 @@ def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def split_of(data_yaml: str | Path, split: str) -> list[Path]:
+    """The image files of one split of a data.yaml, each once, in order."""
+    spec = yaml.safe_load(Path(data_yaml).read_text()) or {}
+    root = Path(spec.get("path") or Path(data_yaml).parent)
+    return list(dict.fromkeys(manifests.split_images(root, spec.get(split))))
+
+
+def spread(images: Sequence[Path], n: int) -> list[Path]:
+    """``n`` of ``images`` evenly spread over the list (reference and feedback alike)."""
+    if len(images) <= n:
+        return list(images)
+    return [images[i * len(images) // n] for i in range(n)]
+
+
 def package_candidate(
     settings: RetrainSettings, registry: Registry, weights: str | Path, *, parent_version: str,
     candidate_metrics: Mapping[str, Any], trained_on: Mapping[str, Any], decision: GateDecision,
     job_id: str | None = None, benchmark: Mapping[str, Any] | None = None,
-    tracker: RunTracker | None = None,
+    tracker: RunTracker | None = None, data_yaml: str | Path | None = None,
+    bench: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Package the candidate as the next version; a rejected one is marked so (job: rejected).
 
     Args:
         benchmark: its scores on the fixed benchmark set (``ModelVersion.benchmark``).
         tracker: the job's MLflow run, recorded in the version (``mlflow_run_id``).
+        data_yaml: the job's dataset: an INT8 runtime is calibrated on its training images.
+        bench: the fixed benchmark set (``benchmark_set``): the export's mAP is measured on it
+            (``ModelVersion.accuracy``), the gate of an INT8 runtime (without it, an INT8
+            candidate is gated on the job's held-out split).
 
     Returns the version's record (``ModelVersion`` as a JSON dict).
+
+    Raises:
+        AccuracyError: an INT8 candidate lost more mAP to quantization than its gate allows.
     """
     parent_runtime = registry.get(parent_version).runtime
     # A parent served as the .pt (records of earlier releases) has no runtime today: its
     # candidate gets the default export.
     inherited = DEFAULT_RUNTIME if parent_runtime in LEGACY_RUNTIMES else parent_runtime
     runtime = settings.runtime or inherited
+    calibration = None
+    if is_int8(runtime) and data_yaml is not None:
+        calibration = spread(split_of(data_yaml, "train"), settings.calibration_images)
+    accuracy_set = None
+    if bench:
+        images = split_of(bench["data_yaml"], "test")
+        accuracy_set = AccuracySet(tuple(images), dict(bench["set"])) if images else None
+    if accuracy_set is None and calibration and data_yaml is not None:
+        # No benchmark set (RETRAIN_BENCHMARK_IMAGES=0, or a reference set without a test
+        # split): an INT8 candidate is gated on the job's held-out split instead.
+        held_out = split_of(data_yaml, "test")
+        accuracy_set = AccuracySet(tuple(held_out), {"name": f"{job_id} held-out",
+                                                     "images": len(held_out)})
     record = package(
         Path(weights), registry, parent=parent_version, metrics=_headline(candidate_metrics),
         runtime=runtime,
@@ -282,6 +325,7 @@ def package_candidate(
         reuse=False, benchmark=dict(benchmark or {}),
         mlflow_run_id=tracker.run_id if tracker else None,
         mlflow_experiment_id=tracker.experiment_id if tracker else None,
+        calibration=calibration, accuracy_set=accuracy_set,
     )
     if not decision.promote:
         record = registry.set_status(record.version, "rejected")

@@ -105,18 +105,28 @@ def benchmark_dataset(ref_dir: Path, out_dir: Path, images: int, classes: list[s
     Writes ``out_dir/benchmark.yaml`` (+ its list) and returns it with the set's name, or
     ``None`` when the reference set has no test split.
     """
-    test = split_images(ref_dir, "images/test")[:images]
-    if not test:
+    found = benchmark_images(ref_dir, images)
+    if found is None:
         return None
+    test, name = found
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "benchmark.txt").write_text("".join(f"{p.resolve()}\n" for p in test))
     data_yaml = out_dir / "benchmark.yaml"
     names = "".join(f"  {i}: {n}\n" for i, n in enumerate(classes))
     data_yaml.write_text(f"path: {out_dir.resolve()}\ntrain: benchmark.txt\nval: benchmark.txt\n"
                          f"test: benchmark.txt\nnames:\n{names}")
+    return data_yaml, name
+
+
+def benchmark_images(ref_dir: Path, images: int) -> tuple[list[Path], dict[str, Any]] | None:
+    """The fixed benchmark set's image files and its name (``{"name", "images",
+    "manifest_sha256"}``), or ``None`` when the reference set has no test split."""
+    test = split_images(ref_dir, "images/test")[:images]
+    if not test:
+        return None
     entries = entries_for(test, "test")
-    return data_yaml, {"name": BENCHMARK_NAME, "images": len(entries),
-                       "manifest_sha256": manifest_sha256(entries)}
+    return test, {"name": BENCHMARK_NAME, "images": len(entries),
+                  "manifest_sha256": manifest_sha256(entries)}
 
 
 def write_manifest(manifest: dict[str, Any], path: Path) -> Path:

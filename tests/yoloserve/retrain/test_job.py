@@ -147,3 +147,19 @@ def test_no_default_version_fails_cleanly(
     empty = Registry(Store.sqlite(tmp_path / "other" / "yoloserve.db"))
     job = run_job(queue_job(empty), settings, empty)
     assert job.state == "failed" and "no default version" in (job.reason or "")
+
+
+def test_an_int8_candidate_is_calibrated_on_the_jobs_images_and_gated_on_accuracy(
+    settings: RetrainSettings, registry: Registry, fake_training: Callable[..., Path]
+) -> None:
+    fake_training(candidate=0.9, current=0.85)
+    settings = settings.model_copy(update={"runtime": "onnx-int8"})
+    job_id = queue_job(registry)
+    job = run_job(job_id, settings, registry)
+
+    assert job.state == "succeeded", job.reason
+    v2 = registry.get("2")
+    assert v2.runtime == "onnx-int8" and v2.parity == {}
+    # The tiny reference set has no test split: the job's held-out split is the gate's set.
+    assert v2.accuracy["passed"] is True and v2.accuracy["set"]["name"] == f"{job_id} held-out"
+    assert v2.accuracy["images"] == job.data["ref_eval"] + job.data["feedback_eval"]
