@@ -72,7 +72,8 @@ class ModelVersion(BaseModel):
     parity: dict[str, Any] = Field(
         default_factory=dict,
         description="The export's parity with the .pt, measured before it was registered "
-        "(yoloserve.modelserver.parity.ParityReport); {} for INT8 runtimes and for the torch runtime of earlier releases.",
+        "(yoloserve.modelserver.parity.ParityReport); {} for INT8 runtimes and for the torch "
+        "runtime of earlier releases.",
     )
     accuracy: dict[str, Any] = Field(
         default_factory=dict,
