@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 
 from tests.support import assert_same_boxes, real_photos
-from yoloserve.modelserver.export import RUNTIMES
+from yoloserve.modelserver.export import FLOAT_RUNTIMES, INT8_RUNTIMES
 from yoloserve.modelserver.packaging import stage
 from yoloserve.paths import SERVING_DIR
+from yoloserve.training.dataset import write_split
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 CONF = 0.05
 KINDS = ("grey", "rgba", "exif_jpeg", "png")
@@ -79,8 +82,8 @@ def test_the_refusing_interpreter_refuses(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "ultralytics is refused" in proc.stderr
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_each_runtime_answers_like_predict_without_ultralytics(
+@pytest.mark.parametrize("runtime", FLOAT_RUNTIMES)
+def test_each_float_runtime_answers_like_predict_without_ultralytics(
     runtime: str, default_weights: Path, tmp_path: Path, photos: dict[str, Path], reference: Any
 ) -> None:
     staged = stage(default_weights, runtime, tmp_path / "stage")
@@ -98,3 +101,25 @@ def test_each_runtime_answers_like_predict_without_ultralytics(
         result = reference.predict(str(photos[kind]), imgsz=320, conf=CONF, verbose=False)[0]
         assert answer["image"] == {"width": result.orig_shape[1], "height": result.orig_shape[0]}
         assert_same_boxes(answer["boxes"], result)
+
+
+@pytest.mark.parametrize("runtime", INT8_RUNTIMES)
+def test_each_int8_runtime_runs_without_ultralytics(
+    runtime: str, default_weights: Path, tmp_path: Path
+) -> None:
+    """An INT8 export's boxes are judged by its mAP gate (tests/yoloserve/modelserver/
+    test_quantize.py), not by parity: here it only has to run in the lean interpreter and find
+    the shapes of its own kind of scene."""
+    write_split(tmp_path / "shapes", "train", 24, seed=0)
+    calibration = sorted((tmp_path / "shapes" / "images" / "train").glob("*.jpg"))
+    staged = stage(default_weights, runtime, tmp_path / "stage", calibration=calibration)
+    scene = str(SAMPLES / "shapes_1.jpg")
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, str(SERVING_DIR), str(staged.model_dir),
+         default_weights.name, "0.25", scene],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == []
+    assert {box["name"] for box in out["answers"][0]["boxes"]}, out["answers"][0]

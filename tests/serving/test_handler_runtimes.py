@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support import assert_same_boxes, real_photos
-from yoloserve.modelserver.export import RUNTIMES
+from yoloserve.modelserver.export import FLOAT_RUNTIMES
 from yoloserve.modelserver.local_handler import LocalHandler
 from yoloserve.modelserver.packaging import stage
 
@@ -36,7 +36,7 @@ def reference(default_weights: Path) -> Any:
     return YOLO(str(default_weights))
 
 
-@pytest.fixture(scope="module", params=RUNTIMES)
+@pytest.fixture(scope="module", params=FLOAT_RUNTIMES)
 def runtime_handler(
     request: pytest.FixtureRequest, default_weights: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, LocalHandler]]:
