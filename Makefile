@@ -8,8 +8,9 @@ PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.setup-done
 SYSSTAMP := .run/.system-deps-done
 WEIGHTS ?= models/default/best.pt
-# What the handler runs: onnx (ONNX Runtime, the fastest with parity here), openvino, torchscript, torch
-RUNTIME ?= onnx
+# What the handler runs: auto (the fastest runtime that passes its gate on this machine, timed at
+# package time), onnx, openvino, torchscript, onnx-int8, openvino-int8 (docs/runtimes.md)
+RUNTIME ?= auto
 VERSION ?=
 ARGS ?=
 PYTEST_ARGS ?=
@@ -99,7 +100,7 @@ train: setup ## Regenerate the synthetic dataset and retrain the default model (
 	$(PY) -m scripts.train dataset
 	$(PY) -m scripts.train train
 
-package: setup ## Package WEIGHTS (default: shipped model) for RUNTIME (onnx) as a new .mar version
+package: setup ## Package WEIGHTS (default: shipped model) for RUNTIME (auto) as a new .mar version
 	$(PY) -m scripts.package --weights $(WEIGHTS) --runtime $(RUNTIME)
 
 # STACK=compose: the same verbs on the compose stack (run inside its controller container).

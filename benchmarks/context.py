@@ -8,7 +8,6 @@ tables on ``ctx.console``; :mod:`benchmarks.sections` lists them. The CLI
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,34 +17,6 @@ from rich.console import Console
 
 from devstack.stack import LocalStack
 from yoloserve.modelserver.deploy import WARMUP_REQUESTS
-
-# The instruction sets that decide which runtime and precision is fastest on a CPU: a ratio
-# measured with AMX is not one measured without it.
-SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
-               "amx_bf16", "amx_int8")
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
-    """Which of :data:`SPEED_FLAGS` the processor has (Linux ``/proc/cpuinfo``; else none)."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.partition(":")[2].split())
-                return [flag for flag in SPEED_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The processor's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @dataclass

@@ -12,8 +12,8 @@ import os
 import platform
 from typing import Any
 
-from benchmarks.context import cpu_flags, cpu_model
 from benchmarks.sections import MARKDOWN
+from yoloserve.machine import cpu_flags, cpu_model
 
 
 def load_average() -> tuple[float, float, float]:

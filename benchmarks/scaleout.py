@@ -42,7 +42,7 @@ import numpy as np
 from rich.table import Table
 from sqlalchemy import select
 
-from benchmarks.context import BenchContext, cpu_model
+from benchmarks.context import BenchContext
 from benchmarks.feedback import (
     FEEDBACK_SEED,
     FeedbackOutcome,
@@ -60,6 +60,7 @@ from devstack.postgres import PostgresServer
 from devstack.supervisor import Program
 from devstack.waiting import url_ready
 from yoloserve import paths
+from yoloserve.machine import cpu_model
 from yoloserve.modelserver.registry import Registry, utcnow
 from yoloserve.store.engine import Store, open_store
 from yoloserve.store.tables import FeedbackRowRecord

@@ -37,7 +37,7 @@ import typer
 from scripts import container_engine
 from scripts.demo_env import DEMO_ENV, read_env_file
 from yoloserve import paths
-from yoloserve.modelserver.export import DEFAULT_RUNTIME
+from yoloserve.modelserver.export import AUTO_RUNTIME
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
@@ -357,9 +357,8 @@ def _exec_controller(name: str, args: Sequence[str], stdin: Path | None = None) 
 @app.command()
 def redeploy(
     weights: Annotated[Path, typer.Option(help="A .pt to package and serve.")],
-    runtime: Annotated[str, typer.Option(help="onnx, openvino, torchscript or torch.")] = (
-        DEFAULT_RUNTIME
-    ),
+    runtime: Annotated[str, typer.Option(
+        help="auto, onnx, openvino, torchscript, onnx-int8 or openvino-int8.")] = AUTO_RUNTIME,
 ) -> None:
     """Package WEIGHTS inside the controller container and hot-swap it in (no restart)."""
     name = engine()

@@ -27,7 +27,7 @@ from scripts.package import reference_images
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.client import TorchServeClient
-from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES, is_int8
+from yoloserve.modelserver.export import AUTO_RUNTIME, RUNTIMES, is_int8
 from yoloserve.modelserver.packaging import package
 from yoloserve.modelserver.registry import Registry, open_registry
 from yoloserve.modelserver.settings import TorchServeSettings
@@ -83,8 +83,9 @@ def redeploy(
     store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
     wait_s: WaitS = 300.0,
     runtime: Annotated[
-        str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}.")
-    ] = DEFAULT_RUNTIME,
+        str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}, or auto (the "
+                          "fastest that passes its gate on this machine).")
+    ] = AUTO_RUNTIME,
 ) -> None:
     """Package WEIGHTS (or reuse their version) and make it the serving default, no restart."""
     if not weights.is_file():
@@ -92,7 +93,7 @@ def redeploy(
         raise typer.Exit(2)
     registry = _registry(database_url)
     calibration, accuracy_set = None, None
-    if is_int8(runtime):  # calibrated and gated on the reference set, as make package does
+    if is_int8(runtime) or runtime == AUTO_RUNTIME:  # calibrated and gated, as make package does
         calibration, accuracy_set = reference_images(paths.DATA_DIR / "shapes", 200, 150)
     try:
         record = package(weights, registry, parent=parent, store_dir=store, runtime=runtime,

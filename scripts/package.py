@@ -1,13 +1,16 @@
 """Package YOLO weights as a new model version: a TorchServe .mar in models/store and a record in
 the registry. Packaging the same weights again reuses their version (see --new-version).
 
-    python -m scripts.package --weights models/default/best.pt                 # ONNX Runtime
+    python -m scripts.package --weights models/default/best.pt          # auto: fastest that passes
+    python -m scripts.package --weights models/default/best.pt --runtime onnx
     python -m scripts.package --weights models/default/best.pt --runtime openvino-int8
-    python -m scripts.package --weights models/default/best.pt --runtime onnx-int8
 
-Every runtime is also scored on the fixed benchmark set (mAP50 and mAP50-95 against the .pt,
-recorded as the version's ``accuracy``); an INT8 runtime is calibrated on the reference training
-images and refused when either mAP moves by more than 0.01 (see --no-accuracy).
+``auto`` (the default) stages every runtime, gates each (parity with the .pt for the float ones,
+mAP for INT8) and keeps the one that answers fastest on this machine, timed here; the version
+records the figures and the CPU (``selection``). Every runtime is also scored on the fixed
+benchmark set (mAP50 and mAP50-95 against the .pt, recorded as the version's ``accuracy``); an
+INT8 runtime is calibrated on the reference training images and refused when either mAP moves by
+more than 0.01 (see --no-accuracy).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import typer
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.accuracy import AccuracyReport
-from yoloserve.modelserver.export import DEFAULT_RUNTIME, RUNTIMES, is_int8
+from yoloserve.modelserver.export import AUTO_RUNTIME, RUNTIMES, is_int8
 from yoloserve.modelserver.packaging import AccuracySet, package
 from yoloserve.modelserver.parity import ParityReport
 from yoloserve.modelserver.registry import open_registry
@@ -59,8 +62,9 @@ def main(
     store: Annotated[Path, typer.Option(help="TorchServe model store.")] = paths.STORE_DIR,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     runtime: Annotated[
-        str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}.")
-    ] = DEFAULT_RUNTIME,
+        str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}, or auto (the "
+                          "fastest that passes its gate on this machine).")
+    ] = AUTO_RUNTIME,
     reference: Annotated[
         Path, typer.Option(help="Reference dataset: calibration (train) and benchmark (test) "
                            "images; generated if missing.")
@@ -77,7 +81,8 @@ def main(
 ) -> None:
     """Build the .mar and record the version; print the version and the archive."""
     calibration, accuracy_set = None, None
-    if accuracy or is_int8(runtime):
+    quantized = is_int8(runtime) or runtime == AUTO_RUNTIME  # auto tries the INT8 ones too
+    if accuracy or quantized:
         calibration, accuracy_set = reference_images(
             reference, calibration_images, benchmark_images
         )
@@ -91,7 +96,7 @@ def main(
             make_default=set_default,
             reuse=not new_version,
             runtime=runtime,
-            calibration=calibration if is_int8(runtime) else None,
+            calibration=calibration if quantized else None,
             accuracy_set=accuracy_set,
         )
     except YoloServeError as exc:
@@ -100,6 +105,13 @@ def main(
     if as_json:
         typer.echo(record.model_dump_json(indent=2))
         return
+    if record.selection:
+        timings = ", ".join(f"{k} {v} ms" for k, v in record.selection["p50_ms"].items())
+        machine = record.selection["machine"]
+        typer.echo(f"auto chose {record.selection['chosen']} ({timings}; "
+                   f"{machine['cpu_model']}, {', '.join(machine['cpu_flags'])})")
+        for name, why in record.selection["refused"].items():
+            typer.echo(f"  refused {name}: {why[:200]}")
     if record.parity:
         typer.echo(ParityReport.model_validate(record.parity).summary())
     if record.accuracy:

@@ -156,8 +156,8 @@ def up(
     """Start every service under supervisord, wait until each answers, print the URLs."""
     ports = Ports()
     keys = load_keys()
+    ensure_reference_data()  # first: auto calibrates INT8 on its training images
     version = ensure_model(open_registry())
-    ensure_reference_data()
     supervisor = Supervisor(SUPERVISOR_DIR)
     if not supervisor.is_running():  # a running demo holds its own ports: apply() updates it
         taken = busy_ports(ports)

@@ -173,6 +173,17 @@ class ModelVersionInfo(_Response):
                    "conf_threshold": 0.001,
                    "set": {"name": "shapes-test", "images": 150, "manifest_sha256": "9f2c..."}}],
     )
+    selection: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How RUNTIME=auto chose the runtime at package time: each runtime that "
+        "passed its gate timed on the packaging machine (median ms of one request), those "
+        "refused and why, and that machine's CPU; {} when a runtime was named",
+        examples=[{"chosen": "openvino-int8",
+                   "p50_ms": {"onnx": 16.1, "openvino": 14.2, "openvino-int8": 7.0},
+                   "refused": {}, "rounds": 20,
+                   "machine": {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "avx512f"],
+                               "cpu_count": 2}}],
+    )
 
 
 class ModelsResponse(_Response):

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks.context import cpu_model
 from benchmarks.feedback import round_robin
 from benchmarks.rows import Tally, rows_by_pair, tally
 from benchmarks.scaleout import percentiles, scaleout_markdown, verdicts
+from yoloserve.machine import cpu_model
 
 
 @pytest.mark.parametrize(

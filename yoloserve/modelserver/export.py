@@ -44,6 +44,9 @@ Runtime = Literal["onnx", "openvino", "torchscript", "onnx-int8", "openvino-int8
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 INT8_RUNTIMES: tuple[str, ...] = ("onnx-int8", "openvino-int8")
 FLOAT_RUNTIMES: tuple[str, ...] = tuple(r for r in RUNTIMES if r not in INT8_RUNTIMES)
+AUTO_RUNTIME = "auto"
+"""Not a runtime: the packager's choice of the fastest runtime that passes its gate here
+(``yoloserve.modelserver.selection``)."""
 """The runtimes whose answers equal the ``.pt``'s (gated on parity)."""
 RecordedRuntime = Literal["onnx", "openvino", "torchscript", "onnx-int8", "openvino-int8", "torch"]
 """What a registry record may name: today's runtimes and ``torch`` (the ``.pt``, served by the

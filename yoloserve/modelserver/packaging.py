@@ -46,8 +46,11 @@ import yaml
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.accuracy import AccuracyReport, check_accuracy
 from yoloserve.modelserver.export import (
+    AUTO_RUNTIME,
     DEFAULT_RUNTIME,
+    RUNTIMES,
     Export,
+    ExportError,
     check_runtime,
     export_model,
     is_int8,
@@ -62,6 +65,7 @@ from yoloserve.modelserver.parity import (
     parity_images,
 )
 from yoloserve.modelserver.registry import ModelVersion, Registry, RegistryError
+from yoloserve.modelserver.selection import selection_record, time_handlers
 from yoloserve.offline import configure_offline
 from yoloserve.paths import SERVING_DIR, STORE_DIR
 
@@ -317,6 +321,68 @@ def stage(
     return Staged(weights, exported, root, config_file)
 
 
+def _gate(
+    staged: Staged, accuracy_set: AccuracySet | None
+) -> tuple[ParityReport | None, AccuracyReport | None]:
+    """Check a staged runtime: parity for a float one, mAP for INT8 (also measured for a float
+    one when the set is given).
+
+    Raises:
+        ParityError: a float export answers otherwise than the ``.pt``.
+        AccuracyError: an INT8 export's mAP is not within tolerance of the ``.pt``'s.
+    """
+    runtime, weights = staged.export.runtime, staged.weights
+    report = staged.check() if not is_int8(runtime) else None
+    if report is not None and not report.passed:
+        failures = "; ".join(report.failures[:5])
+        raise ParityError(
+            f"the {runtime} export of {weights} breaks parity with the .pt, so it was not "
+            f"packaged: {report.summary()}. {failures}. Package it with another runtime.",
+            report,
+        )
+    accuracy = staged.accuracy(accuracy_set) if accuracy_set is not None else None
+    if accuracy is not None and is_int8(runtime) and not accuracy.passed:
+        raise AccuracyError(
+            f"the {runtime} export of {weights} loses accuracy, so it was not packaged: "
+            f"{accuracy.summary()} (deltas {accuracy.deltas}). Package it with a float "
+            "runtime, or calibrate it on more of its training images.",
+            accuracy,
+        )
+    return report, accuracy
+
+
+def _choose_runtime(
+    weights: Path, root: Path, *, config_file: Path, dynamic: bool,
+    calibration: Sequence[Path] | None, accuracy_set: AccuracySet | None,
+) -> tuple[Staged, ParityReport | None, AccuracyReport | None, dict[str, Any]]:
+    """``auto``: stage and gate every runtime, time those that pass here, keep the fastest.
+
+    INT8 runtimes compete only with calibration images and an accuracy set (their gate).
+
+    Raises:
+        PackagingError: no runtime passed its gate.
+    """
+    passed: dict[str, tuple[Staged, ParityReport | None, AccuracyReport | None]] = {}
+    refused: dict[str, str] = {}
+    for runtime in RUNTIMES:
+        if is_int8(runtime) and (not calibration or accuracy_set is None):
+            refused[runtime] = "no calibration images and accuracy set to gate it"
+            continue
+        try:
+            staged = stage(weights, runtime, root / runtime, config_file=config_file,
+                           dynamic=dynamic, calibration=calibration)
+            passed[runtime] = (staged, *_gate(staged, accuracy_set))
+        except (ExportError, PackagingError) as exc:  # parity and accuracy errors included
+            refused[runtime] = str(exc)[:500]
+    if not passed:
+        raise PackagingError(f"no runtime passed its gate for {weights}: {refused}")
+    handlers = {runtime: LocalHandler(staged.model_dir, staged.weights.name).predict
+                for runtime, (staged, _, _) in passed.items()}
+    photos = [path.read_bytes() for path in parity_images()[:2]]
+    selection = selection_record(time_handlers(handlers, photos), refused)
+    return (*passed[selection["chosen"]], selection)
+
+
 def package(
     weights: Path,
     registry: Registry,
@@ -350,7 +416,9 @@ def package(
             this runtime (rebuilding its ``.mar`` if the store lost it) instead of adding one.
         benchmark: scores on the fixed benchmark set (``ModelVersion.benchmark``).
         mlflow_run_id, mlflow_experiment_id: the MLflow run that produced the weights.
-        runtime: what the handler runs (``yoloserve.modelserver.export.RUNTIMES``).
+        runtime: what the handler runs (``yoloserve.modelserver.export.RUNTIMES``), or
+            ``auto``: the fastest of them that passes its gate on this machine, timed here
+            (``ModelVersion.selection`` records the figures and the CPU).
         dynamic: export with dynamic shapes; ``False`` only to see a static export refused.
         config_file: the model YAML to pack (the benchmark tries other serving settings).
         calibration: images of the weights' own training set; required by an INT8 runtime.
@@ -367,7 +435,9 @@ def package(
         RegistryError: the classes differ from the registry's, or ``parent`` is unknown.
     """
     weights = Path(weights)
-    runtime = check_runtime(runtime)
+    auto = runtime == AUTO_RUNTIME
+    if not auto:
+        runtime = check_runtime(runtime)
     if is_int8(runtime) and (not calibration or accuracy_set is None or not accuracy_set.images):
         raise PackagingError(f"the {runtime} runtime needs calibration images and a labelled "
                              "accuracy set (its gate)")
@@ -375,7 +445,9 @@ def package(
     metrics = sidecar_metrics(weights) if metrics is None else metrics
 
     def reusable(versions: list[ModelVersion]) -> ModelVersion | None:
-        same = [v for v in versions if v.sha256 == sha256 and v.runtime == runtime]
+        # auto reuses a version auto chose for the same weights: it measured this choice.
+        same = [v for v in versions if v.sha256 == sha256
+                and (bool(v.selection) if auto else v.runtime == runtime)]
         return max(same, key=lambda v: int(v.version)) if reuse and same else None
 
     found = reusable(registry.load(jobs=False).versions)
@@ -387,24 +459,16 @@ def package(
     store_dir.mkdir(parents=True, exist_ok=True)
     # Export and parity take seconds: done before the lock, so no other writer waits on them.
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=store_dir) as tmp:
-        staged = stage(weights, runtime, Path(tmp), config_file=config_file, dynamic=dynamic,
-                       calibration=calibration)
-        report = staged.check() if not is_int8(runtime) else None
-        if report is not None and not report.passed:
-            failures = "; ".join(report.failures[:5])
-            raise ParityError(
-                f"the {runtime} export of {weights} breaks parity with the .pt, so it was not "
-                f"packaged: {report.summary()}. {failures}. Package it with another runtime.",
-                report,
+        selection: dict[str, Any] = {}
+        if auto:
+            staged, report, accuracy, selection = _choose_runtime(
+                weights, Path(tmp), config_file=config_file, dynamic=dynamic,
+                calibration=calibration, accuracy_set=accuracy_set,
             )
-        accuracy = staged.accuracy(accuracy_set) if accuracy_set is not None else None
-        if accuracy is not None and is_int8(runtime) and not accuracy.passed:
-            raise AccuracyError(
-                f"the {runtime} export of {weights} loses accuracy, so it was not packaged: "
-                f"{accuracy.summary()} (deltas {accuracy.deltas}). Package it with a float "
-                "runtime, or calibrate it on more of its training images.",
-                accuracy,
-            )
+        else:
+            staged = stage(weights, runtime, Path(tmp), config_file=config_file,
+                           dynamic=dynamic, calibration=calibration)
+            report, accuracy = _gate(staged, accuracy_set)
         # Version choice, archive and record happen under one lock: no two packagers share one.
         with registry.update() as data:
             existing = reusable(data.versions)
@@ -424,9 +488,10 @@ def package(
                 benchmark=benchmark or {},
                 mlflow_run_id=mlflow_run_id,
                 mlflow_experiment_id=mlflow_experiment_id,
-                runtime=runtime,
+                runtime=staged.export.runtime,
                 parity=report.model_dump() if report is not None else {},
                 accuracy=accuracy.model_dump() if accuracy is not None else {},
+                selection=selection,
             )
             try:
                 return data.add_version(record, classes, make_default)

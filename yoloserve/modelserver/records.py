@@ -81,6 +81,12 @@ class ModelVersion(BaseModel):
         "set, measured before it was registered (yoloserve.modelserver.accuracy.AccuracyReport): "
         "the gate of the INT8 runtimes; {} when packaged without the set.",
     )
+    selection: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How RUNTIME=auto chose the runtime (yoloserve.modelserver.selection): each "
+        "gated runtime's median latency on this machine, those refused and why, the CPU; {} "
+        "when a runtime was named.",
+    )
 
 
 class RetrainProgress(BaseModel):

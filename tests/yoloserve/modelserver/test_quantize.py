@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from yoloserve.modelserver.export import ExportError, export_model
+from yoloserve.modelserver.export import FLOAT_RUNTIMES, RUNTIMES, ExportError, export_model
 from yoloserve.modelserver.packaging import (
     AccuracyError,
     AccuracySet,
@@ -133,3 +133,37 @@ def test_calibration_images_are_letterboxed_as_the_handler_does(tmp_path: Path) 
     assert x.shape == (1, 3, 256, 320) and x.dtype == np.float32
     assert x[0, 0, 128, 160] > 0.9 and x[0, 2, 128, 160] < 0.1
     assert x[0, :, 0, 0] == pytest.approx([114 / 255] * 3)  # the letterbox's grey
+
+
+def test_auto_times_every_gated_runtime_here_and_keeps_the_fastest(
+    registry: Registry, tmp_path: Path, default_weights: Path,
+    shapes: tuple[list[Path], AccuracySet],
+) -> None:
+    train, bench = shapes
+    store = tmp_path / "store"
+    record = package(default_weights, registry, store_dir=store, runtime="auto",
+                     calibration=train, accuracy_set=bench)
+    selection = record.selection
+    assert set(selection["p50_ms"]) == set(RUNTIMES) and selection["refused"] == {}
+    fastest = min(selection["p50_ms"], key=selection["p50_ms"].get)
+    assert record.runtime == selection["chosen"] == fastest
+    assert selection["machine"]["cpu_model"] and selection["machine"]["cpu_count"] >= 1
+    gate = "accuracy" if record.runtime.endswith("-int8") else "parity"
+    assert getattr(record, gate)["passed"] is True
+    with zipfile.ZipFile(store / record.mar) as archive:
+        config = yaml.safe_load(archive.read("model-config.yaml"))
+    assert config["export"]["runtime"] == record.runtime
+    # The same weights again: the version auto chose is reused, nothing is timed twice.
+    assert package(default_weights, registry, store_dir=store, runtime="auto",
+                   calibration=train, accuracy_set=bench) == record
+    assert len(registry.load().versions) == 1
+
+
+def test_auto_without_calibration_leaves_int8_out_and_says_why(
+    registry: Registry, tmp_path: Path, default_weights: Path,
+) -> None:
+    record = package(default_weights, registry, store_dir=tmp_path / "store", runtime="auto")
+    assert set(record.selection["p50_ms"]) == set(FLOAT_RUNTIMES)
+    assert set(record.selection["refused"]) == {"onnx-int8", "openvino-int8"}
+    assert all("calibration" in why for why in record.selection["refused"].values())
+    assert record.runtime in FLOAT_RUNTIMES and record.parity["passed"] is True
