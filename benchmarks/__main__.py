@@ -48,7 +48,9 @@ from benchmarks.images import bench_image, bench_photos
 from benchmarks.report import load_average, machine, machine_line, report_markdown
 from benchmarks.sections import DEFAULT_SECTIONS, SECTIONS, summary
 from devstack.stack import LocalStack
+from scripts.package import reference_images
 from yoloserve import paths
+from yoloserve.modelserver.export import AUTO_RUNTIME, is_int8
 from yoloserve.modelserver.packaging import MODEL_CONFIG
 from yoloserve.offline import configure_offline
 
@@ -132,6 +134,9 @@ def main(
         Path | None, typer.Option(help="Write the sections' tables as Markdown here.")
     ] = None,
     weights: Annotated[Path, typer.Option(help="Weights to serve.")] = paths.DEFAULT_WEIGHTS,
+    runtime: Annotated[str, typer.Option(
+        help="What serves them: auto (as make package: the fastest runtime that passes its gate "
+        "here, INT8 calibrated on data/shapes) or a runtime name.")] = AUTO_RUNTIME,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a model-config.yaml key, e.g. batchSize=1 or "
@@ -239,11 +244,16 @@ def main(
         console.print(f"CPU: {machine_line(machine())}")
         console.print(f"starting TorchServe + gateway under {root} ...")
         t0 = time.perf_counter()
+        calibration, accuracy_set = None, None
+        if runtime == AUTO_RUNTIME or is_int8(runtime):
+            calibration, accuracy_set = reference_images(paths.DATA_DIR / "shapes", 200, 150)
         stack = LocalStack.create(
             root, weights=weights, user_key=USER_KEY, model_config=config_file,
             ts_properties=properties, extra_env={"RETRAIN_EVERY_K": str(NO_RETRAIN_EVERY_K)},
+            runtime=runtime, calibration=calibration, accuracy_set=accuracy_set,
         )
         with stack:
+            console.print(f"version 1 serves {stack.first_version.runtime}")
             console.print(f"stack ready in {time.perf_counter() - t0:.0f} s: torchserve "
                           f"{stack.torchserve.inference_url}, gateway {stack.gateway_url}")
             ctx = BenchContext(

@@ -13,10 +13,12 @@ from benchmarks.feedback import feedback_markdown, feedback_section
 from benchmarks.hops import hops_markdown, hops_section
 from benchmarks.hotswap import hotswap_markdown, hotswap_section
 from benchmarks.loop import loop_markdown, loop_section
+from benchmarks.runtimes import runtimes_markdown, runtimes_section
 from benchmarks.scaleout import scaleout_markdown, scaleout_section
 from benchmarks.serving import serving_markdown, serving_section
 
 SECTIONS: dict[str, Section] = {
+    "runtimes": runtimes_section,
     "serving": serving_section,
     "hops": hops_section,
     "feedback": feedback_section,
@@ -25,6 +27,7 @@ SECTIONS: dict[str, Section] = {
     "loop": loop_section,
 }
 MARKDOWN: dict[str, MarkdownWriter] = {
+    "runtimes": runtimes_markdown,
     "serving": serving_markdown,
     "hops": hops_markdown,
     "feedback": feedback_markdown,
@@ -33,7 +36,7 @@ MARKDOWN: dict[str, MarkdownWriter] = {
     "loop": loop_markdown,
 }
 # loop measured at ~4.5 min: under 10
-DEFAULT_SECTIONS = "serving,hops,feedback,scaleout,hotswap,loop"
+DEFAULT_SECTIONS = "runtimes,serving,hops,feedback,scaleout,hotswap,loop"
 
 
 def summary(name: str) -> str:

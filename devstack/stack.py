@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -32,7 +32,7 @@ from devstack.torchserve import TorchServeProcess
 from devstack.waiting import NotReady, url_ready
 from yoloserve import paths
 from yoloserve.modelserver.export import DEFAULT_RUNTIME
-from yoloserve.modelserver.packaging import MODEL_CONFIG, MODEL_NAME, package
+from yoloserve.modelserver.packaging import MODEL_CONFIG, MODEL_NAME, AccuracySet, package
 from yoloserve.modelserver.registry import ModelVersion, Registry
 from yoloserve.retrain.heartbeat import is_fresh, read_heartbeats
 from yoloserve.retrain.settings import RetrainSettings
@@ -89,6 +89,8 @@ class LocalStack:
         ts_properties: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
         runtime: str = DEFAULT_RUNTIME,
+        calibration: Sequence[Path] | None = None,
+        accuracy_set: AccuracySet | None = None,
     ) -> LocalStack:
         """Copy the models and samples under ``root``, package ``weights``; start nothing yet.
 
@@ -104,7 +106,9 @@ class LocalStack:
             ts_properties: ``config.properties`` keys to override for this TorchServe.
             extra_env: environment variables of the gateway (and of the jobs and CLIs run with
                 :meth:`environment`), set over everything else.
-            runtime: what version 1 runs (``yoloserve.modelserver.export.RUNTIMES``).
+            runtime: what version 1 runs (``yoloserve.modelserver.export.RUNTIMES``, or auto).
+            calibration, accuracy_set: an INT8 runtime's (or auto's) calibration images and
+                gate set (``yoloserve.modelserver.packaging.package``).
         """
         root = Path(root)
         models_dir, data_dir, run_dir = root / "models", root / "data", root / "run"
@@ -119,6 +123,8 @@ class LocalStack:
             store_dir=models_dir / "store",
             runtime=runtime,
             config_file=model_config or MODEL_CONFIG,
+            calibration=calibration,
+            accuracy_set=accuracy_set,
         )
         inference, management, metrics = free_ports(3)
         ts = TorchServeProcess(

@@ -26,7 +26,7 @@ def test_every_image_gets_the_pins_of_its_extras(tmp_path: Path) -> None:
     for image in ("gateway", "webapp", "reporting"):
         assert files[image][: len(base)] == base
         assert not any(r.startswith(("torch", "ultralytics")) for r in files[image]), image
-    assert files["torch"] == ["torch==2.14.1", "torchvision==0.29.1"]
+    assert sorted(files["torch"]) == ["torch==2.14.1", "torchvision==0.29.1"]
     # ml pulls serving's runtime through its self-reference, exactly pinned.
     assert set(files["serving"]) < set(files["trainer"])
     # The serving worker: no Ultralytics, no torchvision, and torch only as its own CPU build.

@@ -379,7 +379,13 @@ def _choose_runtime(
     handlers = {runtime: LocalHandler(staged.model_dir, staged.weights.name).predict
                 for runtime, (staged, _, _) in passed.items()}
     photos = [path.read_bytes() for path in parity_images()[:2]]
-    selection = selection_record(time_handlers(handlers, photos), refused)
+    scores = {
+        runtime: {"map50": accuracy.candidate.map50, "map50_95": accuracy.candidate.map50_95,
+                  "reference_map50": accuracy.reference.map50,
+                  "reference_map50_95": accuracy.reference.map50_95, "passed": accuracy.passed}
+        for runtime, (_, _, accuracy) in passed.items() if accuracy is not None
+    }
+    selection = selection_record(time_handlers(handlers, photos), refused, accuracy=scores)
     return (*passed[selection["chosen"]], selection)
 
 

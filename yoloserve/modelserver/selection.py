@@ -56,9 +56,11 @@ def time_handlers(
 
 
 def selection_record(
-    timings: Mapping[str, float], refused: Mapping[str, str], *, rounds: int = ROUNDS
+    timings: Mapping[str, float], refused: Mapping[str, str], *, rounds: int = ROUNDS,
+    accuracy: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """What ``auto`` chose and why: ``{"chosen", "p50_ms", "refused", "rounds", "machine"}``.
+    """What ``auto`` chose and why: ``{"chosen", "p50_ms", "refused", "rounds", "machine",
+    "accuracy"}``, ``accuracy`` being each gated runtime's mAP on the benchmark set (when given).
 
     Raises:
         ValueError: no runtime passed its gate.
@@ -67,4 +69,5 @@ def selection_record(
         raise ValueError("no runtime passed its gate")
     chosen = min(timings, key=lambda name: timings[name])
     return {"chosen": chosen, "p50_ms": dict(timings), "refused": dict(refused),
-            "rounds": rounds, "machine": describe()}
+            "rounds": rounds, "machine": describe(),
+            "accuracy": {name: dict(scores) for name, scores in (accuracy or {}).items()}}
