@@ -41,8 +41,10 @@ def test_redeploy_then_rollback_from_the_command_line(stack: Stack) -> None:
     first = registry.load().default_version
     assert first is not None
     try:
+        # The stack serves these weights on ONNX Runtime: the same runtime named, so the same
+        # version (auto would time every runtime and reuse only a version auto chose).
         redeploy = models_cli(
-            stack, "redeploy", "--weights", str(stack.weights)
+            stack, "redeploy", "--weights", str(stack.weights), "--runtime", "onnx"
         )
         assert redeploy.returncode == 0, redeploy.stderr
         # Same bytes as a packaged version: that version is reused, not a new one made.
