@@ -286,10 +286,11 @@ def test_the_serving_image_is_lean(compose: Compose) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "None"], out.stdout
     # The worker's resident memory, for docs/benchmarks.md (a figure, not a limit: -s shows it).
-    rss = ("import pathlib\n"
+    rss = ("import os, pathlib\n"
            "for proc in pathlib.Path('/proc').glob('[0-9]*'):\n"
            "    try:\n"
-           "        if b'model_service_worker' in (proc / 'cmdline').read_bytes():\n"
+           "        if proc.name != str(os.getpid()) and \\\n"
+           "                b'model_service_worker' in (proc / 'cmdline').read_bytes():\n"
            "            print([l for l in (proc / 'status').read_text().splitlines()\n"
            "                   if l.startswith('VmRSS')][0])\n"
            "    except OSError:\n"
@@ -297,10 +298,14 @@ def test_the_serving_image_is_lean(compose: Compose) -> None:
     print("\nserving worker", compose.exec("serving", "python", "-c", rss).stdout.strip())
     # And what it serves answers: the version the bootstrap packaged with RUNTIME=auto, the
     # runtime chosen inside the containers.
+    url = f"http://127.0.0.1:{compose.env['GATEWAY_PORT']}"
     with httpx.Client() as client:
-        shapes = _predict(client, f"http://127.0.0.1:{compose.env['GATEWAY_PORT']}",
-                          SAMPLES / "shapes_2.jpg")
-    assert shapes.status_code == 200 and shapes.json()["boxes"], shapes.text
+        shapes = _predict(client, url, SAMPLES / "shapes_2.jpg")
+        assert shapes.status_code == 200 and shapes.json()["boxes"], shapes.text
+        models = client.get(f"{url}/models", headers={"X-API-Key": "test-user"}).json()
+    served = next(v for v in models["versions"] if v["version"] == shapes.json()["model"]["version"])
+    assert served["selection"]["chosen"] == served["runtime"], served["selection"]
+    print("auto in the containers chose", served["runtime"], served["selection"]["p50_ms"])
 
 
 def test_down_then_up_keeps_feedback_and_version(compose: Compose, gateway_url: str) -> None:
