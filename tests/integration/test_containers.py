@@ -303,7 +303,8 @@ def test_the_serving_image_is_lean(compose: Compose) -> None:
         shapes = _predict(client, url, SAMPLES / "shapes_2.jpg")
         assert shapes.status_code == 200 and shapes.json()["boxes"], shapes.text
         models = client.get(f"{url}/models", headers={"X-API-Key": "test-user"}).json()
-    served = next(v for v in models["versions"] if v["version"] == shapes.json()["model"]["version"])
+    version = shapes.json()["model"]["version"]
+    served = next(v for v in models["versions"] if v["version"] == version)
     assert served["selection"]["chosen"] == served["runtime"], served["selection"]
     print("auto in the containers chose", served["runtime"], served["selection"]["p50_ms"])
 
