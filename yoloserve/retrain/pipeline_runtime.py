@@ -68,11 +68,13 @@ def _in_child_decide(settings: RetrainSettings, metrics: dict[str, Any], parent_
 
 def _in_child_package(settings: RetrainSettings, weights: Path, parent_version: str,
                       candidate_metrics: dict[str, Any], trained_on: dict[str, Any],
-                      decision: GateDecision, job_id: str) -> dict[str, Any]:
+                      decision: GateDecision, job_id: str, data_yaml: Path) -> dict[str, Any]:
+    # The job's dataset: an INT8 parent's candidate is calibrated on its training images and
+    # gated on its held-out split, as in the one-process job.
     return steps.package_candidate(
         settings, _registry(settings), weights, parent_version=parent_version,
         candidate_metrics=candidate_metrics, trained_on=trained_on, decision=decision,
-        job_id=job_id)
+        job_id=job_id, data_yaml=data_yaml)
 
 
 def _in_child_deploy(settings: RetrainSettings, version: str, parent_version: str,
@@ -162,11 +164,13 @@ def run_package(overrides: dict[str, Any], job_id: str, decision: str, verdict: 
                 champion: Any, manifest: Any, candidate: Any, metrics: Any, mar: Any) -> str:
     settings = load_settings(overrides)
     result = json.loads(Path(metrics.path).read_text())
-    record = _timed(settings, _in_child_package, (
-        settings, weights_of(candidate), champion.metadata["version"], result["candidate"],
-        dict(manifest.metadata["trained_on"]),
-        GateDecision(decision == PROMOTE, _reason(verdict)), job_id,
-    ))
+    with tempfile.TemporaryDirectory(prefix="package-") as scratch:
+        record = _timed(settings, _in_child_package, (
+            settings, weights_of(candidate), champion.metadata["version"], result["candidate"],
+            dict(manifest.metadata["trained_on"]),
+            GateDecision(decision == PROMOTE, _reason(verdict)), job_id,
+            _data_yaml(manifest.path, Path(scratch)),
+        ))
     Path(mar.path).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings.store_dir / record["mar"], Path(mar.path) / Path(record["mar"]).name)
     mar.metadata.update({k: record[k] for k in ("version", "status", "parent", "sha256")})
