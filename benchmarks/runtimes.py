@@ -64,4 +64,4 @@ def runtimes_markdown(report: dict[str, Any], section: dict[str, Any]) -> list[s
                      f"{_score(scores, 'map50_95')} | passed |")
     for runtime, why in selection["refused"].items():
         lines.append(f"| {runtime} | | | | refused: {why[:80]} |")
-    return lines
+    return [*lines, ""]
