@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Query, Request, UploadFile
+from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.formparsers import MultiPartException
 
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend
@@ -38,6 +40,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.prediction_cache import PredictionCache
 from yoloserve.errors import (
     ImageTooLarge,
+    InputError,
     InvalidImage,
     ModelServerBadResponse,
     ModelServerUnavailable,
@@ -89,7 +92,9 @@ class Prediction:
     info: ImageInfo
 
 
-async def read_upload(file: UploadFile, settings: Settings) -> tuple[bytes, ImageInfo]:
+async def read_upload(
+    file: StarletteUploadFile, settings: Settings
+) -> tuple[bytes, ImageInfo]:
     """Read the uploaded file within the size limit and check that it is a supported image.
 
     Raises:
@@ -110,23 +115,32 @@ RAW_BODY_TYPES = ("image/", "application/octet-stream")
 """Content types of a request whose body is the image itself."""
 
 
-async def read_image(
-    request: Request, file: UploadFile | None, settings: Settings
-) -> tuple[bytes, ImageInfo]:
+async def read_image(request: Request, settings: Settings) -> tuple[bytes, ImageInfo]:
     """The image of a predict request: the multipart part ``file``, or the raw body.
 
+    The route declares no body parameter (its OpenAPI document states both forms): the body is
+    read here, once every query parameter was found valid, so a bad threshold is a 400 before
+    the image is looked at. The body limit of ``BodyLimitMiddleware`` applies to both forms.
+
     Raises:
-        RequestValidationError: neither (422, as for any missing field).
+        RequestValidationError: neither form, or a ``file`` part that is no file (422, as for any
+            missing field).
+        InputError: a multipart body that does not parse (400).
         ImageTooLarge: bigger than ``max_upload_bytes`` (read no further) or ``max_image_pixels``.
         InvalidImage: an empty body, or not a JPEG, PNG, WebP or BMP image.
     """
-    if file is not None:
-        return await read_upload(file, settings)
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type == "multipart/form-data":
+        try:
+            async with request.form(max_files=1, max_fields=16) as form:
+                upload = form.get("file")
+                if not isinstance(upload, StarletteUploadFile):
+                    raise RequestValidationError([_MISSING_FILE])
+                return await read_upload(upload, settings)
+        except MultiPartException as exc:
+            raise InputError(f"the multipart body does not parse: {exc.message}") from exc
     if not content_type.startswith(RAW_BODY_TYPES):
-        missing = {"type": "missing", "loc": ("body", "file"), "msg": "Field required",
-                   "input": None}
-        raise RequestValidationError([missing])
+        raise RequestValidationError([_MISSING_FILE])
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -141,6 +155,10 @@ async def read_image(
                            "multipart part 'file'")
     data = bytes(body)
     return data, inspect_image(data, settings.max_image_pixels)
+
+
+_MISSING_FILE = {"type": "missing", "loc": ("body", "file"), "msg": "Field required",
+                 "input": None}
 
 
 def _parse_handler_answer(

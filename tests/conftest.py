@@ -18,6 +18,7 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.support import real_photos  # noqa: E402
 from yoloserve.offline import configure_offline  # noqa: E402
 from yoloserve.paths import DEFAULT_WEIGHTS  # noqa: E402
 
@@ -30,6 +31,20 @@ def default_weights() -> Path:
     if not DEFAULT_WEIGHTS.is_file():
         pytest.fail(f"{DEFAULT_WEIGHTS} is missing: it ships with the repository")
     return DEFAULT_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real photos of every kind a user uploads (``tests.support.real_photos``)."""
+    return real_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session")
+def reference(default_weights: Path) -> Any:
+    """Ultralytics' own model on the shipped weights: what the parity tests compare with."""
+    from ultralytics import YOLO
+
+    return YOLO(str(default_weights))
 
 
 @pytest.fixture(scope="session")

@@ -51,20 +51,23 @@ UploadDep = Annotated[UploadFile, File(description="The image: JPEG, PNG, WebP o
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp"
 UPLOAD_ENCODING = {"requestBody": {"content": {"multipart/form-data": {
     "encoding": {"file": {"contentType": IMAGE_TYPES}}}}}}
-# /predict and /predict/image also take the image as the whole body (Content-Type: image/*).
+# /predict and /predict/image take the image as the multipart part `file` or as the whole body
+# (Content-Type: image/*): the routes declare no body parameter and read_image reads either, so
+# the request body is stated here, whole.
 _RAW_BODY = {"schema": {"type": "string", "format": "binary", "minLength": 1}}
-IMAGE_BODY = {"requestBody": {"content": {
-    "multipart/form-data": {"encoding": {"file": {"contentType": IMAGE_TYPES}}},
+IMAGE_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary", "minLength": 1,
+                                    "description": "The image: JPEG, PNG, WebP or BMP"}},
+            "required": ["file"],
+        },
+        "encoding": {"file": {"contentType": IMAGE_TYPES}},
+    },
     **{kind: _RAW_BODY for kind in ("image/jpeg", "image/png", "image/webp", "image/bmp")},
 }}}
 ParamsDep = Annotated[PredictParams, Depends(predict_params)]
-
-
-# Optional here: the image may be the raw body instead (read_image decides, once every other
-# parameter is valid, so a bad threshold is a 400 before the image is looked at).
-FileOrBodyDep = Annotated[UploadFile | None, File(
-    description="The image: JPEG, PNG, WebP or BMP (or send it as the raw body, Content-Type: "
-    "image/*)", json_schema_extra={"minLength": 1})]
 
 
 def _started_at(request: Request) -> float:
@@ -90,13 +93,12 @@ async def predict(
     cache: PredictionCacheDep,
     review: ReviewDep,
     background: BackgroundTasks,
-    file: FileOrBodyDep = None,
     embeddings: Annotated[
         bool, Query(description="Add a per-box `embedding` (503 embeddings_unavailable if none)")
     ] = False,
 ) -> PredictResponse:
     """Boxes in the original image's pixels, sorted by confidence, highest first."""
-    data, info = await read_image(request, file, settings)
+    data, info = await read_image(request, settings)
     result = await predict_upload(
         data,
         info,
@@ -141,13 +143,12 @@ async def predict_image(
     cache: PredictionCacheDep,
     embedder: EmbedderDep,
     review: ReviewDep,
-    file: FileOrBodyDep = None,
     image_format: Annotated[
         Literal["png", "jpeg"], Query(alias="format", description="Output encoding")
     ] = "png",
 ) -> Response:
     """The uploaded image, upright, with each box outlined and labelled ``name conf``."""
-    data, info = await read_image(request, file, settings)
+    data, info = await read_image(request, settings)
     result = await predict_upload(
         data,
         info,

@@ -296,17 +296,16 @@ def test_the_serving_image_is_lean(compose: Compose) -> None:
            "    except OSError:\n"
            "        pass\n")
     print("\nserving worker", compose.exec("serving", "python", "-c", rss).stdout.strip())
-    # And what it serves answers: the version the bootstrap packaged with RUNTIME=auto, the
-    # runtime chosen inside the containers.
+    # What it serves answers, and the bootstrap's version 1 was packaged with RUNTIME=auto: the
+    # runtime chosen inside the containers (the redeploy test may have made another the default).
     url = f"http://127.0.0.1:{compose.env['GATEWAY_PORT']}"
     with httpx.Client() as client:
         shapes = _predict(client, url, SAMPLES / "shapes_2.jpg")
         assert shapes.status_code == 200 and shapes.json()["boxes"], shapes.text
         models = client.get(f"{url}/models", headers={"X-API-Key": "test-user"}).json()
-    version = shapes.json()["model"]["version"]
-    served = next(v for v in models["versions"] if v["version"] == version)
-    assert served["selection"]["chosen"] == served["runtime"], served["selection"]
-    print("auto in the containers chose", served["runtime"], served["selection"]["p50_ms"])
+    first = next(v for v in models["versions"] if v["version"] == "1")
+    assert first["selection"]["chosen"] == first["runtime"], first["selection"]
+    print("auto in the containers chose", first["runtime"], first["selection"]["p50_ms"])
 
 
 def test_down_then_up_keeps_feedback_and_version(compose: Compose, gateway_url: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from tests.integration.conftest import Stack
 from tests.integration.loop_support import loaded_versions, wait_no_active_job
-from tests.support import assert_same_boxes, real_photos
+from tests.support import assert_same_boxes
 from yoloserve.modelserver.client import TorchServeClient
 from yoloserve.modelserver.export import FLOAT_RUNTIMES
 from yoloserve.modelserver.packaging import MODEL_NAME, AccuracySet, package
@@ -82,18 +82,6 @@ def versions(stack: Stack, int8_inputs: dict[str, Any]) -> Iterator[dict[str, st
     finally:
         for version in added:
             asyncio.run(_registered(stack, "", version, register=False))
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return real_photos(tmp_path_factory.mktemp("photos"))
-
-
-@pytest.fixture(scope="module")
-def reference(default_weights: Path) -> Any:
-    from ultralytics import YOLO
-
-    return YOLO(str(default_weights))
 
 
 def test_models_lists_each_runtime_with_its_parity(

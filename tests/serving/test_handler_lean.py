@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import assert_same_boxes, real_photos
+from tests.support import assert_same_boxes
 from yoloserve.modelserver.export import FLOAT_RUNTIMES, INT8_RUNTIMES
 from yoloserve.modelserver.packaging import stage
 from yoloserve.paths import SERVING_DIR
@@ -61,18 +61,6 @@ WORKER = textwrap.dedent(
     print(json.dumps({"answers": answers, "loaded": loaded}))
     """
 )
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return real_photos(tmp_path_factory.mktemp("photos"))
-
-
-@pytest.fixture(scope="module")
-def reference(default_weights: Path) -> Any:
-    from ultralytics import YOLO
-
-    return YOLO(str(default_weights))
 
 
 def test_the_refusing_interpreter_refuses(tmp_path: Path) -> None:

@@ -15,25 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.support import assert_same_boxes, real_photos
+from tests.support import assert_same_boxes
 from yoloserve.modelserver.export import FLOAT_RUNTIMES
 from yoloserve.modelserver.local_handler import LocalHandler
 from yoloserve.modelserver.packaging import stage
 
 IMGSZ = 320  # serving/model-config.yaml
 PARITY_CONF = 0.01  # low, so every photo has boxes to compare
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return real_photos(tmp_path_factory.mktemp("photos"))
-
-
-@pytest.fixture(scope="module")
-def reference(default_weights: Path) -> Any:
-    from ultralytics import YOLO
-
-    return YOLO(str(default_weights))
 
 
 @pytest.fixture(scope="module", params=FLOAT_RUNTIMES)
