@@ -39,6 +39,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -172,9 +173,15 @@ class Staged:
         text += yaml.safe_dump({"export": section}, sort_keys=False)
         self.config_file.write_text(text)
 
+    @cached_property
+    def handler(self) -> LocalHandler:
+        """The packed handler over this folder, run locally: loaded once for the parity check,
+        the accuracy gate and ``auto``'s timing."""
+        return LocalHandler(self.model_dir, self.weights.name)
+
     def detector(self) -> tuple[Detector, int]:
-        """The packed handler over this folder, run locally, and its inference size."""
-        handler = LocalHandler(self.model_dir, self.weights.name)
+        """The packed handler's detections of an image file, and its inference size."""
+        handler = self.handler
 
         def detect(image: Path, conf: float) -> Any:
             return answer_array(handler.predict(image.read_bytes(), conf=conf))
@@ -272,7 +279,7 @@ def _choose_runtime(
             refused[runtime] = str(exc)[:500]
     if not passed:
         raise PackagingError(f"no runtime passed its gate for {weights}: {refused}")
-    handlers = {runtime: LocalHandler(staged.model_dir, staged.weights.name).predict
+    handlers = {runtime: staged.handler.predict
                 for runtime, (staged, _, _) in passed.items()}
     photos = [path.read_bytes() for path in parity_images()[:2]]
     scores = {
