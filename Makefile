@@ -96,9 +96,18 @@ bench: setup ## Serving latency/throughput, feedback rows/s, hot swaps under loa
 	$(PY) -m benchmarks
 
 # --- models ----------------------------------------------------------------------------------
-train: setup ## Regenerate the synthetic dataset and retrain the default model (CPU: ~1 h)
+# DATA: an imported dataset (data/datasets/<name>, see import-dataset); FROM: your .pt to fine-tune
+# or a model YAML to start from (default: the shipped weights); EPOCHS (default 30).
+DATA ?=
+FROM ?=
+EPOCHS ?= 30
+train: setup ## Train on DATA (an imported dataset) into models/<name>; no DATA: the synthetic default model (CPU: ~1 h)
+ifeq ($(DATA),)
 	$(PY) -m scripts.train dataset
-	$(PY) -m scripts.train train
+	$(PY) -m scripts.train train --epochs $(EPOCHS)
+else
+	$(PY) -m scripts.train train --data $(DATA) --epochs $(EPOCHS) $(if $(FROM),--from $(FROM))
+endif
 
 package: setup ## Package WEIGHTS (default: shipped model) for RUNTIME (auto) as a new .mar version
 	$(PY) -m scripts.package --weights $(WEIGHTS) --runtime $(RUNTIME)
