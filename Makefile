@@ -109,17 +109,21 @@ else
 	$(PY) -m scripts.train train --data $(DATA) --epochs $(EPOCHS) $(if $(FROM),--from $(FROM))
 endif
 
+# REPLACE_CLASSES=1: WEIGHTS detect other classes than the served model (your own model replacing
+# the shipped one); it becomes the default and the platform's classes.
+REPLACE_CLASSES ?=
+CLASS_FLAG := $(if $(filter 1 true yes,$(REPLACE_CLASSES)),--replace-classes)
 package: setup ## Package WEIGHTS (default: shipped model) for RUNTIME (auto) as a new .mar version
-	$(PY) -m scripts.package --weights $(WEIGHTS) --runtime $(RUNTIME)
+	$(PY) -m scripts.package --weights $(WEIGHTS) --runtime $(RUNTIME) $(CLASS_FLAG)
 
 # STACK=compose: the same verbs on the compose stack (run inside its controller container).
 STACK ?= demo
 
 redeploy: setup ## Package WEIGHTS and hot-register it on the running TorchServe (STACK=compose too)
 ifeq ($(STACK),compose)
-	$(CONTAINERS) redeploy --weights $(WEIGHTS) --runtime $(RUNTIME)
+	$(CONTAINERS) redeploy --weights $(WEIGHTS) --runtime $(RUNTIME) $(CLASS_FLAG)
 else
-	$(PY) -m scripts.models redeploy --weights $(WEIGHTS) --runtime $(RUNTIME)
+	$(PY) -m scripts.models redeploy --weights $(WEIGHTS) --runtime $(RUNTIME) $(CLASS_FLAG)
 endif
 
 mlflow-sync: setup ## Mirror models/registry.json into MLflow (versions, tags, champion alias)

@@ -359,13 +359,16 @@ def redeploy(
     weights: Annotated[Path, typer.Option(help="A .pt to package and serve.")],
     runtime: Annotated[str, typer.Option(
         help="auto, onnx, openvino, torchscript, onnx-int8 or openvino-int8.")] = AUTO_RUNTIME,
+    replace_classes: Annotated[bool, typer.Option(
+        help="WEIGHTS detect other classes than the served model: serve them instead.")] = False,
 ) -> None:
     """Package WEIGHTS inside the controller container and hot-swap it in (no restart)."""
     name = engine()
     upload = "/tmp/redeploy-weights.pt"
     _exec_controller(name, ["sh", "-c", f"cat > {upload}"], stdin=weights)
     _exec_controller(name, ["python", "-m", "scripts.models", "redeploy", "--weights", upload,
-                            "--runtime", runtime])
+                            "--runtime", runtime,
+                            *(["--replace-classes"] if replace_classes else [])])
 
 
 @app.command()

@@ -23,7 +23,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from scripts.package import reference_images
+from scripts.package import dataset_of, reference_images
 from yoloserve import paths
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.client import TorchServeClient
@@ -86,6 +86,9 @@ def redeploy(
         str, typer.Option(help=f"What the handler runs: {', '.join(RUNTIMES)}, or auto (the "
                           "fastest that passes its gate on this machine).")
     ] = AUTO_RUNTIME,
+    replace_classes: Annotated[bool, typer.Option(
+        help="Serve weights of other classes than the registry's (your model replacing the "
+        "shipped one); versions of the old classes can no longer serve.")] = False,
 ) -> None:
     """Package WEIGHTS (or reuse their version) and make it the serving default, no restart."""
     if not weights.is_file():
@@ -94,10 +97,11 @@ def redeploy(
     registry = _registry(database_url)
     calibration, accuracy_set = None, None
     if is_int8(runtime) or runtime == AUTO_RUNTIME:  # calibrated and gated, as make package does
-        calibration, accuracy_set = reference_images(paths.DATA_DIR / "shapes", 200, 150)
+        calibration, accuracy_set = reference_images(dataset_of(weights), 200, 150)
     try:
         record = package(weights, registry, parent=parent, store_dir=store, runtime=runtime,
-                         calibration=calibration, accuracy_set=accuracy_set)
+                         calibration=calibration, accuracy_set=accuracy_set,
+                         replace_classes=replace_classes)
     except YoloServeError as exc:  # PackagingError and ParityError included
         typer.echo(f"packaging failed: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -66,9 +66,10 @@ def main(
                           "fastest that passes its gate on this machine).")
     ] = AUTO_RUNTIME,
     reference: Annotated[
-        Path, typer.Option(help="Reference dataset: calibration (train) and benchmark (test) "
-                           "images; generated if missing.")
-    ] = paths.DATA_DIR / "shapes",
+        Path | None, typer.Option(help="Dataset of calibration (train) and benchmark (test) "
+                                  "images; default: the one the weights were trained on "
+                                  "(their metrics.json), else data/shapes (generated if missing).")
+    ] = None,
     calibration_images: Annotated[
         int, typer.Option(min=1, help="Training images an INT8 runtime is calibrated on.")
     ] = 200,
@@ -78,13 +79,18 @@ def main(
     accuracy: Annotated[
         bool, typer.Option(help="Score float runtimes on the benchmark set too (INT8 always).")
     ] = True,
+    replace_classes: Annotated[
+        bool, typer.Option(help="Serve weights of other classes than the registry's (your "
+                           "model replacing the shipped one): the version becomes the default; "
+                           "versions of the old classes can no longer serve.")
+    ] = False,
 ) -> None:
     """Build the .mar and record the version; print the version and the archive."""
     calibration, accuracy_set = None, None
     quantized = is_int8(runtime) or runtime == AUTO_RUNTIME  # auto tries the INT8 ones too
     if accuracy or quantized:
         calibration, accuracy_set = reference_images(
-            reference, calibration_images, benchmark_images
+            reference or dataset_of(weights), calibration_images, benchmark_images
         )
     try:
         record = package(
@@ -98,6 +104,7 @@ def main(
             runtime=runtime,
             calibration=calibration if quantized else None,
             accuracy_set=accuracy_set,
+            replace_classes=replace_classes,
         )
     except YoloServeError as exc:
         typer.echo(f"packaging failed: {exc}", err=True)
@@ -124,12 +131,25 @@ def main(
     )
 
 
+def dataset_of(weights: Path) -> Path:
+    """The dataset ``weights`` were trained on: the ``data`` their ``metrics.json`` names
+    (``make train`` writes it), else the synthetic set the shipped model comes from."""
+    sidecar = weights.parent / "metrics.json"
+    if sidecar.is_file():
+        data = json.loads(sidecar.read_text()).get("data")
+        if data and Path(data).is_file():
+            return Path(data).parent
+    return paths.DATA_DIR / "shapes"
+
+
 def reference_images(
     reference: Path, calibration: int, benchmark: int
 ) -> tuple[list[Path], AccuracySet]:
     """The first ``calibration`` training images and the fixed benchmark set of ``reference``
-    (written first, as ``python -m scripts.train dataset`` does, when it is missing)."""
-    if not (reference / "images" / "test").is_dir():
+    (the synthetic set is written first, as ``python -m scripts.train dataset`` does, when it
+    is missing; an imported one is never made up)."""
+    imported = reference.resolve().parent == (paths.DATA_DIR / "datasets").resolve()
+    if not (reference / "images").is_dir() and not imported:
         from yoloserve.training.dataset import generate_dataset
 
         typer.echo(f"reference dataset missing: generating it in {reference}", err=True)
@@ -137,7 +157,7 @@ def reference_images(
     train = manifests.split_images(reference, "images/train")[:calibration]
     found = manifests.benchmark_images(reference, benchmark)
     if found is None or not train:
-        typer.echo(f"{reference} has no train or test images", err=True)
+        typer.echo(f"{reference} has no train or test/val images", err=True)
         raise typer.Exit(1)
     return train, AccuracySet(tuple(found[0]), found[1])
 

@@ -76,6 +76,7 @@ from yoloserve.modelserver.parity import (
     check_parity,
     parity_images,
 )
+from yoloserve.modelserver.records import check_classes
 from yoloserve.modelserver.registry import ModelVersion, Registry, RegistryError
 from yoloserve.modelserver.selection import selection_record, time_handlers
 from yoloserve.offline import configure_offline
@@ -310,6 +311,7 @@ def package(
     config_file: Path = MODEL_CONFIG,
     calibration: Sequence[Path] | None = None,
     accuracy_set: AccuracySet | None = None,
+    replace_classes: bool = False,
 ) -> ModelVersion:
     """Hash, export, check, archive and register ``weights`` as the next model version.
 
@@ -333,6 +335,8 @@ def package(
         calibration: images of the weights' own training set; required by an INT8 runtime.
         accuracy_set: the fixed benchmark set; required by an INT8 runtime (its gate), and
             measured for a float one too when given (``ModelVersion.accuracy``).
+        replace_classes: serve weights of other classes than the registry's instead (they
+            become the default; ``RegistryData.add_version``).
 
     Returns:
         The registry record (new, or the reused one).
@@ -365,6 +369,8 @@ def package(
     if parent is not None:
         registry.get(parent)  # fail before the slow export
     classes = class_names(weights)
+    # Refused before the slow export, as at the end (under the lock) for a concurrent change.
+    check_classes(registry.load(jobs=False).classes, classes, replace_classes)
     store_dir.mkdir(parents=True, exist_ok=True)
     # Export and parity take seconds: done before the lock, so no other writer waits on them.
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=store_dir) as tmp:
@@ -403,7 +409,7 @@ def package(
                 selection=selection,
             )
             try:
-                return data.add_version(record, classes, make_default)
+                return data.add_version(record, classes, make_default, replace_classes)
             except RegistryError:
                 mar.unlink(missing_ok=True)  # an archive no record points to would only mislead
                 raise

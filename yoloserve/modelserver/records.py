@@ -87,6 +87,11 @@ class ModelVersion(BaseModel):
         "gated runtime's median latency on this machine, those refused and why, the CPU; {} "
         "when a runtime was named.",
     )
+    classes: list[str] = Field(
+        default_factory=list,
+        description="The class names it detects, in index order; [] in records older than "
+        "class changes (they detect the registry's classes of their time).",
+    )
 
 
 class RetrainProgress(BaseModel):
@@ -174,19 +179,27 @@ class RegistryData(BaseModel):
         return next_job_id([j.job_id for j in self.jobs], kind)
 
     def add_version(
-        self, record: ModelVersion, classes: list[str], make_default: bool | None = None
+        self, record: ModelVersion, classes: list[str], make_default: bool | None = None,
+        replace_classes: bool = False,
     ) -> ModelVersion:
-        """Append ``record`` after checking it fits (see ``Registry.add_version``)."""
+        """Append ``record`` after checking it fits (see ``Registry.add_version``).
+
+        ``replace_classes`` lets a model with other classes in (a team's own model replacing the
+        shipped one): it becomes the default, and versions of the old classes stay recorded but
+        can no longer serve (feedback, review and retrain speak the registry's classes).
+        """
         if any(v.version == record.version for v in self.versions):
             raise RegistryError(f"version {record.version} already exists")
         if record.parent is not None:
             self.get(record.parent)
-        if self.classes and list(classes) != self.classes:
-            message = f"classes {list(classes)} differ from the registry's {self.classes}"
-            raise RegistryError(message)
+        changed = check_classes(self.classes, classes, replace_classes)
+        for older in self.versions:
+            if not older.classes:
+                older.classes = list(self.classes)  # what they detect, before it changes
         self.classes = list(classes)
+        record.classes = list(classes)
         self.versions.append(record)
-        if make_default or (make_default is None and self.default_version is None):
+        if changed or make_default or (make_default is None and self.default_version is None):
             self.set_default(record.version)
         return record
 
@@ -200,12 +213,32 @@ class RegistryData(BaseModel):
         record = self.get(version)
         if record.status == "rejected":
             raise RegistryError(f"version {version} was rejected and cannot be the default")
+        if record.classes and self.classes and record.classes != self.classes:
+            raise RegistryError(
+                f"version {version} detects {record.classes}, not the platform's classes "
+                f"{self.classes} (they changed since): it cannot serve again"
+            )
         for other in self.versions:
             if other.status == "serving" and other.version != version:
                 other.status = "ready"
         record.status = "serving"
         self.default_version = version
         return record
+
+
+def check_classes(known: list[str], classes: list[str], replace_classes: bool) -> bool:
+    """Whether ``classes`` change the registry's ``known`` ones (allowed with ``replace_classes``).
+
+    Raises:
+        RegistryError: they differ and ``replace_classes`` is false.
+    """
+    changed = bool(known) and list(classes) != list(known)
+    if changed and not replace_classes:
+        raise RegistryError(
+            f"classes {list(classes)} differ from the registry's {list(known)}: to serve a "
+            "model of other classes instead, package it with --replace-classes"
+        )
+    return changed
 
 
 def next_job_id(existing: list[str], kind: JobKind) -> str:

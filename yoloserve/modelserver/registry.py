@@ -212,19 +212,21 @@ class Registry:
         trained_on: dict[str, Any] | None = None,
         status: VersionStatus = "ready",
         make_default: bool | None = None,
+        replace_classes: bool = False,
     ) -> ModelVersion:
         """Record a new version.
 
         Args:
             sha256: sha256 of the weights.
             mar: file name of the .mar in the model store.
-            classes: the model's class names; must equal the registry's once it has some.
+            classes: the model's class names; the registry's once it has some.
             version: the version; the next free one if ``None``.
             metrics: evaluation metrics (e.g. ``map50``, ``map50_95``).
             parent: version it was fine-tuned from.
             trained_on: what it was trained on (e.g. ``ref_images``, ``feedback_images``).
             status: its status (a default version is always ``serving``).
             make_default: make it the default; ``None`` = only if there is no default yet.
+            replace_classes: accept other classes (``RegistryData.add_version``).
 
         Returns:
             The stored record.
@@ -235,15 +237,10 @@ class Registry:
         """
         with self.update() as data:
             record = ModelVersion(
-                version=version or data.next_version(),
-                sha256=sha256,
-                mar=mar,
-                metrics=metrics or {},
-                parent=parent,
-                trained_on=trained_on or {},
-                status=status,
+                version=version or data.next_version(), sha256=sha256, mar=mar,
+                metrics=metrics or {}, parent=parent, trained_on=trained_on or {}, status=status,
             )
-            return data.add_version(record, classes, make_default)
+            return data.add_version(record, classes, make_default, replace_classes)
 
     def set_default(self, version: str) -> ModelVersion:
         """Make ``version`` the default (``serving``); the previous default becomes ``ready``.

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from yoloserve import paths
 from yoloserve.images import IMAGE_SUFFIXES
 
 BENCHMARK_NAME = "shapes-test"
@@ -120,13 +121,26 @@ def benchmark_dataset(ref_dir: Path, out_dir: Path, images: int, classes: list[s
 
 def benchmark_images(ref_dir: Path, images: int) -> tuple[list[Path], dict[str, Any]] | None:
     """The fixed benchmark set's image files and its name (``{"name", "images",
-    "manifest_sha256"}``), or ``None`` when the reference set has no test split."""
-    test = split_images(ref_dir, "images/test")[:images]
-    if not test:
-        return None
-    entries = entries_for(test, "test")
-    return test, {"name": BENCHMARK_NAME, "images": len(entries),
-                  "manifest_sha256": manifest_sha256(entries)}
+    "manifest_sha256"}``), or ``None`` when the reference set has no test (nor val) split.
+
+    The set is the test split; an imported dataset without one (a source split into train and
+    val only) is judged on its val split, and the name says which.
+    """
+    for split in ("test", "val"):
+        found = split_images(ref_dir, f"images/{split}")[:images]
+        if found:
+            entries = entries_for(found, split)
+            return found, {"name": benchmark_name(ref_dir, split), "images": len(entries),
+                           "manifest_sha256": manifest_sha256(entries)}
+    return None
+
+
+def benchmark_name(ref_dir: Path, split: str = "test") -> str:
+    """``shapes-test`` for the synthetic set; ``<name>-<split>`` for an imported dataset."""
+    imported = (paths.DATA_DIR / "datasets").resolve()
+    if ref_dir.resolve().parent == imported:
+        return f"{ref_dir.resolve().name}-{split}"
+    return BENCHMARK_NAME if split == "test" else f"shapes-{split}"
 
 
 def write_manifest(manifest: dict[str, Any], path: Path) -> Path:

@@ -71,6 +71,27 @@ def test_classes_must_match_the_registry(store: Store, tmp_path: Path) -> None:
         registry.add_version(sha256=sha("b"), mar="m", classes=["cat", "dog"])
 
 
+def test_a_model_of_other_classes_replaces_the_old_ones_only_when_asked(
+    store: Store, tmp_path: Path
+) -> None:
+    registry = open_registry(store, tmp_path / "registry.json")
+    registry.add_version(sha256=sha("a"), mar="m1", classes=CLASSES)
+    registry.add_version(sha256=sha("b"), mar="m2", classes=CLASSES)
+    with pytest.raises(RegistryError, match="--replace-classes"):
+        registry.add_version(sha256=sha("c"), mar="m3", classes=["cat", "dog"])
+    # Asked for, not made default by the caller: it serves anyway (the registry's classes are
+    # what feedback and retrains speak, so the default must detect them).
+    third = registry.add_version(sha256=sha("c"), mar="m3", classes=["cat", "dog"],
+                                 make_default=False, replace_classes=True)
+    data = registry.load()
+    assert data.classes == ["cat", "dog"] and data.default_version == third.version == "3"
+    assert [v.classes for v in data.versions] == [CLASSES, CLASSES, ["cat", "dog"]]
+    with pytest.raises(RegistryError, match="cannot serve again"):
+        registry.set_default("1")
+    fourth = registry.add_version(sha256=sha("d"), mar="m4", classes=["cat", "dog"])
+    assert fourth.classes == ["cat", "dog"] and registry.load().default_version == "3"
+
+
 def test_concurrent_threads_and_processes_lose_no_update(store: Store, tmp_path: Path) -> None:
     registry = Registry(store)
     ctx = multiprocessing.get_context("spawn")

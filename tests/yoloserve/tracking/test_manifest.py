@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from yoloserve import paths
 from yoloserve.tracking import manifest
 from yoloserve.training.dataset import generate_dataset
 
@@ -49,6 +52,19 @@ def test_benchmark_is_the_first_images_of_the_reference_test_split(tmp_path: Pat
     again = manifest.benchmark_dataset(tmp_path / "ref", tmp_path / "other", 3, ["a", "b", "c"])
     assert again is not None and again[1] == named, "a fixed set: same images, same name"
     assert "names:" in data_yaml.read_text()
+    no_test = tmp_path / "no_test"
+    generate_dataset(no_test, 2, 1, 0, seed=2)
+    val = manifest.benchmark_dataset(no_test, tmp_path / "val", 3, ["a"])
+    assert val is not None and val[1]["name"] == "shapes-val" and val[1]["images"] == 1
     empty = tmp_path / "empty"
-    generate_dataset(empty, 2, 1, 0, seed=2)
+    generate_dataset(empty, 2, 0, 0, seed=2)
     assert manifest.benchmark_dataset(empty, tmp_path / "none", 3, ["a"]) is None
+
+
+def test_an_imported_dataset_names_its_benchmark_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(paths, "DATA_DIR", tmp_path)
+    generate_dataset(tmp_path / "datasets" / "pets", 2, 1, 2, seed=2)
+    found = manifest.benchmark_images(tmp_path / "datasets" / "pets", 5)
+    assert found is not None and found[1]["name"] == "pets-test" and len(found[0]) == 2
