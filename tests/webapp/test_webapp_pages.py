@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from streamlit.testing.v1 import AppTest
@@ -17,8 +18,9 @@ from tests.gateway_client.fake_gateway import (
     png_bytes,
 )
 from tests.webapp.app_under_test import API_KEY
+from tests.webapp.canvas import canvas_args, canvas_key_of, complete
 from webapp.views.detect import SOURCE_SAMPLE
-from webapp.views.feedback import NOT_AN_OBJECT
+from webapp.views.feedback import MAX_MISSED
 from webapp.views.session import DETECTION_KEY
 
 MODELS_PAGE = "app_pages/models.py"
@@ -80,19 +82,43 @@ def test_no_samples_says_so(make_app: Callable[[], AppTest]) -> None:
     assert at.button(key="detect").disabled
 
 
-def test_feedback_sends_corrected_labels_and_shows_answer(
+def _canvas_key(at: AppTest) -> str:
+    return canvas_key_of(at, at.session_state[DETECTION_KEY].key)
+
+
+def _complete(at: AppTest, boxes: list[dict[str, Any]]) -> AppTest:
+    return complete(at, at.session_state[DETECTION_KEY].key, boxes)
+
+
+def test_the_canvas_starts_from_the_predictions_in_display_pixels(
     make_app: Callable[[], AppTest], gateway: FakeGateway
 ) -> None:
     at = _upload_and_detect(make_app())
     key = at.session_state[DETECTION_KEY].key
-    # Box 1 (triangle) corrected to square, box 2 (circle) is a false detection.
-    at.selectbox(key=f"fb-{key}-box-1").set_value("square")
-    at.selectbox(key=f"fb-{key}-box-2").set_value(NOT_AN_OBJECT)
-    at.number_input(key=f"fb-{key}-missed").set_value(1).run()
-    at.selectbox(key=f"fb-{key}-m1-cls").set_value("circle")
-    for axis, value in zip(("x1", "y1", "x2", "y2"), (2.0, 3.0, 12.0, 15.0), strict=True):
-        at.number_input(key=f"fb-{key}-m1-{axis}").set_value(value)
-    at.run()
+    args = canvas_args(at, key)
+    # The 64x48 image is shown 4x larger, so every corner is 4x the gateway's pixels.
+    assert args["image_size"] == [256, 192]
+    assert args["label_list"] == ["circle", "square", "triangle"]  # GET /models' classes
+    assert [(b["bbox"], b["label"]) for b in args["bbox_info"]] == [
+        ([40.0, 32.0, 80.0, 80.0], "triangle"),
+        ([160.0, 80.0, 80.0, 96.0], "circle"),
+    ]
+    assert "No edits applied" in "\n".join(c.value for c in at.main.caption)
+
+
+def test_feedback_sends_the_edited_boxes_in_image_pixels_and_shows_answer(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = _upload_and_detect(make_app())
+    key = at.session_state[DETECTION_KEY].key
+    # Box 1 (triangle) moved by (+2, +2) image pixels and made a square, box 2 (circle)
+    # deleted, a missed circle drawn, and one dragged past the bottom-right corner.
+    at = _complete(at, [
+        {"bbox": [48.0, 40.0, 80.0, 80.0], "label_id": 1, "label": "square"},
+        {"bbox": [8.0, 12.0, 40.0, 48.0], "label_id": 0, "label": "circle"},
+        {"bbox": [240.0, 160.0, 40.0, 40.0], "label_id": 2, "label": "triangle"},
+    ])
+    assert "Your edits are applied: 3 label(s)" in "\n".join(c.value for c in at.main.caption)
     at.button(key=f"fb-{key}-send").click().run()
 
     assert not at.exception and not _errors(at)
@@ -104,8 +130,9 @@ def test_feedback_sends_corrected_labels_and_shows_answer(
     assert labels == {
         "request_id": "req-0001",
         "boxes": [
-            {"xyxy": [10.0, 8.0, 30.0, 28.0], "name": "square"},
+            {"xyxy": [12.0, 10.0, 32.0, 30.0], "name": "square"},
             {"xyxy": [2.0, 3.0, 12.0, 15.0], "name": "circle"},
+            {"xyxy": [60.0, 40.0, 64.0, 48.0], "name": "triangle"},  # clipped to 64x48
         ],
     }
     metrics = {m.label: m.value for m in at.metric}
@@ -120,18 +147,45 @@ def test_feedback_sends_corrected_labels_and_shows_answer(
     assert at.text_input(key="job_lookup").value == "r-0007"
 
 
-def test_feedback_confirming_everything_and_invalid_missed_box(
+def test_feedback_confirms_everything_in_one_click(
     make_app: Callable[[], AppTest], gateway: FakeGateway
 ) -> None:
     at = _upload_and_detect(make_app())
     key = at.session_state[DETECTION_KEY].key
-    at.number_input(key=f"fb-{key}-missed").set_value(1).run()
-    # A missed box left at 0,0,0,0 is no box: sending is blocked and the reason shown.
-    assert "x2 must be greater than x1" in _errors(at)
-    assert at.button(key=f"fb-{key}-send").disabled
-    at.number_input(key=f"fb-{key}-missed").set_value(0).run()
     at.button(key=f"fb-{key}-send").click().run()
 
+    labels = json.loads(parse_multipart(gateway.last("POST", "/feedback"))["labels"][2])
+    assert labels["boxes"] == [
+        {"xyxy": [10.0, 8.0, 30.0, 28.0], "name": "triangle"},
+        {"xyxy": [40.0, 20.0, 60.0, 44.0], "name": "circle"},
+    ]
+
+
+def test_feedback_with_every_box_deleted_says_nothing_is_there(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = _complete(_upload_and_detect(make_app()), [])
+    assert "nothing to detect here" in "\n".join(c.value for c in at.main.caption)
+    at.button(key=f"fb-{at.session_state[DETECTION_KEY].key}-send").click().run()
+    labels = json.loads(parse_multipart(gateway.last("POST", "/feedback"))["labels"][2])
+    assert labels["boxes"] == []
+
+
+def test_start_over_drops_the_edits_and_too_many_boxes_block_sending(
+    make_app: Callable[[], AppTest], gateway: FakeGateway
+) -> None:
+    at = _upload_and_detect(make_app())
+    key = at.session_state[DETECTION_KEY].key
+    too_many = 2 + MAX_MISSED + 1
+    at = _complete(at, [{"bbox": [0, 0, 8, 8], "label_id": 0, "label": "circle"}] * too_many)
+    assert f"{too_many} boxes: at most {too_many - 1}" in _errors(at)
+    assert at.button(key=f"fb-{key}-send").disabled
+    first = _canvas_key(at)
+
+    at.button(key=f"fb-{key}-reset").click().run()
+    assert _canvas_key(at) != first  # a new canvas: predictions
+    assert not _errors(at) and not at.button(key=f"fb-{key}-send").disabled
+    at.button(key=f"fb-{key}-send").click().run()
     labels = json.loads(parse_multipart(gateway.last("POST", "/feedback"))["labels"][2])
     assert [b["name"] for b in labels["boxes"]] == ["triangle", "circle"]
 

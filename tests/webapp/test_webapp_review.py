@@ -15,7 +15,7 @@ from tests.gateway_client.fake_gateway import (
     review_item,
 )
 from tests.webapp.app_under_test import API_KEY
-from webapp.views.feedback import NOT_AN_OBJECT
+from tests.webapp.canvas import canvas_args, complete
 
 REVIEW_PAGE = "app_pages/review.py"
 
@@ -51,8 +51,9 @@ def test_the_next_item_is_shown_with_its_boxes_and_reason(
     assert "unlike anything in the training data" in _text(at)
     assert at.image[0].captions == ["2 predicted box(es)"]
     gateway.last("GET", "/review/rv-1/image")
-    # The Detect page's feedback widgets, one per predicted box.
-    assert at.selectbox(key="fb-rv-1-box-1").value == "triangle"
+    # The Detect page's annotation canvas, starting from the item's boxes.
+    args = canvas_args(at, "rv-1")
+    assert [b["label"] for b in args["bbox_info"]] == ["triangle", "circle"]
 
 
 def test_correcting_and_sending_closes_the_item_and_shows_the_next(
@@ -60,8 +61,8 @@ def test_correcting_and_sending_closes_the_item_and_shows_the_next(
 ) -> None:
     gateway.review = [review_item("rv-1"), review_item("rv-2")]
     at = _open_review(make_app)
-    at.selectbox(key="fb-rv-1-box-1").set_value("square")
-    at.selectbox(key="fb-rv-1-box-2").set_value(NOT_AN_OBJECT)
+    # Box 1 made a square, box 2 deleted (the 64x48 image is drawn 4x larger).
+    at = complete(at, "rv-1", [{"bbox": [40, 32, 80, 80], "label_id": 1, "label": "square"}])
     at.button(key="fb-rv-1-send").click().run()
 
     assert not at.exception and not at.main.error
@@ -77,7 +78,7 @@ def test_correcting_and_sending_closes_the_item_and_shows_the_next(
     assert [item["review_id"] for item in gateway.review] == ["rv-2"]
     assert "Item `rv-1` labelled: 3 row(s) written" in _text(at)
     assert {m.label: m.value for m in at.metric}["Open items"] == "1"
-    assert at.selectbox(key="fb-rv-2-box-1").value == "triangle"  # the next item is up
+    assert canvas_args(at, "rv-2")["bbox_info"]  # the next item is up, on a fresh canvas
 
 
 def test_dismiss_drops_the_item(make_app: Callable[[], AppTest], gateway: FakeGateway) -> None:

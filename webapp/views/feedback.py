@@ -1,8 +1,11 @@
-"""Feedback on a detection: confirm, correct or drop each box, add missed ones, send it.
+"""Feedback on a detection: correct the boxes on the image itself, then send them.
 
-What is sent is the ground truth as the user corrected it (``POST /feedback``): every kept box
-with its final class, plus the missed objects. A dropped box is simply left out; the gateway
-matches ground truth to predictions and records the drop as ``__background__`` itself.
+The predicted boxes start on an annotation canvas (``webapp.annotator``): the user moves and
+resizes them, deletes false ones, draws the objects the model missed and sets each box's class,
+then presses *Complete* to apply the edits. What is sent is that ground truth (``POST
+/feedback``), in the image's own pixels; untouched, it is the predictions as they are, so
+confirming everything is one click on *Send feedback*. A deleted box is simply left out: the
+gateway matches ground truth to predictions and records the drop as ``__background__`` itself.
 """
 
 from __future__ import annotations
@@ -10,16 +13,15 @@ from __future__ import annotations
 import streamlit as st
 
 from gateway_client import FeedbackResult, GatewayError, LabelBox
-from webapp import icons
+from webapp import annotator, icons
 from webapp.client import make_client
 from webapp.config import Settings
 from webapp.drawing import Annotation, draw_boxes, load_image
 from webapp.views.common import show_error
 from webapp.views.session import CLASSES_KEY, PENDING_JOB_KEY, Detection
 
-#: Selectbox value meaning "this box is not an object": the box is left out of the labels.
-NOT_AN_OBJECT = "__not_an_object__"
-#: Most missed objects one feedback can add (keeps the form a form, not a spreadsheet).
+#: Most boxes one feedback may add beyond the predictions (a feedback is a correction, not a
+#: labelling session; the gateway's own ceiling is far above).
 MAX_MISSED = 20
 
 
@@ -38,78 +40,47 @@ def load_classes(settings: Settings) -> list[str] | None:
     return classes
 
 
-def _box_choices(detection: Detection, classes: list[str]) -> list[LabelBox]:
-    """One selectbox per predicted box; returns the boxes the user keeps, with their class."""
-    kept: list[LabelBox] = []
-    for i, box in enumerate(detection.prediction.boxes, start=1):
-        # A name the model knows but /models does not list (classes changed since) stays
-        # selectable, so confirming it is always possible.
-        options = [*classes, *([box.name] if box.name not in classes else []), NOT_AN_OBJECT]
-
-        def label(option: str, predicted: str = box.name) -> str:
-            if option == NOT_AN_OBJECT:
-                return "✗ not an object"
-            return f"✓ {option} (as predicted)" if option == predicted else f"→ {option}"
-
-        coords = ", ".join(f"{v:.0f}" for v in box.xyxy)
-        choice = st.selectbox(
-            f"Box {i}: {box.name} {box.conf:.2f} at [{coords}]",
-            options,
-            index=options.index(box.name),
-            format_func=label,
-            key=f"fb-{detection.key}-box-{i}",
-        )
-        if choice != NOT_AN_OBJECT:
-            kept.append(LabelBox(box.xyxy, choice))
-    return kept
+def revision_key(detection_key: str) -> str:
+    """Session key of how often *Start over* was pressed on a detection (``Detection.key``)."""
+    return f"fb-{detection_key}-revision"
 
 
-def _missed_objects(detection: Detection, classes: list[str]) -> tuple[list[LabelBox], list[str]]:
-    """Fields for objects the model missed; returns the boxes and the problems found in them."""
-    width = float(detection.prediction.width)
-    height = float(detection.prediction.height)
-    count = int(
-        st.number_input(
-            "Missed objects (ones the model did not find)",
-            min_value=0,
-            max_value=MAX_MISSED,
-            value=0,
-            step=1,
-            key=f"fb-{detection.key}-missed",
-        )
+def canvas_key(detection_key: str, revision: int) -> str:
+    """The annotation canvas's key: per detection, and a new one (a fresh canvas) per revision."""
+    return f"fb-{detection_key}-boxes-{revision}"
+
+
+def _start_over(detection: Detection) -> None:
+    # A new key gives a new canvas, which starts from the predictions again.
+    key = revision_key(detection.key)
+    st.session_state[key] = int(st.session_state.get(key, 0)) + 1
+
+
+def _annotate(detection: Detection, classes: list[str]) -> tuple[list[LabelBox], bool]:
+    """The canvas; returns the labels to send and whether the user's edits are in them."""
+    pred = detection.prediction
+    predicted = [LabelBox(box.xyxy, box.name) for box in pred.boxes]
+    try:
+        picture = load_image(detection.image.data, (pred.width, pred.height))
+    except OSError:  # PIL's UnidentifiedImageError is an OSError
+        st.caption("This image cannot be drawn here: sending confirms the predicted boxes.")
+        return predicted, False
+    names = annotator.class_names(classes, (box.name for box in predicted))
+    revision = int(st.session_state.get(revision_key(detection.key), 0))
+    edited = annotator.annotate(
+        picture,
+        predicted,
+        names,
+        annotator.fit((pred.width, pred.height)),
+        canvas_key(detection.key, revision),
     )
-    boxes: list[LabelBox] = []
-    problems: list[str] = []
-    for j in range(1, count + 1):
-        cols = st.columns([2, 1, 1, 1, 1])
-        name = cols[0].selectbox(
-            f"Missed object {j}: class", classes, key=f"fb-{detection.key}-m{j}-cls"
-        )
-        # Bounded by the image size, so a box can never point outside the picture.
-        x1, y1, x2, y2 = (
-            float(
-                col.number_input(
-                    f"{axis}",
-                    min_value=0.0,
-                    max_value=limit,
-                    value=0.0,
-                    step=1.0,
-                    format="%.1f",
-                    key=f"fb-{detection.key}-m{j}-{axis}",
-                )
-            )
-            for col, axis, limit in zip(
-                cols[1:], ("x1", "y1", "x2", "y2"), (width, height, width, height), strict=True
-            )
-        )
-        if x2 <= x1 or y2 <= y1:
-            problems.append(
-                f"Missed object {j}: x2 must be greater than x1 and y2 greater than y1 "
-                f"(pixels, image is {width:.0f}×{height:.0f})."
-            )
-        else:
-            boxes.append(LabelBox((x1, y1, x2, y2), name))
-    return boxes, problems
+    return (predicted, False) if edited is None else (edited, True)
+
+
+def _row(label: LabelBox) -> dict[str, object]:
+    """A label as a table row: the numbers exactly as they will be sent."""
+    x1, y1, x2, y2 = label.to_json()["xyxy"]
+    return {"class": label.name, "x1": x1, "y1": y1, "x2": x2, "y2": y2}
 
 
 def _send(settings: Settings, detection: Detection, labels: list[LabelBox]) -> bool:
@@ -156,18 +127,34 @@ def render(settings: Settings, detection: Detection) -> None:
     """The feedback section under a detection."""
     st.subheader("Feedback")
     st.caption(
-        "Confirm or correct each box, mark false detections as *not an object*, and add the "
-        "objects the model missed. Your labels become training data for the next model."
+        "Correct the boxes on the image: drag a box to move it, drag its corners to resize it, "
+        "drag on empty space to draw an object the model missed, pick a box's class on the "
+        "right, switch *Mode* to *Del* and click a box to delete it. Press **Complete** (or "
+        "the space bar) to apply your edits, then send. Your labels become training data."
     )
     classes = load_classes(settings)
     if classes is None:
         return
 
-    kept = _box_choices(detection, classes)
-    missed, problems = _missed_objects(detection, classes)
-    labels = kept + missed
+    labels, edited = _annotate(detection, classes)
+    limit = len(detection.prediction.boxes) + MAX_MISSED
+    problems = (
+        [f"{len(labels)} boxes: at most {limit} (the predictions + {MAX_MISSED}) per feedback."]
+        if len(labels) > limit
+        else []
+    )
     for problem in problems:
         st.error(problem)
+    left, right = st.columns([3, 1])
+    left.caption(
+        f"Your edits are applied: {len(labels)} label(s)."
+        if edited
+        else "No edits applied: sending confirms every predicted box as it is."
+    )
+    right.button(
+        "Start over", key=f"fb-{detection.key}-reset", on_click=_start_over, args=(detection,),
+        help="Back to the predicted boxes: drops every edit, applied or not.",
+    )
 
     # A class's colour comes from its index: /models' order, which is the model's; a name only
     # the prediction knows (classes changed since) keeps the index the model gave it.
@@ -188,7 +175,9 @@ def render(settings: Settings, detection: Detection) -> None:
                     source_size=(detection.prediction.width, detection.prediction.height),
                 )
             )
-        if not labels:
+        if labels:
+            st.dataframe([_row(b) for b in labels], hide_index=True)
+        else:
             st.caption("No boxes: this tells the gateway there is nothing to detect here.")
 
     result_key = f"fb-{detection.key}-result"

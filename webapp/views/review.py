@@ -1,7 +1,8 @@
 """Review page: the predictions the gateway picked for labelling (its review queue), one at a time.
 
 The next item (``GET /review``, highest priority first) is shown with its boxes and the same
-feedback widgets as the Detect page: confirm, correct or drop each box, add missed ones, send.
+feedback canvas as the Detect page (one way to label): move, resize, delete or re-class the
+predicted boxes, draw missed ones, send.
 The feedback carries the item's ``review_id``, which closes it, so the page moves to the next
 item; *Dismiss* drops an item without labelling it. The queue fills as predictions come in.
 """
