@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PIP) install -q -e ".[ml,mlflow,gateway,webapp,reporting,stack,k8s,pipelines,containers,dev]"
-	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, supervisor, kubernetes_validate, kfp, podman_compose, mlflow"
+	$(PY) -c "from ultralytics import YOLO; import torchvision, ts, model_archiver, evidently, streamlit, streamlit_image_annotation, supervisor, kubernetes_validate, kfp, podman_compose, mlflow"
 	touch $@
 
 # System packages the tests and the demo need: Java 11+ for TorchServe (a java on PATH that is
