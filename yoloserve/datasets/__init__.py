@@ -5,4 +5,7 @@ export of collected feedback as YOLO or COCO (``export``).
 
 Nothing here imports supervision at module level: the readers import it when they read, so the
 gateway (``.[gateway]``, which serves the export) runs without it.
+
+May import: the top level and ``store`` (a layer beside modelserver, embeddings and training;
+``pyproject.toml`` ``[tool.importlinter]``).
 """
