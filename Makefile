@@ -20,7 +20,7 @@ export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-deps container-engine demo stop status test lint bench train package redeploy rollback \
-        ref-data mlflow-sync scenario images local-base up down compose-config k8s-manifests pipeline clean
+        ref-data import-dataset export-dataset mlflow-sync scenario images local-base up down compose-config k8s-manifests pipeline clean
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -91,6 +91,14 @@ test: setup ## Run the whole test suite (real TorchServe and Chromium included)
 lint: setup ## ruff + mypy
 	$(PY) -m ruff check .
 	$(PY) -m mypy yoloserve gateway gateway_client webapp reporting scripts devstack benchmarks
+
+import-dataset: setup ## Import a labelled dataset: SRC=... FORMAT=yolo|coco|voc|labelstudio|cvat [NAME=...] [ARGS=...]
+	@test -n "$(SRC)" -a -n "$(FORMAT)" || { echo "usage: make import-dataset SRC=path FORMAT=yolo|coco|voc|labelstudio|cvat [NAME=name]"; exit 2; }
+	$(PY) -m scripts.datasets import "$(SRC)" --format $(FORMAT) $(if $(NAME),--name $(NAME)) $(ARGS)
+
+export-dataset: setup ## Export collected feedback labels: FORMAT=yolo|coco OUT=path.zip
+	@test -n "$(FORMAT)" -a -n "$(OUT)" || { echo "usage: make export-dataset FORMAT=yolo|coco OUT=path.zip"; exit 2; }
+	$(PY) -m scripts.datasets export --format $(FORMAT) --out "$(OUT)"
 
 bench: setup ## Serving latency/throughput, feedback rows/s, hot swaps under load, retrain loop (~15 min)
 	$(PY) -m benchmarks

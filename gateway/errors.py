@@ -6,10 +6,11 @@ Domain errors (``yoloserve.errors``) map by class, most specific first:
 ======================================  ======  ==========================================
 domain error                            status  note
 ======================================  ======  ==========================================
-InvalidParameter, InvalidLabels, Input  400
+UnsupportedExportFormat                 422     a format there is no writer for
+InvalidParameter, InvalidLabels, Input  400     DatasetInvalid too
 Unauthorized                            401
 Forbidden, AuthError                    403
-NotFound (UnknownVersion, ...)          404
+NotFound (UnknownVersion, ...)          404     NoLabelsCollected too
 Conflict (RetrainAlreadyRunning, ...)   409
 PayloadTooLarge, ImageTooLarge          413
 InvalidImage, UnsupportedImageFormat    415
@@ -57,6 +58,7 @@ from yoloserve.errors import (
     PayloadTooLarge,
     RegistryError,
     Unauthorized,
+    UnsupportedExportFormat,
     YoloServeError,
 )
 from yoloserve.schemas import ErrorResponse
@@ -64,6 +66,7 @@ from yoloserve.schemas import ErrorResponse
 logger = logging.getLogger("gateway")
 
 _STATUS_BY_ERROR: dict[type[YoloServeError], int] = {
+    UnsupportedExportFormat: 422,
     InvalidParameter: 400,
     InvalidLabels: 400,
     InvalidImage: 415,

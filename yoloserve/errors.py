@@ -9,7 +9,9 @@ Hierarchy::
     YoloServeError                       code
     ├── InputError                       invalid_input
     │   ├── InvalidParameter             invalid_parameter
-    │   │   └── InvalidIdempotencyKey    invalid_idempotency_key
+    │   │   ├── InvalidIdempotencyKey    invalid_idempotency_key
+    │   │   └── UnsupportedExportFormat  unsupported_export_format
+    │   ├── DatasetInvalid               dataset_invalid    (carries the whole report)
     │   ├── InvalidLabels                invalid_labels
     │   │   └── UnknownClass             unknown_class
     │   ├── InvalidImage                 invalid_image
@@ -22,7 +24,9 @@ Hierarchy::
     ├── NotFound                         not_found
     │   ├── UnknownVersion               unknown_version
     │   ├── UnknownJob                   unknown_job
-    │   └── UnknownReviewItem            unknown_review_item
+    │   ├── UnknownReviewItem            unknown_review_item
+    │   ├── UnknownDataset               unknown_dataset
+    │   └── NoLabelsCollected            no_labels_collected
     ├── Conflict                         conflict
     │   ├── RetrainAlreadyRunning        retrain_already_running
     │   ├── VersionAlreadyRegistered     version_already_registered
@@ -30,6 +34,7 @@ Hierarchy::
     │   ├── SwapInProgress               swap_in_progress
     │   ├── IdempotencyKeyReused         idempotency_key_reused
     │   ├── ReviewItemClosed             review_item_closed
+    │   ├── DatasetExists                dataset_exists
     │   └── CsvSchemaError               csv_schema_mismatch
     ├── ModelServerError                 model_server_error
     │   ├── ModelServerUnavailable       model_server_unavailable
@@ -50,6 +55,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 
@@ -91,6 +97,27 @@ class InvalidIdempotencyKey(InvalidParameter):
 
     code = "invalid_idempotency_key"
     default_message = "invalid idempotency key"
+
+
+class UnsupportedExportFormat(InvalidParameter):
+    """A dataset export was asked for in a format there is no writer for."""
+
+    code = "unsupported_export_format"
+    default_message = "unsupported export format"
+
+
+class DatasetInvalid(InputError):
+    """A labelled dataset failed validation; ``problems`` lists every problem found, not the
+    first one only (``yoloserve.datasets.validate.Problem``)."""
+
+    code = "dataset_invalid"
+    default_message = "the dataset is not valid"
+
+    def __init__(
+        self, message: str | None = None, problems: Sequence[object] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class InvalidLabels(InputError):
@@ -190,6 +217,20 @@ class UnknownReviewItem(NotFound):
     default_message = "unknown review item"
 
 
+class UnknownDataset(NotFound):
+    """No imported dataset by that name is recorded in the store."""
+
+    code = "unknown_dataset"
+    default_message = "unknown dataset"
+
+
+class NoLabelsCollected(NotFound):
+    """An export of collected labels was asked for, but no feedback has been recorded yet."""
+
+    code = "no_labels_collected"
+    default_message = "no labelled feedback has been collected yet"
+
+
 # --- the state of the system forbids it now ---------------------------------------------------
 
 
@@ -238,6 +279,13 @@ class ReviewItemClosed(Conflict):
 
     code = "review_item_closed"
     default_message = "this review item is already closed"
+
+
+class DatasetExists(Conflict):
+    """A dataset of that name is imported already (import again with ``--replace``)."""
+
+    code = "dataset_exists"
+    default_message = "a dataset of that name exists"
 
 
 class CsvSchemaError(Conflict):

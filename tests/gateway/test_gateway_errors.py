@@ -72,6 +72,11 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (e.IdempotencyKeyReused(), 409, "idempotency_key_reused"),
         (e.UnknownReviewItem("no review item 'rv-1'"), 404, "unknown_review_item"),
         (e.ReviewItemClosed("rv-1 was dismissed"), 409, "review_item_closed"),
+        (e.UnsupportedExportFormat("format 'voc'"), 422, "unsupported_export_format"),
+        (e.DatasetInvalid("3 problems"), 400, "dataset_invalid"),
+        (e.UnknownDataset("no dataset 'x'"), 404, "unknown_dataset"),
+        (e.NoLabelsCollected(), 404, "no_labels_collected"),
+        (e.DatasetExists("dataset 'x' exists"), 409, "dataset_exists"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -125,6 +130,11 @@ def test_every_domain_error_class_is_covered() -> None:
         "KubernetesError",
         "UnknownReviewItem",
         "ReviewItemClosed",
+        "UnsupportedExportFormat",
+        "DatasetInvalid",
+        "UnknownDataset",
+        "NoLabelsCollected",
+        "DatasetExists",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
     assert {c.__name__ for c in subclasses(e.YoloServeError)} - abstract == tested

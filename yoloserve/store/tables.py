@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -149,3 +149,20 @@ class ReviewAdmissionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     admitted_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class DatasetRow(Base):
+    """One imported labelled dataset (``yoloserve.datasets``), its folder
+    ``<data_dir>/datasets/<name>/``. At most one row has ``is_reference`` set: the dataset whose
+    train split built ``ref_data.csv`` and that retraining samples from."""
+
+    __tablename__ = "datasets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    format: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(1000))
+    classes: Mapped[list[str]] = mapped_column(JSON)
+    counts: Mapped[dict[str, dict[str, int]]] = mapped_column(JSON)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    is_reference: Mapped[bool] = mapped_column(Boolean, default=False, index=True)

@@ -1,0 +1,40 @@
+"""``python -m scripts.datasets``: help explains the options; a broken source exits non-zero
+with the report table and ``--report-json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from scripts.datasets import app
+
+
+def test_import_help_explains_the_options() -> None:
+    result = CliRunner().invoke(app, ["import", "--help"])
+    assert result.exit_code == 0
+    for option in ("--format", "--classes", "--replace", "--reference", "--refit-embedder",
+                   "--report-json", "--seed"):
+        assert option in result.output
+
+
+def test_a_broken_import_exits_1_with_a_json_report(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORE_DATABASE_URL", f"sqlite:///{tmp_path / 's.db'}")
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "labels").mkdir()
+    (src / "data.yaml").write_text("names: [a]\n")
+    (src / "labels" / "lost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    report = tmp_path / "report.json"
+
+    result = CliRunner().invoke(app, ["import", str(src), "--format", "yolo", "--data-dir",
+                                      str(tmp_path / "data"), "--report-json", str(report)])
+
+    assert result.exit_code == 1
+    body = json.loads(report.read_text())
+    assert not body["ok"] and body["counts"]["missing_image"] == 1
+    assert "missing_image" in result.output
+    assert not (tmp_path / "data" / "datasets").exists()
