@@ -16,7 +16,6 @@ from typing import Annotated
 
 import numpy as np
 import typer
-import yaml
 from rich.progress import Progress
 
 from yoloserve import paths
@@ -24,7 +23,7 @@ from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder
 from yoloserve.embeddings.fit import fit_embedder
 from yoloserve.feedback.store import CsvStore, embedding_fields, ref_header
 from yoloserve.images import IMAGE_SUFFIXES, decode_array
-from yoloserve.training.dataset import CLASSES
+from yoloserve.training.dataset import CLASSES, dataset_names
 
 _ROWS_PER_APPEND = 4096  # one fsync per few thousand rows, not per image
 
@@ -35,14 +34,7 @@ Box = tuple[tuple[float, float, float, float], str]
 
 def class_names(dataset_root: Path) -> list[str]:
     """Class names by index from ``data.yaml`` (``names``), else the synthetic dataset's."""
-    yaml_path = dataset_root / "data.yaml"
-    if yaml_path.exists():
-        names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
-        if isinstance(names, dict):
-            return [str(names[k]) for k in sorted(names)]
-        if isinstance(names, list):
-            return [str(n) for n in names]
-    return list(CLASSES)
+    return dataset_names(dataset_root) or list(CLASSES)
 
 
 def read_yolo_label(path: Path, width: int, height: int, names: list[str]) -> list[Box]:

@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from yoloserve import paths
+from yoloserve.datasets import catalog
 from yoloserve.errors import YoloServeError
 from yoloserve.modelserver.accuracy import AccuracyReport
 from yoloserve.modelserver.export import AUTO_RUNTIME, RUNTIMES, is_int8
@@ -133,13 +134,16 @@ def main(
 
 def dataset_of(weights: Path) -> Path:
     """The dataset ``weights`` were trained on: the ``data`` their ``metrics.json`` names
-    (``make train`` writes it), else the synthetic set the shipped model comes from."""
+    (``make train`` writes it); else, but for the shipped weights, the imported reference
+    (``make import-dataset``); else the synthetic set the shipped model comes from."""
     sidecar = weights.parent / "metrics.json"
     if sidecar.is_file():
         data = json.loads(sidecar.read_text()).get("data")
         if data and Path(data).is_file():
             return Path(data).parent
-    return paths.DATA_DIR / "shapes"
+    shipped = weights.resolve() == paths.DEFAULT_WEIGHTS.resolve()
+    imported = None if shipped else catalog.reference_dir()
+    return imported if imported is not None else paths.DATA_DIR / "shapes"
 
 
 def reference_images(
@@ -155,7 +159,7 @@ def reference_images(
         typer.echo(f"reference dataset missing: generating it in {reference}", err=True)
         generate_dataset(reference)
     train = manifests.split_images(reference, "images/train")[:calibration]
-    found = manifests.benchmark_images(reference, benchmark)
+    found = manifests.benchmark_images(reference, benchmark, or_val=True)
     if found is None or not train:
         typer.echo(f"{reference} has no train or test/val images", err=True)
         raise typer.Exit(1)

@@ -75,8 +75,10 @@ class RetrainSettings(BaseSettings):
     drain_s: float = Field(default=2.0, ge=0)
     worker_timeout_s: float = Field(default=180.0, gt=0)
     lock_wait_s: float = Field(default=60.0, ge=0, description="Child waits this for the lock")
-    ref_dir: Path = Field(
-        default=paths.DATA_DIR / "shapes", description="Reference dataset (generated if missing)"
+    ref_dir: Path | None = Field(
+        default=None,
+        description="Reference dataset mixed into every retrain; unset: the store's reference "
+        "(the dataset imported with make import-dataset), else data/shapes (generated if missing)",
     )
     feedback_dir: Path = paths.DATA_DIR / "feedback"
     store: StoreSettings = Field(

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from yoloserve import paths
+from yoloserve.datasets import catalog
 from yoloserve.modelserver.export import DEFAULT_RUNTIME, LEGACY_RUNTIMES, is_int8
 from yoloserve.modelserver.packaging import (
     METRIC_KEYS,
@@ -56,6 +58,7 @@ from yoloserve.tracking.callbacks import epoch_callbacks
 from yoloserve.tracking.runs import RunTracker
 from yoloserve.tracking.settings import TrackingSettings
 from yoloserve.training import train as training
+from yoloserve.training.dataset import dataset_names, generate_dataset
 from yoloserve.training.retrain_data import RetrainData, build_retrain_dataset
 
 logger = logging.getLogger("yoloserve.retrain")
@@ -90,11 +93,28 @@ def champion_weights(settings: RetrainSettings, parent: Mapping[str, Any], out: 
         raise RetrainFailed(f"the serving version's weights: {exc}") from exc
 
 
-def _ensure_reference(ref_dir: Path) -> None:
-    if (ref_dir / "images" / "train").is_dir():
-        return
-    from yoloserve.training.dataset import generate_dataset
+def reference_dir(settings: RetrainSettings) -> Path:
+    """The reference dataset a retrain mixes in: ``RETRAIN_REF_DIR`` when set, else the one the
+    store names (``make import-dataset``), else the synthetic set (written when missing)."""
+    if settings.ref_dir is not None:
+        return settings.ref_dir
+    imported = catalog.reference_dir(settings.store)
+    return imported if imported is not None else paths.DATA_DIR / "shapes"
 
+
+def _ensure_reference(ref_dir: Path, classes: list[str]) -> None:
+    if (ref_dir / "images" / "train").is_dir():
+        names = dataset_names(ref_dir)
+        if names is not None and names != list(classes):
+            # Label files hold indices: another class list would teach the model wrong names.
+            raise RetrainFailed(
+                f"the reference dataset {ref_dir} has the classes {names}, the model "
+                f"{list(classes)}: import a reference of the model's classes "
+                "(make import-dataset) or set RETRAIN_REF_DIR"
+            )
+        return
+    if ref_dir.resolve().parent == (paths.DATA_DIR / catalog.DATASETS_FOLDER).resolve():
+        raise RetrainFailed(f"the reference dataset {ref_dir} is gone: import it again")
     # The same dataset `python -m scripts.train dataset` writes (same counts, same seed).
     logger.info("reference dataset missing: generating it in %s", ref_dir)
     generate_dataset(ref_dir)
@@ -109,10 +129,11 @@ def build_dataset(
     Raises:
         RetrainFailed: no usable dataset.
     """
-    _ensure_reference(settings.ref_dir)
+    ref_dir = reference_dir(settings)
+    _ensure_reference(ref_dir, classes)
     try:
         dataset: RetrainData = build_retrain_dataset(
-            out_dir, settings.ref_dir, settings.feedback_dir, classes,
+            out_dir, ref_dir, settings.feedback_dir, classes,
             ref_train_images=settings.ref_train_images, ref_eval_images=settings.ref_eval_images,
             holdout_pct=settings.holdout_pct, oversample_feedback=settings.oversample_feedback,
             seed=settings.seed,
@@ -143,7 +164,7 @@ def benchmark_set(settings: RetrainSettings, classes: list[str], out_dir: Path
     """The fixed benchmark set (reference test split) as ``{"data_yaml", "set"}``, if any."""
     if settings.benchmark_images <= 0:
         return None
-    found = manifests.benchmark_dataset(settings.ref_dir, out_dir, settings.benchmark_images,
+    found = manifests.benchmark_dataset(reference_dir(settings), out_dir, settings.benchmark_images,
                                         classes)
     return None if found is None else {"data_yaml": str(found[0]), "set": found[1]}
 

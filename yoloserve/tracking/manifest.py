@@ -119,14 +119,16 @@ def benchmark_dataset(ref_dir: Path, out_dir: Path, images: int, classes: list[s
     return data_yaml, name
 
 
-def benchmark_images(ref_dir: Path, images: int) -> tuple[list[Path], dict[str, Any]] | None:
+def benchmark_images(ref_dir: Path, images: int, or_val: bool = False
+                     ) -> tuple[list[Path], dict[str, Any]] | None:
     """The fixed benchmark set's image files and its name (``{"name", "images",
-    "manifest_sha256"}``), or ``None`` when the reference set has no test (nor val) split.
+    "manifest_sha256"}``), or ``None`` when the reference set has no test split.
 
-    The set is the test split; an imported dataset without one (a source split into train and
-    val only) is judged on its val split, and the name says which.
+    ``or_val``: without a test split (an import of a source split into train and val only),
+    the val split, named so. Packaging needs some labelled set to gate INT8 on; a retrain's
+    gate already judges on the reference val sample, so it asks for the test split only.
     """
-    for split in ("test", "val"):
+    for split in ("test", "val") if or_val else ("test",):
         found = split_images(ref_dir, f"images/{split}")[:images]
         if found:
             entries = entries_for(found, split)

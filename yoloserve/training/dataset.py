@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import yaml
 from PIL import Image, ImageDraw
 
 from yoloserve.boxes import iou, yolo_label_line
@@ -212,6 +213,20 @@ def write_split(
         if progress:
             progress(1)
     return n
+
+
+def dataset_names(root: Path) -> list[str] | None:
+    """Class names by index from ``root/data.yaml`` (``names``: a list or an index map), or
+    None when the file or the key is missing."""
+    yaml_path = root / "data.yaml"
+    if not yaml_path.is_file():
+        return None
+    names = (yaml.safe_load(yaml_path.read_text()) or {}).get("names")
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names)]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    return None
 
 
 def write_data_yaml(

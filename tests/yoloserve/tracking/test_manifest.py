@@ -54,11 +54,9 @@ def test_benchmark_is_the_first_images_of_the_reference_test_split(tmp_path: Pat
     assert "names:" in data_yaml.read_text()
     no_test = tmp_path / "no_test"
     generate_dataset(no_test, 2, 1, 0, seed=2)
-    val = manifest.benchmark_dataset(no_test, tmp_path / "val", 3, ["a"])
+    assert manifest.benchmark_dataset(no_test, tmp_path / "none", 3, ["a"]) is None
+    val = manifest.benchmark_images(no_test, 3, or_val=True)
     assert val is not None and val[1]["name"] == "shapes-val" and val[1]["images"] == 1
-    empty = tmp_path / "empty"
-    generate_dataset(empty, 2, 0, 0, seed=2)
-    assert manifest.benchmark_dataset(empty, tmp_path / "none", 3, ["a"]) is None
 
 
 def test_an_imported_dataset_names_its_benchmark_set(
