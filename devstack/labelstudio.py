@@ -119,6 +119,9 @@ class LabelStudioServer:
                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
                # Nothing leaves the machine: no usage reports, no version checks.
                "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "COLLECT_ANALYTICS": "false",
+               # Its SSRF guard refuses ML backends and webhooks on loopback and private
+               # networks by default: exactly where this one's gateway is.
+               "USE_DEFAULT_BANNED_SUBNETS": "false",
                **self.env}
         env.pop("PYTHONPATH", None)  # its venv, not ours
         log = (self.dir / "labelstudio.log").open("ab")
