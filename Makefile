@@ -20,7 +20,7 @@ export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup system-deps container-engine demo stop status test lint bench train package redeploy rollback \
-        ref-data import-dataset export-dataset mlflow-sync scenario images local-base up down compose-config k8s-manifests pipeline clean
+        ref-data import-dataset export-dataset mlflow-sync scenario labelstudio images local-base up down compose-config k8s-manifests pipeline clean
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -150,6 +150,13 @@ ref-data: setup ## Rebuild data/ref_data.csv from the training set
 
 scenario: setup ## Drift scenario end to end against the running demo (ARGS="--images 60")
 	$(PY) -m scripts.scenario $(ARGS)
+
+# Label Studio in its own venv (.run/labelstudio/venv, made on first use: its pins conflict with
+# ours), data kept in .run/labelstudio/data; the gateway is its ML backend (docs/labelstudio.md).
+LS_PORT ?= 8084
+GATEWAY_URL ?= http://127.0.0.1:8080
+labelstudio: $(STAMP) ## Run Label Studio on LS_PORT (8084), pointed at the gateway as its ML backend
+	$(PY) -m devstack.labelstudio --port $(LS_PORT) --gateway $(GATEWAY_URL)
 
 # --- containers (production path: Docker Compose, or podman + podman-compose) ------------------
 # CONTAINER_ENGINE=docker|podman (default: docker when its engine answers), BASE_IMAGE (default

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.labelstudio.settings import LabelStudioSettings
 from yoloserve import paths
 from yoloserve.drift_summary import FILE_NAME as DRIFT_SUMMARY_FILE
 from yoloserve.modelserver.settings import TorchServeSettings
@@ -87,6 +88,11 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(
         default_factory=StoreSettings,
         description="The store of versions, jobs and feedback (STORE_DATABASE_URL)",
+    )
+    labelstudio: LabelStudioSettings = Field(
+        default_factory=LabelStudioSettings,
+        description="Label Studio, for the ML backend's task images (LABELSTUDIO_URL, "
+        "LABELSTUDIO_API_KEY, LABELSTUDIO_IMAGE_ORIGINS); docs/labelstudio.md",
     )
     mlflow_ui_url: str | None = Field(
         default=None,

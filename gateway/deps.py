@@ -19,11 +19,12 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
 
 from gateway.config import Settings
 from gateway.embeddings import EmbedderProvider
 from gateway.feedback import FeedbackService
+from gateway.labelstudio.service import LabelStudioService
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import request_id_of
 from gateway.prediction_cache import PredictionCache
@@ -94,6 +95,12 @@ async def get_review(request: Request) -> ReviewService:
     return review
 
 
+async def get_labelstudio(request: Request) -> LabelStudioService:
+    """The Label Studio ML backend (built by the lifespan)."""
+    service: LabelStudioService = request.app.state.labelstudio
+    return service
+
+
 async def get_request_id(request: Request) -> str:
     """This request's id (also sent back as ``X-Request-ID``)."""
     return request_id_of(request.scope)
@@ -110,9 +117,13 @@ FeedbackDep = Annotated[FeedbackService, Depends(get_feedback_service)]
 RetrainDep = Annotated[RetrainTrigger, Depends(get_retrain_trigger)]
 PredictionCacheDep = Annotated[PredictionCache, Depends(get_prediction_cache)]
 ReviewDep = Annotated[ReviewService, Depends(get_review)]
+LabelStudioDep = Annotated[LabelStudioService, Depends(get_labelstudio)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 ApiKeyHeaderDep = Annotated[str | None, Security(_api_key_header)]
+_basic = HTTPBasic(auto_error=False, description="Label Studio's ML backend basic auth: the "
+                   "password is a gateway API key, the user name is not checked")
+BasicDep = Annotated[HTTPBasicCredentials | None, Security(_basic)]
 
 
 def _matches(key: str, allowed: Iterable[str]) -> bool:
@@ -149,3 +160,15 @@ async def require_admin_key(settings: SettingsDep, key: ApiKeyHeaderDep) -> None
         raise Unauthorized()
     if not _matches(key, settings.admin_api_keys or settings.api_keys):
         raise Forbidden("this API key may not use admin routes")
+
+
+async def require_api_key_or_basic(settings: SettingsDep, key: ApiKeyHeaderDep,
+                                   basic: BasicDep) -> None:
+    """Allow a write route that Label Studio calls: ``X-API-Key`` (a webhook's headers) or HTTP
+    basic auth whose password is a key (an ML backend connection's basic auth).
+
+    Raises:
+        Unauthorized: Keys are configured and neither was sent.
+        Forbidden: What was sent is not a key.
+    """
+    await require_api_key(settings, key or (basic.password if basic is not None else None))

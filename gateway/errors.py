@@ -16,6 +16,7 @@ PayloadTooLarge, ImageTooLarge          413
 InvalidImage, UnsupportedImageFormat    415
 ModelServerError                        502     model server answered off-contract
 KubernetesError                         502     the Kubernetes API failed (KServe, Jobs)
+TaskImageUnavailable                    502     a Label Studio task's image could not be fetched
 ModelServerUnavailable, ModelNotReady   503     with Retry-After
 EmbeddingsUnavailable                   503     with Retry-After (artifact may appear)
 ModelServerTimeout                      504
@@ -57,6 +58,7 @@ from yoloserve.errors import (
     NotFound,
     PayloadTooLarge,
     RegistryError,
+    TaskImageUnavailable,
     Unauthorized,
     UnsupportedExportFormat,
     YoloServeError,
@@ -81,6 +83,7 @@ _STATUS_BY_ERROR: dict[type[YoloServeError], int] = {
     ModelServerTimeout: 504,
     ModelServerError: 502,
     KubernetesError: 502,
+    TaskImageUnavailable: 502,
     EmbeddingsUnavailable: 503,
     RegistryError: 500,
     YoloServeError: 500,

@@ -20,12 +20,15 @@ from gateway.config import Settings, get_settings
 from gateway.embeddings import EmbedderProvider, EmbeddingBackend, default_loader
 from gateway.errors import install_error_handlers
 from gateway.feedback import FeedbackService
+from gateway.labelstudio.images import TaskImageFetcher
+from gateway.labelstudio.service import LabelStudioService
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from gateway.prediction_cache import PredictionCache
 from gateway.retrain_trigger import RetrainTrigger, count_job_states, serving_version
 from gateway.review.service import ReviewService
 from gateway.routes import api_router
+from gateway.routes.labelstudio import router as labelstudio_router
 from yoloserve.drift_summary import read_summary
 from yoloserve.feedback.export import BackgroundExporter, open_exporter
 from yoloserve.feedback.ledger import FeedbackLedger
@@ -91,6 +94,13 @@ def create_app(
                 embedder=app.state.embedder, metrics=metrics, cache=cache, review=review,
                 retrain=app.state.retrain,
             )
+            fetcher = TaskImageFetcher(http, settings.labelstudio,
+                                       max_bytes=settings.max_upload_bytes,
+                                       max_pixels=settings.max_image_pixels)
+            app.state.labelstudio = LabelStudioService(
+                settings, fetcher, app.state.feedback, torchserve=app.state.torchserve,
+                metrics=metrics, cache=cache,
+            )
             try:
                 yield
             finally:
@@ -126,6 +136,9 @@ def create_app(
     app.state.retrain = RetrainTrigger(int(every_k), registry, metrics)
     install_error_handlers(app)
     app.include_router(api_router)
+    # The Label Studio ML backend (/labelstudio/*) is an integration beside the contract's
+    # resources, included here so gateway/routes/__init__.py stays the contract's list.
+    app.include_router(labelstudio_router)
 
     # add_middleware wraps what is already there: the last one added runs first.
     app.add_middleware(

@@ -14,6 +14,7 @@ Hierarchy::
     │   ├── DatasetInvalid               dataset_invalid    (carries the whole report)
     │   ├── InvalidLabels                invalid_labels
     │   │   └── UnknownClass             unknown_class
+    │   ├── InvalidTask                  invalid_task       (a Label Studio task or event)
     │   ├── InvalidImage                 invalid_image
     │   │   └── UnsupportedImageFormat   unsupported_image_format
     │   └── PayloadTooLarge              payload_too_large
@@ -42,6 +43,7 @@ Hierarchy::
     │   ├── ModelServerTimeout           model_server_timeout
     │   └── ModelServerBadResponse       model_server_bad_response
     ├── KubernetesError                  kubernetes_error
+    ├── TaskImageUnavailable             task_image_unavailable
     ├── EmbeddingsUnavailable            embeddings_unavailable
     └── RegistryError                    registry_error
 
@@ -132,6 +134,14 @@ class UnknownClass(InvalidLabels):
 
     code = "unknown_class"
     default_message = "unknown class name"
+
+
+class InvalidTask(InputError):
+    """A Label Studio request the ML backend cannot use: no image field, an image URL it may not
+    fetch, a labeling config without boxes, an annotation that is not boxes."""
+
+    code = "invalid_task"
+    default_message = "invalid Label Studio task"
 
 
 class InvalidImage(InputError):
@@ -368,6 +378,13 @@ class KubernetesError(YoloServeError):
     def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class TaskImageUnavailable(YoloServeError):
+    """A Label Studio task's image could not be fetched (Label Studio or its host failed)."""
+
+    code = "task_image_unavailable"
+    default_message = "the task's image could not be fetched"
 
 
 # --- local artifacts ------------------------------------------------------------------------

@@ -53,6 +53,8 @@ def _raising_app(build_app: Callable[..., FastAPI], exc: Exception) -> FastAPI:
         (e.ModelServerBadResponse(), 502, "model_server_bad_response"),
         (e.ModelServerError(), 502, "model_server_error"),
         (e.KubernetesError("PATCH ...: 422 invalid", status=422), 502, "kubernetes_error"),
+        (e.TaskImageUnavailable(), 502, "task_image_unavailable"),
+        (e.InvalidTask(), 400, "invalid_task"),
         (e.ModelServerUnavailable(), 503, "model_server_unavailable"),
         (e.ModelNotReady(), 503, "model_not_ready"),
         (e.EmbeddingsUnavailable(), 503, "embeddings_unavailable"),
@@ -135,6 +137,8 @@ def test_every_domain_error_class_is_covered() -> None:
         "UnknownDataset",
         "NoLabelsCollected",
         "DatasetExists",
+        "InvalidTask",
+        "TaskImageUnavailable",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}
     assert {c.__name__ for c in subclasses(e.YoloServeError)} - abstract == tested
