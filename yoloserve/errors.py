@@ -32,6 +32,7 @@ Hierarchy::
     │   ├── RetrainAlreadyRunning        retrain_already_running
     │   ├── VersionAlreadyRegistered     version_already_registered
     │   ├── VersionRejected              version_rejected
+    │   ├── VersionClassesDiffer         version_classes_differ
     │   ├── SwapInProgress               swap_in_progress
     │   ├── IdempotencyKeyReused         idempotency_key_reused
     │   ├── ReviewItemClosed             review_item_closed
@@ -270,6 +271,14 @@ class VersionRejected(Conflict):
 
     code = "version_rejected"
     default_message = "this model version was rejected and cannot be served"
+
+
+class VersionClassesDiffer(Conflict):
+    """The version detects other classes than the platform's (they changed since it was made);
+    it is kept for the record but cannot serve again."""
+
+    code = "version_classes_differ"
+    default_message = "this model version detects other classes than the platform's"
 
 
 class SwapInProgress(Conflict):

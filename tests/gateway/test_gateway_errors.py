@@ -138,6 +138,7 @@ def test_every_domain_error_class_is_covered() -> None:
         "NoLabelsCollected",
         "DatasetExists",
         "InvalidTask",
+        "VersionClassesDiffer",
         "TaskImageUnavailable",
     }
     abstract = {"YoloServeError", "AuthError", "NotFound", "Conflict"}

@@ -39,6 +39,7 @@ from yoloserve.errors import (
     RetrainAlreadyRunning,
     UnknownJob,
     UnknownVersion,
+    VersionClassesDiffer,
     VersionRejected,
 )
 from yoloserve.modelserver import MODEL_NAME
@@ -316,9 +317,15 @@ class Registry:
         Raises:
             UnknownVersion: no such version.
             VersionRejected: it failed the retrain gate.
+            VersionClassesDiffer: it detects other classes than the registry's (they changed).
         """
-        if self.get(version).status == "rejected":
+        data = self.load(jobs=False)
+        record = data.get(version)
+        if record.status == "rejected":
             raise VersionRejected(f"version {version} was rejected and cannot be the default")
+        if record.classes and record.classes != data.classes:
+            raise VersionClassesDiffer(f"version {version} detects {record.classes}, the "
+                                       f"platform {data.classes}: it cannot serve again")
         return self.record_job(kind="activate", version=version, state="queued",
                                created_at=utcnow())
 

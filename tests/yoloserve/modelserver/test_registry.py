@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
+from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion, VersionClassesDiffer
 from yoloserve.modelserver.registry import Registry, import_registry_file, open_registry
 from yoloserve.store.engine import Store
 
@@ -88,6 +88,8 @@ def test_a_model_of_other_classes_replaces_the_old_ones_only_when_asked(
     assert [v.classes for v in data.versions] == [CLASSES, CLASSES, ["cat", "dog"]]
     with pytest.raises(RegistryError, match="cannot serve again"):
         registry.set_default("1")
+    with pytest.raises(VersionClassesDiffer):  # the intent is refused at once (409)
+        registry.request_activation("2")
     fourth = registry.add_version(sha256=sha("d"), mar="m4", classes=["cat", "dog"])
     assert fourth.classes == ["cat", "dog"] and registry.load().default_version == "3"
 
