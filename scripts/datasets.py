@@ -34,7 +34,7 @@ from yoloserve.datasets.importer import ImportResult, SplitPlan, import_dataset
 from yoloserve.datasets.records import Problem
 from yoloserve.datasets.validate import report_json
 from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder
-from yoloserve.errors import DatasetExists, DatasetInvalid
+from yoloserve.errors import DatasetExists, DatasetInvalid, YoloServeError
 from yoloserve.modelserver.registry import open_registry
 from yoloserve.store.engine import Store, open_store
 
@@ -129,6 +129,10 @@ def import_command(
     except DatasetExists as exc:
         console.print(f"[red]not imported:[/] {exc.message}")
         raise typer.Exit(1) from exc
+    except (YoloServeError, FileNotFoundError, ValueError) as exc:
+        # A missing source, an unknown format, a bad name or split: the command line is wrong.
+        console.print(f"[red]not imported:[/] {getattr(exc, 'message', None) or exc}")
+        raise typer.Exit(2) from exc
     if report_json_path:
         report_json_path.write_text(report_json([]))
     counts = ", ".join(f"{s} {c['images']} images / {c['boxes']} boxes"
