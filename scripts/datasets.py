@@ -34,7 +34,12 @@ from yoloserve.datasets.importer import ImportResult, SplitPlan, import_dataset
 from yoloserve.datasets.records import Problem
 from yoloserve.datasets.validate import report_json
 from yoloserve.embeddings.embedder import DEFAULT_PATH, Embedder
-from yoloserve.errors import DatasetExists, DatasetInvalid, YoloServeError
+from yoloserve.errors import (
+    DatasetExists,
+    DatasetInvalid,
+    UnsupportedExportFormat,
+    YoloServeError,
+)
 from yoloserve.modelserver.registry import open_registry
 from yoloserve.store.engine import Store, open_store
 
@@ -154,8 +159,13 @@ def export_command(
 ) -> None:
     """Export the labels collected from feedback (and labelled review items) as YOLO or COCO."""
     store = open_store()
-    classes = open_registry(store).head().classes
-    result = export_feedback(store, data_dir, classes, format_name, out)
+    data = open_registry(store).load(jobs=False)
+    try:
+        result = export_feedback(store, data_dir, data.classes, format_name, out,
+                                 {v.version: v.classes for v in data.versions})
+    except YoloServeError as exc:  # an unknown format, nothing collected yet
+        console.print(f"[red]not exported:[/] {exc.message}")
+        raise typer.Exit(2 if isinstance(exc, UnsupportedExportFormat) else 1) from exc
     console.print(f"{out}: {result.images} images, {result.boxes} boxes"
                   + (f", {result.skipped} feedbacks skipped (files missing)"
                      if result.skipped else ""))

@@ -32,7 +32,9 @@ def build_export(registry: Registry, data_dir: Path, format_name: str) -> Path:
     os.close(fd)
     path = Path(name)
     try:
-        export_feedback(registry.store, data_dir, registry.head().classes, format_name, path)
+        data = registry.load(jobs=False)
+        versions = {v.version: v.classes for v in data.versions}
+        export_feedback(registry.store, data_dir, data.classes, format_name, path, versions)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

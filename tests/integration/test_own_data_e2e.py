@@ -9,7 +9,7 @@ gateway and controller, so the class change touches no other test's stack):
 3. feedback through the gateway, and a retrain (``POST /retrain``) that mixes the imported
    reference with that feedback;
 4. the collected labels exported by ``GET /datasets/feedback/export`` and imported back to the
-   boxes that were sent.
+   boxes that were sent, a correction made before the class change with its own class names.
 """
 
 from __future__ import annotations
@@ -100,6 +100,15 @@ def test_import_train_serve_retrain_and_export_a_teams_dataset(
     ref_rows = (stack.data_dir / "ref_data.csv").read_text().splitlines()
     assert {row.rsplit(",", 1)[1] for row in ref_rows[1:]} <= set(TEAM_CLASSES)
 
+    # Before: one correction of the shipped model (its classes), as a running platform has.
+    sample = stack.data_dir / "samples" / "shapes_1.jpg"
+    shapes_truth = [([20.0, 30.0, 120.0, 140.0], "triangle")]
+    old = gateway.post("/feedback", headers={"X-API-Key": USER_KEY},
+                       files={"file": (sample.name, sample.read_bytes())},
+                       data={"labels": json.dumps({"boxes": [
+                           {"xyxy": xyxy, "name": name} for xyxy, name in shapes_truth]})})
+    assert old.status_code == 201, old.text
+
     # 2. Fine-tuned from the shipped weights into models/team, then served in place of them.
     cli(stack, "scripts.train", "train", "--data", str(dataset), "--epochs", "2", "--batch",
         "8", "--runs", str(tmp_path / "runs"))
@@ -118,7 +127,7 @@ def test_import_train_serve_retrain_and_export_a_teams_dataset(
     assert refused.json()["error"]["code"] == "version_classes_differ"
 
     # 3. Predictions in their classes; their corrections as feedback.
-    sent: dict[str, list[tuple[list[float], str]]] = {}
+    sent: dict[str, list[tuple[list[float], str]]] = {old.json()["feedback_id"]: shapes_truth}
     for image in sorted((dataset / "images" / "val").iterdir())[:FEEDBACKS]:
         predicted = gateway.post("/predict", files={"file": (image.name, image.read_bytes())})
         assert predicted.status_code == 200, predicted.text
@@ -148,6 +157,8 @@ def test_import_train_serve_retrain_and_export_a_teams_dataset(
         log = job_log(settings, job_id).read_text(errors="replace")
         assert job.state == "succeeded", f"{job.reason}\n{log[-3000:]}"
         assert job.data["ref_train"] == 16 and job.data["feedback_train"] >= 1
+        # The correction made under the old classes is not mixed in (its indices mean others).
+        assert job.data["feedback_train"] + job.data["feedback_eval"] == FEEDBACKS
         [manifest] = stack.run_dir.glob(f"retrain/{job_id}/**/dataset_manifest.json")
         listed = [f["image"] for f in json.loads(manifest.read_text())["files"]]
         assert sum(f"/datasets/{TEAM}/images/train/" in f for f in listed) == 16, listed[:3]
@@ -165,6 +176,9 @@ def test_import_train_serve_retrain_and_export_a_teams_dataset(
         "--format", "coco", "--name", "collected", "--val", "0.25", "--test", "0",
         "--no-reference")
     back = stack.data_dir / "datasets" / "collected"
+    # The team's classes first, then the old ones its first correction was made in.
+    assert list(yaml.safe_load((back / "data.yaml").read_text())["names"].values()) == [
+        *TEAM_CLASSES, "circle", "square", "triangle"]
     got = {image.stem: pixel_boxes(back, image) for image in (back / "images").glob("*/*")}
     assert sorted(got) == sorted(sent)
     for feedback_id, truth in sent.items():

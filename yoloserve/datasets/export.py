@@ -3,8 +3,8 @@ as a YOLO or COCO dataset, in a folder or a zip.
 
 What was collected is read from the store (the feedback rows: which feedback ids exist and
 their image file) and from ``<data_dir>/feedback/{images,labels}`` (the recorder's image and
-YOLO label per feedback, class indices into the registry's class names). A feedback whose
-files are gone (moved aside by hand) is skipped and counted. The layouts are the ones
+YOLO label per feedback, class indices into the classes of its version, ``collected``). A
+feedback whose files are gone (moved aside by hand) is skipped and counted. The layouts are the ones
 ``yoloserve.datasets.importer`` reads back without a split of their own:
 
 - ``yolo``: ``data.yaml`` (``names``), ``images/<id>.<ext>``, ``labels/<id>.txt``;
@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from sqlalchemy import func, select
 
+from yoloserve.datasets.collected import Collected, collected, label_classes
 from yoloserve.errors import NoLabelsCollected, UnsupportedExportFormat
 from yoloserve.images import inspect_image
 from yoloserve.store.engine import Store
-from yoloserve.store.tables import FeedbackRowRecord
 
 EXPORT_FORMATS: tuple[str, ...] = ("yolo", "coco")
 
@@ -43,15 +42,6 @@ class ExportResult:
     images: int
     boxes: int
     skipped: int
-
-
-@dataclass(frozen=True)
-class Collected:
-    """One feedback's image and its boxes (class index, pixel xyxy)."""
-
-    feedback_id: str
-    image: Path
-    label: Path
 
 
 class _Sink(Protocol):
@@ -79,20 +69,9 @@ class _ZipSink:
         self.archive.writestr(name, data, compress_type=kind)
 
 
-def collected(store: Store, data_dir: Path) -> Iterator[Collected]:
-    """Each feedback in the store with an image (first row's ``image``), oldest first."""
-    with store.read() as session:
-        rows = session.execute(
-            select(FeedbackRowRecord.feedback_id, func.min(FeedbackRowRecord.image),
-                   func.min(FeedbackRowRecord.id).label("first"))
-            .group_by(FeedbackRowRecord.feedback_id).order_by("first")).all()
-    for feedback_id, image, _ in rows:
-        yield Collected(feedback_id, Path(data_dir) / image,
-                        Path(data_dir) / "feedback" / "labels" / f"{feedback_id}.txt")
-
-
 def export_feedback(
-    store: Store, data_dir: Path, classes: list[str], format_name: str, out: Path
+    store: Store, data_dir: Path, classes: list[str], format_name: str, out: Path,
+    versions: Mapping[str, list[str]] | None = None,
 ) -> ExportResult:
     """Write the collected labels as a ``format_name`` dataset to ``out`` (a ``.zip`` file, or
     a folder otherwise).
@@ -103,6 +82,8 @@ def export_feedback(
         classes: the registry's class names (a label's class index is into these).
         format_name: ``yolo`` or ``coco``.
         out: the zip file or folder to write.
+        versions: each version's recorded classes: feedback of a version of other classes
+            (before ``--replace-classes``) keeps its own names, appended after ``classes``.
 
     Raises:
         UnsupportedExportFormat: ``format_name`` is not one of ``EXPORT_FORMATS``.
@@ -114,17 +95,30 @@ def export_feedback(
     items = list(collected(store, data_dir))
     if not items:
         raise NoLabelsCollected()
+    names = {item.feedback_id: label_classes(versions or {}, classes, item.model_version)
+             for item in items}
+    union = list(dict.fromkeys([*classes, *(n for i in items for n in names[i.feedback_id])]))
     if out.suffix == ".zip":
         out.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(out, "w") as archive:
-            counts = _export(_ZipSink(archive), items, classes, format_name)
+            counts = _export(_ZipSink(archive), items, names, union, format_name)
     else:
-        counts = _export(_FolderSink(out), items, classes, format_name)
+        counts = _export(_FolderSink(out), items, names, union, format_name)
     return ExportResult(out, *counts)
 
 
-def _export(sink: _Sink, items: list[Collected], classes: list[str],
-            format_name: str) -> tuple[int, int, int]:
+def _remap(label: str, names: list[str], union: list[str]) -> str:
+    """A YOLO label's indices from ``names`` to ``union`` (malformed lines dropped)."""
+    lines = []
+    for line in label.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[0].isdigit() and int(parts[0]) < len(names):
+            lines.append(" ".join([str(union.index(names[int(parts[0])])), *parts[1:]]))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _export(sink: _Sink, items: list[Collected], names: Mapping[str, list[str]],
+            classes: list[str], format_name: str) -> tuple[int, int, int]:
     images = boxes = skipped = 0
     coco: dict[str, Any] = {
         "images": [], "annotations": [],
@@ -137,7 +131,7 @@ def _export(sink: _Sink, items: list[Collected], classes: list[str],
         data = item.image.read_bytes()
         name = f"{item.feedback_id}{item.image.suffix}"
         sink.add(f"images/{name}", data)
-        label = item.label.read_text()
+        label = _remap(item.label.read_text(), names[item.feedback_id], classes)
         images += 1
         boxes += sum(1 for line in label.splitlines() if line.strip())
         if format_name == "yolo":

@@ -32,6 +32,7 @@ import yaml
 
 from yoloserve import paths
 from yoloserve.datasets import catalog
+from yoloserve.datasets.collected import other_class_feedback
 from yoloserve.modelserver.export import DEFAULT_RUNTIME, LEGACY_RUNTIMES, is_int8
 from yoloserve.modelserver.packaging import (
     METRIC_KEYS,
@@ -131,12 +132,17 @@ def build_dataset(
     """
     ref_dir = reference_dir(settings)
     _ensure_reference(ref_dir, classes)
+    stale: set[str] = set()
+    if registry is not None:
+        # Feedback from before a class change indexes the old names: it would teach wrong ones.
+        versions = {v.version: v.classes for v in registry.load(jobs=False).versions}
+        stale = other_class_feedback(registry.store, versions, classes)
     try:
         dataset: RetrainData = build_retrain_dataset(
             out_dir, ref_dir, settings.feedback_dir, classes,
             ref_train_images=settings.ref_train_images, ref_eval_images=settings.ref_eval_images,
             holdout_pct=settings.holdout_pct, oversample_feedback=settings.oversample_feedback,
-            seed=settings.seed,
+            seed=settings.seed, exclude=stale,
         )
     except ValueError as exc:
         raise RetrainFailed(f"no usable dataset: {exc}") from exc

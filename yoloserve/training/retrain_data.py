@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def build_retrain_dataset(
     holdout_pct: int = 25,
     oversample_feedback: int = 2,
     seed: int = 0,
+    exclude: Collection[str] = (),
 ) -> RetrainData:
     """Write ``train.txt``, ``eval.txt`` and ``data.yaml`` under ``job_dir``.
 
@@ -85,6 +87,7 @@ def build_retrain_dataset(
         oversample_feedback: each feedback training image is listed this many times, so a few
             dozen corrections weigh against hundreds of reference images.
         seed: sampling seed.
+        exclude: feedback ids to leave out (recorded under other class names).
 
     Raises:
         ValueError: when there is nothing to train on or nothing to judge with.
@@ -96,7 +99,8 @@ def build_retrain_dataset(
     rng.shuffle(ref_val)
     ref_train, ref_val = ref_train[:ref_train_images], ref_val[:ref_eval_images]
 
-    feedback = _labelled(_images(feedback_dir / "images"))
+    skip = set(exclude)
+    feedback = [p for p in _labelled(_images(feedback_dir / "images")) if p.stem not in skip]
     fb_eval = [p for p in feedback if is_held_out(p.stem, holdout_pct)]
     fb_train = [p for p in feedback if not is_held_out(p.stem, holdout_pct)]
     if feedback and not fb_eval:

@@ -67,3 +67,16 @@ def test_unlabelled_images_are_ignored(ref_root: Path, tmp_path: Path) -> None:
 def test_nothing_to_train_on_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="training"):
         build_retrain_dataset(tmp_path / "job", tmp_path / "none", tmp_path / "fb", list(CLASSES))
+
+
+def test_excluded_feedback_is_neither_trained_nor_judged_on(ref_root: Path,
+                                                             tmp_path: Path) -> None:
+    fb = _feedback(tmp_path, 8)
+    stems = sorted(p.stem for p in (fb / "images").iterdir())
+    data = build_retrain_dataset(tmp_path / "job", ref_root, fb, list(CLASSES),
+                                 exclude=set(stems[:5]))
+    assert data.feedback_train + data.feedback_eval == 3
+    listed = (tmp_path / "job" / "train.txt").read_text() + (tmp_path / "job" / "eval.txt"
+                                                               ).read_text()
+    assert not any(f"/{stem}." in listed for stem in stems[:5])
+    assert all(f"/{stem}." in listed for stem in stems[5:])
