@@ -191,3 +191,24 @@ def test_the_reference_is_one_dataset_and_its_folder(truth: Truth, tmp_path: Pat
     found = catalog.reference(store)
     assert found is not None and found.name == "b"
     assert [d.is_reference for d in catalog.list_datasets(store)] == [False, True]
+
+
+def test_regions_that_are_not_boxes_are_reported_not_dropped(truth: Truth,
+                                                             tmp_path: Path) -> None:
+    src = write_source("labelstudio", truth, tmp_path / "src")
+    tasks = json.loads(src.read_text())
+    tasks[0]["annotations"][0]["result"] += [
+        {"id": "poly", "type": "polygonlabels", "from_name": "label", "to_name": "image",
+         "original_width": 100, "original_height": 100,
+         "value": {"points": [[1, 1], [5, 1], [3, 4]], "polygonlabels": ["circle"]}},
+        {"id": "note", "type": "choices", "from_name": "q", "to_name": "image",
+         "value": {"choices": ["blurry"]}},
+    ]
+    src.write_text(json.dumps(tasks))
+    store = Store.sqlite(tmp_path / "store.db")
+    with pytest.raises(DatasetInvalid) as raised:
+        import_dataset(src, "labelstudio", "regions", store, tmp_path / "data",
+                       options=ReadOptions(classes=CLASSES))
+    details = [p.detail for p in raised.value.problems]
+    assert any("result poly is a polygonlabels region" in d for d in details), details
+    assert not any("note" in d for d in details), "a choice is not a region"

@@ -10,7 +10,8 @@ beside the file, with Label Studio's upload prefix ``<8 hex>-`` stripped when th
 not there), boxes in the first annotation that was not cancelled, results of type
 ``rectanglelabels`` with ``x, y, width, height`` in percent of ``original_width/height``.
 Label Studio exports declare no class list: ``--classes`` declares one, otherwise the labels
-found are the classes. A rotated rectangle is a problem: a YOLO box cannot hold it.
+found are the classes. A rotated rectangle or another region (polygon, brush, keypoint,
+ellipse) is a problem: a YOLO box cannot hold it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from yoloserve.datasets.formats.base import DatasetReader, ReadOptions, images_d
 from yoloserve.datasets.records import Problem, SourceBox, SourceDataset, SourceImage
 from yoloserve.datasets.validate import MISSING_IMAGE, UNREADABLE_ANNOTATION
 
+#: Label Studio's region results that are not axis-aligned boxes.
+_OTHER_REGIONS = frozenset({"polygonlabels", "brushlabels", "keypointlabels", "ellipselabels",
+                            "polygon", "brush", "keypoint", "ellipse"})
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 
@@ -82,8 +86,15 @@ class LabelStudioReader(DatasetReader):
         done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         boxes: list[SourceBox] = []
         for result in (done[0].get("result") or []) if done else []:
-            if result.get("type") != "rectanglelabels":
+            kind = str(result.get("type", ""))
+            if kind in _OTHER_REGIONS:
+                # A region a YOLO box cannot hold: refused like CVAT's polygons, not dropped.
+                problems.append(Problem(UNREADABLE_ANNOTATION, file,
+                                        f"{where}: result {result.get('id')} is a {kind} region, "
+                                        "not a box"))
                 continue
+            if kind != "rectanglelabels":
+                continue  # choices, text areas...: not regions
             value = result.get("value") or {}
             try:
                 width, height = float(result["original_width"]), float(result["original_height"])
