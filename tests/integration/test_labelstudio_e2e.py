@@ -17,10 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from devstack.labelstudio import LabelStudioServer
 from tests.integration.conftest import USER_KEY, Stack
 from tests.integration.loop_support import gateway_with, wait_exported
+from yoloserve.datasets.formats.base import ReadOptions
+from yoloserve.datasets.importer import SplitPlan, import_dataset
+from yoloserve.store.engine import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,7 +68,7 @@ def _percent(box: list[float], width: int, height: int) -> list[float]:
 
 
 def test_label_studio_prelabels_and_its_annotations_become_feedback(
-    stack: Stack, labelstudio: LabelStudioServer, gateway_for_ls: str
+    stack: Stack, labelstudio: LabelStudioServer, gateway_for_ls: str, tmp_path: Path
 ) -> None:
     gw = httpx.Client(base_url=gateway_for_ls, timeout=120)
     ls = httpx.Client(base_url=labelstudio.url, headers=labelstudio.headers, timeout=120)
@@ -151,3 +155,39 @@ def test_label_studio_prelabels_and_its_annotations_become_feedback(
     assert again.json()["status"] == "replayed"
     time.sleep(1.0)
     assert len(_rows(wait_exported(stack))) == after_update
+
+    # Label Studio's own JSON export (a file its tool wrote, not ours) imports with the
+    # importer to the boxes annotated: a second task first, so that train and val both fill.
+    second = stack.data_dir / "samples" / "shapes_2.jpg"
+    added = ls.post(f"/api/projects/{pid}/import",
+                    files={"file": (second.name, second.read_bytes(), "image/jpeg")})
+    assert added.status_code == 201, added.text
+    task2 = max(ls.get("/api/tasks", params={"project": pid}).json()["tasks"],
+                key=lambda t: t["id"])
+    with Image.open(second) as opened:
+        size2 = opened.size
+    region2 = {**corrected, "id": "second", "original_width": size2[0],
+               "original_height": size2[1],
+               "value": {**corrected["value"], "x": 10, "y": 20, "width": 30, "height": 25}}
+    assert ls.post(f"/api/tasks/{task2['id']}/annotations",
+                   json={"result": [region2]}).status_code == 201
+    exported = ls.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"})
+    assert exported.status_code == 200, exported.text
+    (tmp_path / "ls.json").write_bytes(exported.content)
+    assert labelstudio.dir is not None
+    result = import_dataset(
+        tmp_path / "ls.json", "labelstudio", "from-ls", Store.sqlite(tmp_path / "s.db"),
+        tmp_path / "data", plan=SplitPlan(val=0.5, test=0.0),
+        options=ReadOptions(images_dir=labelstudio.dir / "media" / "upload" / str(pid)))
+    assert sum(c["boxes"] for c in result.record.counts.values()) == 2
+    label_value = relabelled["value"]
+    want = [label_value[k] / 100 for k in ("x", "y", "width", "height")]
+    for label in (result.folder / "labels").glob("*/*.txt"):
+        lines = label.read_text().splitlines()
+        if "shapes_1" not in label.stem:
+            continue
+        (line,) = lines
+        cls, cx, cy, w, h = line.split()
+        assert result.record.classes[int(cls)] == label_value["rectanglelabels"][0]
+        assert [float(cx) - float(w) / 2, float(cy) - float(h) / 2, float(w), float(h)] == (
+            pytest.approx(want, abs=1e-4))
