@@ -184,6 +184,12 @@ class ModelVersionInfo(_Response):
                    "machine": {"cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "avx512f"],
                                "cpu_count": 2}}],
     )
+    classes: list[str] = Field(
+        default_factory=list,
+        description="The class names it detects; a version whose classes are not the "
+        "platform's (they changed with --replace-classes) cannot serve again; [] in records "
+        "older than that",
+    )
 
 
 class ModelsResponse(_Response):

@@ -83,7 +83,8 @@ async def activate_version(
 ) -> RetrainJobStatus:
     """202 with the queued ``activate`` job; ``GET /jobs/{job_id}`` follows it to
     ``succeeded`` (the version serves) or ``failed`` (``reason``: the previous version keeps
-    serving). 404 ``unknown_version``; 409 ``version_rejected`` (it failed the retrain gate).
+    serving). 404 ``unknown_version``; 409 ``version_rejected`` (it failed the retrain gate)
+    or ``version_classes_differ`` (it detects classes the platform no longer has).
     """
     job = await run_in_threadpool(source.request_activation, version)
     return RetrainJobStatus.model_validate(job.model_dump())
