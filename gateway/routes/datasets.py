@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import RegistryDep, SettingsDep, require_admin_key
 from gateway.errors import error_responses
-from yoloserve.datasets.export import EXPORT_FORMATS, export_feedback
+from yoloserve.datasets.export import ExportFormat, export_feedback
 from yoloserve.modelserver.registry import Registry
 
 router = APIRouter(tags=["datasets"])
@@ -46,17 +46,18 @@ def build_export(registry: Registry, data_dir: Path, format_name: str) -> Path:
     response_class=FileResponse,
     responses={200: {"content": {"application/zip": {}},
                      "description": "The dataset as a zip"},
-               **error_responses(401, 403, 404, 422, 500)},
+               **error_responses(400, 401, 403, 404, 500)},
     dependencies=[Depends(require_admin_key)],
     summary="Download the collected labels (feedback, labelled reviews) as YOLO or COCO",
 )
 async def export_collected(
     settings: SettingsDep,
     registry: RegistryDep,
-    format: Annotated[str, Query(description=f"One of {', '.join(EXPORT_FORMATS)}")] = "yolo",
+    format: Annotated[ExportFormat, Query(description="yolo or coco")] = "yolo",
 ) -> FileResponse:
     """A zip: ``yolo`` (``data.yaml``, ``images/``, ``labels/``) or ``coco``
-    (``annotations.json``, ``images/``). 422 ``unsupported_export_format``; 404
+    (``annotations.json``, ``images/``). Another format: 400 ``invalid_parameter`` (the query
+    parameter's schema); 404
     ``no_labels_collected`` before any feedback."""
     path = await run_in_threadpool(build_export, registry, settings.data_dir, format)
     filename = f"feedback-{format}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.zip"

@@ -111,7 +111,7 @@ async def webhook(request: Request, response: Response, body: WebhookEvent,
 
 
 @router.get("/config", response_class=PlainTextResponse, responses={
-    200: {"content": {"application/xml": {}}}, **error_responses(503)},
+    200: {"content": {"application/xml": {}}}, **error_responses(400, 503)},
     summary="A labeling config for the model's classes")
 async def config(
     feedback: FeedbackDep,

@@ -46,10 +46,15 @@ def settle(page: Page) -> None:
 
 
 def shown_boxes(page: Page) -> list[tuple[str, Box]]:
-    """The detection's boxes as the page's table lists them (class, x1, y1, x2, y2)."""
-    rows = page.locator("[data-testid='stDataFrame'] [role='row']").filter(
-        has=page.locator("[role='gridcell']")
-    )
+    """The detection's boxes as the page's table lists them (class, x1, y1, x2, y2).
+
+    The detection's table is the page's first data frame (the feedback preview comes later); its
+    grid draws its cells a moment after the metrics above it, so they are waited for.
+    """
+    table = page.locator("[data-testid='stDataFrame']").first
+    # Glide's cells are an accessibility table, never "visible": attached is what counts.
+    table.locator("[role='gridcell']").first.wait_for(state="attached")
+    rows = table.locator("[role='row']").filter(has=page.locator("[role='gridcell']"))
     boxes = []
     for row in rows.all():
         cells = [c.strip() for c in row.locator("[role='gridcell']").all_inner_texts()]

@@ -1,4 +1,4 @@
-"""``GET /datasets/feedback/export``: admin only, a streamed zip, 422 and 404 as documented."""
+"""``GET /datasets/feedback/export``: admin only, a streamed zip, 400 and 404 as documented."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def test_export_needs_an_admin_key(admin_client: TestClient) -> None:
     assert admin_client.get("/datasets/feedback/export", headers=USER).status_code == 403
 
 
-def test_unknown_format_is_422_and_nothing_collected_is_404(admin_client: TestClient) -> None:
+def test_unknown_format_is_400_and_nothing_collected_is_404(admin_client: TestClient) -> None:
     bad = admin_client.get("/datasets/feedback/export?format=voc", headers=ADMIN)
-    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "unsupported_export_format")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "invalid_parameter")
     empty = admin_client.get("/datasets/feedback/export?format=yolo", headers=ADMIN)
     assert (empty.status_code, empty.json()["error"]["code"]) == (404, "no_labels_collected")
 

@@ -129,7 +129,8 @@ def test_scripts_train_is_a_run(mlflow_server: MlflowServer, tmp_path: Path,
     client = _client(mlflow_server)
     experiment = client.get_experiment_by_name("train-cli")
     (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FINISHED" and run.info.run_name == "train default model"
+    # Named after the dataset's folder (models/<name> is where it would install).
+    assert run.info.status == "FINISHED" and run.info.run_name == "train shapes model"
     assert run.data.params["epochs"] == "1" and run.data.params["data.train"] == "8"
     assert 0.0 <= run.data.metrics["test.map50"] <= 1.0
     assert "shapes-test" in run.data.params["eval_set"]

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import yaml
 
@@ -31,7 +31,8 @@ from yoloserve.errors import NoLabelsCollected, UnsupportedExportFormat
 from yoloserve.images import inspect_image
 from yoloserve.store.engine import Store
 
-EXPORT_FORMATS: tuple[str, ...] = ("yolo", "coco")
+ExportFormat = Literal["yolo", "coco"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
 
 @dataclass(frozen=True)
