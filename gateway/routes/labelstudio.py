@@ -110,7 +110,9 @@ async def webhook(request: Request, response: Response, body: WebhookEvent,
     return WebhookAnswer(status=answer.status, feedback=answer.feedback, detail=answer.detail)
 
 
-@router.get("/config", response_class=PlainTextResponse, responses={
+# The base Response class: its errors are then documented as the JSON they are (PlainTextResponse
+# would document them as text/plain).
+@router.get("/config", response_class=Response, responses={
     200: {"content": {"application/xml": {}}}, **error_responses(400, 503)},
     summary="A labeling config for the model's classes")
 async def config(

@@ -24,6 +24,7 @@ from tests.integration.conftest import USER_KEY, Stack
 from tests.integration.loop_support import gateway_with, wait_exported
 from yoloserve.datasets.formats.base import ReadOptions
 from yoloserve.datasets.importer import SplitPlan, import_dataset
+from yoloserve.errors import DatasetInvalid
 from yoloserve.store.engine import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -171,23 +172,39 @@ def test_label_studio_prelabels_and_its_annotations_become_feedback(
                "value": {**corrected["value"], "x": 10, "y": 20, "width": 30, "height": 25}}
     assert ls.post(f"/api/tasks/{task2['id']}/annotations",
                    json={"result": [region2]}).status_code == 201
-    exported = ls.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"})
-    assert exported.status_code == 200, exported.text
-    (tmp_path / "ls.json").write_bytes(exported.content)
-    assert labelstudio.dir is not None
-    result = import_dataset(
-        tmp_path / "ls.json", "labelstudio", "from-ls", Store.sqlite(tmp_path / "s.db"),
-        tmp_path / "data", plan=SplitPlan(val=0.5, test=0.0),
-        options=ReadOptions(images_dir=labelstudio.dir / "media" / "upload" / str(pid)))
+    uploads = labelstudio.dir / "media" / "upload" / str(pid) if labelstudio.dir else None
+    assert uploads is not None
+
+    def import_export(name: str) -> Any:
+        exported = ls.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"})
+        assert exported.status_code == 200, exported.text
+        (tmp_path / f"{name}.json").write_bytes(exported.content)
+        return import_dataset(
+            tmp_path / f"{name}.json", "labelstudio", name, Store.sqlite(tmp_path / "s.db"),
+            tmp_path / "data", plan=SplitPlan(val=0.5, test=0.0),
+            options=ReadOptions(images_dir=uploads))
+
+    # Label Studio's API took the corrected box although it now ends past the image's right
+    # edge (the gateway clipped it as feedback); the importer reports it, imports nothing.
+    assert relabelled["value"]["x"] + relabelled["value"]["width"] > 100
+    with pytest.raises(DatasetInvalid) as raised:
+        import_export("from-ls-outside")
+    (problem,) = raised.value.problems
+    assert problem.kind == "box_outside_image" and "506x587" in problem.detail  # shapes_1
+    assert not (tmp_path / "data" / "datasets" / "from-ls-outside").exists()
+
+    # Corrected inside the image, in Label Studio: now it imports, to that box.
+    inside = {**relabelled, "value": {**relabelled["value"], "x": 40.0, "y": 30.0,
+                                      "width": 25.0, "height": 20.0}}
+    fixed = ls.patch(f"/api/annotations/{annotation['id']}", json={"result": [inside]})
+    assert fixed.status_code == 200, fixed.text
+    result = import_export("from-ls")
     assert sum(c["boxes"] for c in result.record.counts.values()) == 2
-    label_value = relabelled["value"]
+    label_value = inside["value"]
     want = [label_value[k] / 100 for k in ("x", "y", "width", "height")]
-    for label in (result.folder / "labels").glob("*/*.txt"):
-        lines = label.read_text().splitlines()
-        if "shapes_1" not in label.stem:
-            continue
-        (line,) = lines
-        cls, cx, cy, w, h = line.split()
-        assert result.record.classes[int(cls)] == label_value["rectanglelabels"][0]
-        assert [float(cx) - float(w) / 2, float(cy) - float(h) / 2, float(w), float(h)] == (
-            pytest.approx(want, abs=1e-4))
+    (label,) = [p for p in (result.folder / "labels").glob("*/*.txt") if "shapes_1" in p.stem]
+    (line,) = label.read_text().splitlines()
+    cls, cx, cy, w, h = line.split()
+    assert result.record.classes[int(cls)] == label_value["rectanglelabels"][0]
+    assert [float(cx) - float(w) / 2, float(cy) - float(h) / 2, float(w), float(h)] == (
+        pytest.approx(want, abs=1e-4))

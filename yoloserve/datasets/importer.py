@@ -136,7 +136,9 @@ def import_dataset(
     tick = progress("validating", len(source.images)) if progress else None
     problems, sizes = validate(source, assignment, expected, tick)
     if problems:
-        raise DatasetInvalid(f"{len(problems)} problems in {src}", problems)
+        shown = "; ".join(f"{p.kind} {p.file}: {p.detail}" for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DatasetInvalid(f"{len(problems)} problem(s) in {src}: {shown}{more}", problems)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     building = target.parent / f".{name}.importing-{uuid.uuid4().hex[:8]}"
