@@ -37,6 +37,7 @@ import typer
 
 from devstack.ports import free_port
 from devstack.postgres_host import die_with_parent
+from devstack.processes import stop_process
 from devstack.waiting import wait_http
 from yoloserve import paths
 
@@ -146,15 +147,7 @@ class LabelStudioServer:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM its process group, SIGKILL past ``timeout`` s; a temporary folder goes."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process(proc, signal.SIGTERM, group=True, timeout=timeout)
         if self._given_dir is None and self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None

@@ -66,6 +66,7 @@ from devstack.postgres_host import (
     ensure_os_user,
     find_bin_dir,
 )
+from devstack.processes import stop_process
 from devstack.supervisor import Program
 from devstack.waiting import NotReady, wait_until
 
@@ -172,16 +173,8 @@ class PostgresServer:
         Safe to call twice.
         """
         proc, self.proc = self.proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(10)
+        # SIGINT to the postmaster: PostgreSQL's "fast" shutdown.
+        stop_process(proc, signal.SIGINT, group=False, timeout=timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
