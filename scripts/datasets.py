@@ -162,7 +162,7 @@ def export_command(
     data = open_registry(store).load(jobs=False)
     try:
         result = export_feedback(store, data_dir, data.classes, format_name, out,
-                                 {v.version: v.classes for v in data.versions})
+                                 data.version_classes)
     except YoloServeError as exc:  # an unknown format, nothing collected yet
         console.print(f"[red]not exported:[/] {exc.message}")
         raise typer.Exit(2 if isinstance(exc, UnsupportedExportFormat) else 1) from exc

@@ -33,8 +33,8 @@ def build_export(registry: Registry, data_dir: Path, format_name: str) -> Path:
     path = Path(name)
     try:
         data = registry.load(jobs=False)
-        versions = {v.version: v.classes for v in data.versions}
-        export_feedback(registry.store, data_dir, data.classes, format_name, path, versions)
+        export_feedback(registry.store, data_dir, data.classes, format_name, path,
+                        data.version_classes)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

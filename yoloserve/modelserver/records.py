@@ -16,7 +16,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from yoloserve.errors import RegistryError, UnknownJob, UnknownVersion
+from yoloserve.errors import (
+    RegistryError,
+    UnknownJob,
+    UnknownVersion,
+    VersionClassesDiffer,
+    VersionRejected,
+)
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.export import RecordedRuntime
 
@@ -201,6 +207,27 @@ class RegistryData(BaseModel):
         self.versions.append(record)
         if changed or make_default or (make_default is None and self.default_version is None):
             self.set_default(record.version)
+        return record
+
+    @property
+    def version_classes(self) -> dict[str, list[str]]:
+        """Each version's recorded classes ([]: a record older than class changes)."""
+        return {v.version: list(v.classes) for v in self.versions}
+
+    def check_activatable(self, version: str) -> ModelVersion:
+        """``version``'s record, when an activation of it may be recorded.
+
+        Raises:
+            UnknownVersion: no such version.
+            VersionRejected: it failed the retrain gate.
+            VersionClassesDiffer: it detects other classes than the registry's (they changed).
+        """
+        record = self.get(version)
+        if record.status == "rejected":
+            raise VersionRejected(f"version {version} was rejected and cannot be the default")
+        if record.classes and self.classes and record.classes != self.classes:
+            raise VersionClassesDiffer(f"version {version} detects {record.classes}, the "
+                                       f"platform {self.classes}: it cannot serve again")
         return record
 
     def set_default(self, version: str) -> ModelVersion:

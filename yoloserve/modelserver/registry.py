@@ -34,14 +34,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from yoloserve.errors import (
-    RegistryError,
-    RetrainAlreadyRunning,
-    UnknownJob,
-    UnknownVersion,
-    VersionClassesDiffer,
-    VersionRejected,
-)
+from yoloserve.errors import RegistryError, RetrainAlreadyRunning, UnknownJob, UnknownVersion
 from yoloserve.modelserver import MODEL_NAME
 from yoloserve.modelserver.records import (
     ACTIVE_STATES,
@@ -319,13 +312,7 @@ class Registry:
             VersionRejected: it failed the retrain gate.
             VersionClassesDiffer: it detects other classes than the registry's (they changed).
         """
-        data = self.load(jobs=False)
-        record = data.get(version)
-        if record.status == "rejected":
-            raise VersionRejected(f"version {version} was rejected and cannot be the default")
-        if record.classes and record.classes != data.classes:
-            raise VersionClassesDiffer(f"version {version} detects {record.classes}, the "
-                                       f"platform {data.classes}: it cannot serve again")
+        self.load(jobs=False).check_activatable(version)
         return self.record_job(kind="activate", version=version, state="queued",
                                created_at=utcnow())
 

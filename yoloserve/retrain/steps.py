@@ -135,7 +135,7 @@ def build_dataset(
     stale: set[str] = set()
     if registry is not None:
         # Feedback from before a class change indexes the old names: it would teach wrong ones.
-        versions = {v.version: v.classes for v in registry.load(jobs=False).versions}
+        versions = registry.load(jobs=False).version_classes
         stale = other_class_feedback(registry.store, versions, classes)
     try:
         dataset: RetrainData = build_retrain_dataset(
